@@ -1,0 +1,39 @@
+//! jielong-core knows tokens, not tensors.
+//!
+//! A [`Codec`] turns content into token ids, a [`Decoder`] gives the distribution of the next
+//! token, a [`Sampler`] rolls the dice, and [`generate`] is the one loop that repeats it for
+//! every modality. [`score`] measures held-out nats per token with any decoder.
+
+pub mod codec;
+pub mod data;
+pub mod decoder;
+pub mod generate;
+pub mod sampler;
+pub mod score;
+
+pub use codec::{Codec, Specials, Vocab};
+pub use data::{Batch, Sequences};
+pub use decoder::{Decoder, Logits, Positions, check_feed};
+pub use generate::{Event, Finish, GenerateConfig, Generation, Overflow, generate};
+pub use sampler::{Distribution, Sampler, SamplerConfig};
+pub use score::{Score, Window, score, windows};
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename, so a reader
+/// (or a crash) never sees half a file.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().with_context(|| format!("{} is not a file path", path.display()))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,144 @@
+//! Held-out scoring: how many nats the model pays for each token it predicts.
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use crate::decoder::{Decoder, Positions};
+
+/// One forward pass of an evaluation: the logits after `inputs[i]` predict `targets[i]`, and
+/// only positions `i >= scored_from` whose target `counts` are scored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    pub inputs: Vec<u32>,
+    pub targets: Vec<u32>,
+    pub scored_from: usize,
+}
+
+/// Cuts `sequence` (a conditioning prefix of `prefix` tokens, then content) into windows of at
+/// most `context` inputs so that every content token is predicted exactly once. Each window
+/// after the first starts again with the prefix and the one token before its first target.
+/// Without a prefix the very first token has nothing to be predicted from and is skipped.
+pub fn windows(sequence: &[u32], prefix: usize, context: usize) -> Result<Vec<Window>> {
+    if prefix + 2 > context {
+        bail!("a context of {context} tokens cannot hold a prefix of {prefix} and a token to predict");
+    }
+    let first_target = prefix.max(1);
+    let per_window = context - prefix.max(1) + if prefix == 0 { 1 } else { 0 };
+    let mut out = Vec::new();
+    let mut a = first_target;
+    while a < sequence.len() {
+        let b = (a + per_window.max(1)).min(sequence.len());
+        // Inputs: the prefix, then everything from the token before `a` up to `b - 1`.
+        let mut inputs: Vec<u32> = sequence[..prefix].to_vec();
+        let start = (a - 1).max(prefix);
+        inputs.extend_from_slice(&sequence[start..b - 1]);
+        let mut targets: Vec<u32> = vec![0; inputs.len() - (b - a)];
+        targets.extend_from_slice(&sequence[a..b]);
+        let scored_from = inputs.len() - (b - a);
+        debug_assert!(inputs.len() <= context);
+        out.push(Window { inputs, targets, scored_from });
+        a = b;
+    }
+    Ok(out)
+}
+
+/// Total negative log-likelihood of a set of windows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Score {
+    pub tokens: usize,
+    pub nats: f64,
+}
+
+impl Score {
+    pub fn nats_per_token(&self) -> f64 {
+        self.nats / self.tokens.max(1) as f64
+    }
+    pub fn bits_per_token(&self) -> f64 {
+        self.nats_per_token() / std::f64::consts::LN_2
+    }
+}
+
+/// Scores windows with a decoder, batching windows of equal length. `counts(target)` says
+/// whether a target is a content token that counts (END or label tokens may not).
+pub fn score<D: Decoder>(decoder: &D, windows: &[Window], counts: &dyn Fn(u32) -> bool) -> Result<Score> {
+    let mut order: Vec<usize> = (0..windows.len()).collect();
+    order.sort_by_key(|&i| windows[i].inputs.len());
+    // Keep each batch's logits under ~64 MB.
+    let budget = 16_000_000 / decoder.vocab_size().max(1);
+    let mut total = Score::default();
+    let mut i = 0;
+    while i < order.len() {
+        let len = windows[order[i]].inputs.len();
+        let mut j = i;
+        while j < order.len() && windows[order[j]].inputs.len() == len && (j - i + 1) * len <= budget.max(len) {
+            j += 1;
+        }
+        let batch: Vec<&Window> = order[i..j].iter().map(|&k| &windows[k]).collect();
+        let ids: Vec<Vec<u32>> = batch.iter().map(|w| w.inputs.clone()).collect();
+        let mut cache = decoder.new_cache(ids.len());
+        let logits = decoder.forward(&ids, &mut cache, Positions::All)?;
+        for (b, w) in batch.iter().enumerate() {
+            for pos in w.scored_from..len {
+                let target = w.targets[pos];
+                if counts(target) {
+                    total.nats += nll(logits.row(b, pos), target);
+                    total.tokens += 1;
+                }
+            }
+        }
+        i = j;
+    }
+    Ok(total)
+}
+
+/// -log softmax(logits)[target], computed stably in f64.
+pub fn nll(logits: &[f32], target: u32) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let log_sum = logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln() + max;
+    log_sum - logits[target as usize] as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn predicted(ws: &[Window]) -> Vec<u32> {
+        ws.iter().flat_map(|w| w.targets[w.scored_from..].to_vec()).collect()
+    }
+
+    #[test]
+    fn every_token_is_predicted_once_without_prefix() {
+        let seq: Vec<u32> = (0..23).collect();
+        let ws = windows(&seq, 0, 8).unwrap();
+        assert_eq!(predicted(&ws), (1..23).collect::<Vec<_>>());
+        for w in &ws {
+            assert!(w.inputs.len() <= 8);
+            // Input i predicts the token right after it.
+            for i in w.scored_from..w.inputs.len() {
+                assert_eq!(w.targets[i], w.inputs[i] + 1);
+            }
+        }
+        assert_eq!(ws[0].inputs.len(), 8);
+    }
+
+    #[test]
+    fn a_prefix_is_repeated_and_never_predicted() {
+        // Prefix [100], content 0..19.
+        let mut seq = vec![100];
+        seq.extend(0..20);
+        let ws = windows(&seq, 1, 8).unwrap();
+        assert_eq!(predicted(&ws), (0..20).collect::<Vec<_>>());
+        for w in &ws {
+            assert_eq!(w.inputs[0], 100);
+            assert!(w.inputs.len() <= 8);
+        }
+        // The second window carries the token before its first target as context.
+        assert_eq!(ws[1].inputs[1] + 1, ws[1].targets[ws[1].scored_from]);
+    }
+
+    #[test]
+    fn nll_matches_a_hand_computation() {
+        let l = [0.0f32, (2.0f32).ln()];
+        assert!((nll(&l, 1) - (3.0f64 / 2.0).ln()).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,1 @@
+//! jielong-image

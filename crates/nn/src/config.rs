@@ -1,0 +1,92 @@
+//! The architecture section of a model folder: everything needed to build the transformer.
+
+use anyhow::{Result, bail};
+use burn::config::Config;
+
+/// Llama 3's rotary frequency rescaling for long contexts (`rope_scaling` with
+/// `rope_type: "llama3"` in a Hugging Face config).
+#[derive(Config, Debug, PartialEq)]
+pub struct Llama3RopeScaling {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: usize,
+}
+
+/// A decoder-only, pre-norm transformer of the Llama shape: RMSNorm, rotary positions, SwiGLU
+/// MLP, grouped-query attention, optionally tied embeddings and attention biases.
+#[derive(Config, Debug, PartialEq)]
+pub struct TransformerConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    /// The longest sequence the model attends over.
+    pub context_len: usize,
+    #[config(default = 10000.0)]
+    pub rope_theta: f64,
+    pub rope_scaling: Option<Llama3RopeScaling>,
+    #[config(default = 1e-5)]
+    pub rms_norm_eps: f64,
+    /// The output layer reuses the token embedding matrix.
+    #[config(default = false)]
+    pub tie_embeddings: bool,
+    /// The q, k and v projections have biases (Qwen2).
+    #[config(default = false)]
+    pub attention_bias: bool,
+}
+
+impl TransformerConfig {
+    /// A small model: `hidden` wide, `layers` deep, `heads` heads of `hidden / heads`, MLP about
+    /// 8/3 as wide (rounded to a multiple of 8), no grouping of key-value heads.
+    pub fn small(vocab_size: usize, hidden: usize, layers: usize, heads: usize, context_len: usize) -> Self {
+        let intermediate = (hidden * 8 / 3).div_ceil(8) * 8;
+        Self::new(vocab_size, hidden, intermediate, layers, heads, heads, hidden / heads, context_len)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_layers", self.num_layers),
+            ("num_heads", self.num_heads),
+            ("num_kv_heads", self.num_kv_heads),
+            ("head_dim", self.head_dim),
+            ("context_len", self.context_len),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                bail!("architecture: {name} must be positive");
+            }
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            bail!(
+                "architecture: num_heads ({}) must be a multiple of num_kv_heads ({})",
+                self.num_heads,
+                self.num_kv_heads
+            );
+        }
+        if self.head_dim % 2 != 0 {
+            bail!("architecture: head_dim ({}) must be even for rotary positions", self.head_dim);
+        }
+        if !(self.rope_theta > 0.0 && self.rms_norm_eps > 0.0) {
+            bail!("architecture: rope_theta and rms_norm_eps must be positive");
+        }
+        Ok(())
+    }
+
+    /// Number of parameters, counted from the shapes.
+    pub fn num_params(&self) -> usize {
+        let (h, i, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
+        let q = self.num_heads * self.head_dim;
+        let kv = self.num_kv_heads * self.head_dim;
+        let bias = if self.attention_bias { q + 2 * kv } else { 0 };
+        let layer = h * q + 2 * h * kv + q * h + bias + 3 * h * i + 2 * h;
+        let head = if self.tie_embeddings { 0 } else { v * h };
+        v * h + self.num_layers * layer + h + head
+    }
+}

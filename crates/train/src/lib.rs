@@ -1,0 +1,275 @@
+//! jielong-train: the one trainer. It takes token sequences from any dataset and the nn
+//! transformer; it knows no modality.
+//!
+//! AdamW with warm-up and cosine decay, global gradient-norm clipping, held-out evaluation,
+//! atomic checkpoints every N steps and on request (Ctrl-C), and an exact resume: the batch of
+//! step `s` is a pure function of `(seed, s)`, and the model and optimiser state are restored
+//! bit for bit, so a resumed run ends with the same weights as an uninterrupted one.
+
+mod checkpoint;
+mod clip;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use burn::module::{Module, ParamGroup};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use jielong_core::{Sequences, Window, score};
+use jielong_nn::{Transformer, TransformerConfig, burn, save_native};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use checkpoint::Checkpoint;
+
+/// Training hyper-parameters (the `train` section of a `--config` file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    /// Tokens per training window (at most the model's context).
+    pub seq_len: usize,
+    pub learning_rate: f64,
+    /// The cosine schedule decays to this.
+    pub min_learning_rate: f64,
+    pub warmup_steps: usize,
+    pub weight_decay: f32,
+    pub beta2: f32,
+    /// Clip the global gradient norm to this (0: no clipping).
+    pub grad_clip: f32,
+    pub eval_every: usize,
+    /// Held-out tokens scored at each periodic evaluation (the final one scores all).
+    pub eval_tokens: usize,
+    pub checkpoint_every: usize,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 32,
+            seq_len: 256,
+            learning_rate: 1e-3,
+            min_learning_rate: 1e-4,
+            warmup_steps: 100,
+            weight_decay: 0.1,
+            beta2: 0.99,
+            grad_clip: 1.0,
+            eval_every: 250,
+            eval_tokens: 32_768,
+            checkpoint_every: 250,
+            seed: 1337,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self, context_len: usize) -> Result<()> {
+        if self.steps == 0 || self.batch_size == 0 || self.seq_len < 2 {
+            bail!("train: steps and batch_size must be positive and seq_len at least 2");
+        }
+        if self.seq_len > context_len {
+            bail!("train: seq_len ({}) is longer than the model's context ({context_len})", self.seq_len);
+        }
+        if !(self.learning_rate > 0.0 && self.min_learning_rate >= 0.0 && self.min_learning_rate <= self.learning_rate) {
+            bail!("train: need 0 <= min_learning_rate <= learning_rate and learning_rate > 0");
+        }
+        if self.eval_every == 0 || self.checkpoint_every == 0 {
+            bail!("train: eval_every and checkpoint_every must be positive");
+        }
+        Ok(())
+    }
+
+    /// Linear warm-up, then cosine decay to `min_learning_rate` at the last step.
+    pub fn learning_rate_at(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            return self.learning_rate * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = (self.steps - self.warmup_steps).max(1) as f64;
+        let progress = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+        self.min_learning_rate + (self.learning_rate - self.min_learning_rate) * cosine
+    }
+}
+
+/// One row of `metrics.csv`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub step: usize,
+    pub train_loss: f64,
+    /// Held-out nats per token, on evaluation steps.
+    pub eval_loss: Option<f64>,
+    pub learning_rate: f64,
+    pub grad_norm: f64,
+    pub tokens_per_second: f64,
+    /// Wall-clock seconds of training so far (across resumes).
+    pub elapsed: f64,
+}
+
+/// What the trainer reports as it goes.
+pub enum Event<'a> {
+    Start { step: usize, params: usize },
+    Step(&'a Metrics),
+    Checkpoint { step: usize, metrics: &'a [Metrics] },
+    Interrupted { step: usize },
+}
+
+/// Where a run writes: the model folder itself (`config.json`, `model.safetensors`, kept
+/// loadable at every checkpoint), `metrics.csv`, and `checkpoint/` for `--resume`.
+pub struct Run<'a> {
+    pub out: &'a Path,
+    pub modality: &'a str,
+    /// The codec section of the folder's `config.json` (opaque here).
+    pub codec: &'a Value,
+    /// Other `config.json` sections to write (the command, the data).
+    pub extra: &'a Value,
+}
+
+pub struct Outcome {
+    pub model: Transformer,
+    pub metrics: Vec<Metrics>,
+    pub interrupted: bool,
+}
+
+/// Trains (or resumes) a model. `stop` is checked after every step: when set, a checkpoint is
+/// written and the run ends early.
+pub fn train(
+    arch: &TransformerConfig,
+    config: &TrainConfig,
+    train_data: &Sequences,
+    heldout: &[Window],
+    device: &Device,
+    run: &Run,
+    resume: bool,
+    stop: &AtomicBool,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Outcome> {
+    config.validate(arch.context_len)?;
+    train_data.check(arch.vocab_size)?;
+    let device = device.clone().autodiff();
+    let ckpt_dir = run.out.join("checkpoint");
+
+    device.seed(config.seed);
+    let mut model = Transformer::init(arch, &device)?;
+    let mut optim = optimizer(config)?;
+    let (mut step, mut metrics) = (0, Vec::new());
+    if resume {
+        let ck = Checkpoint::read(&ckpt_dir)?;
+        if &ck.architecture != arch || &ck.train != config {
+            bail!(
+                "cannot resume: {} was written with different settings; pass the same --config and --steps",
+                ckpt_dir.display()
+            );
+        }
+        (model, optim) = ck.restore(&ckpt_dir, model, optim)?;
+        step = ck.step;
+        metrics = ck.metrics;
+    } else if ckpt_dir.join("state.json").exists() {
+        bail!("{} holds a checkpoint: pass --resume to continue it, or choose another --out", run.out.display());
+    }
+    on_event(Event::Start { step, params: arch.num_params() });
+
+    let elapsed_before = metrics.last().map_or(0.0, |m: &Metrics| m.elapsed);
+    let started = Instant::now();
+    let mut interrupted = false;
+    while step < config.steps {
+        let tick = Instant::now();
+        let lr = config.learning_rate_at(step);
+        let batch = train_data.batch(config.seed, step as u64, config.batch_size, config.seq_len);
+        let shape = [batch.batch, batch.len];
+        let ids = |v: &[u32]| Tensor::<2, Int>::from_data(TensorData::new(v.iter().map(|&x| x as i64).collect::<Vec<_>>(), shape), &device);
+        let loss = model.loss(ids(&batch.inputs), ids(&batch.targets), Tensor::from_data(TensorData::new(batch.mask.clone(), shape), &device));
+        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        if !loss_value.is_finite() {
+            bail!("the training loss became {loss_value} at step {step}: lower the learning rate");
+        }
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grad_norm = clip::clip_global_norm(&model, &mut grads, config.grad_clip);
+        model = optim.step(lr, model, grads);
+        step += 1;
+
+        let tokens = batch.mask.iter().filter(|&&m| m > 0.0).count();
+        let mut row = Metrics {
+            step,
+            train_loss: loss_value,
+            eval_loss: None,
+            learning_rate: lr,
+            grad_norm,
+            tokens_per_second: tokens as f64 / tick.elapsed().as_secs_f64(),
+            elapsed: elapsed_before + started.elapsed().as_secs_f64(),
+        };
+        let last = step == config.steps;
+        if step % config.eval_every == 0 || last {
+            row.eval_loss = Some(evaluate(&model, heldout, if last { usize::MAX } else { config.eval_tokens })?.nats_per_token());
+        }
+        metrics.push(row);
+        on_event(Event::Step(metrics.last().expect("just pushed")));
+
+        interrupted = stop.load(Ordering::SeqCst) && !last;
+        if step % config.checkpoint_every == 0 || last || interrupted {
+            save_native(run.out, run.modality, &model.valid(), run.codec, run.extra)?;
+            write_metrics_csv(&run.out.join("metrics.csv"), &metrics)?;
+            Checkpoint { step, architecture: arch.clone(), train: config.clone(), metrics: metrics.clone() }
+                .write(&ckpt_dir, &model, &optim)?;
+            on_event(Event::Checkpoint { step, metrics: &metrics });
+        }
+        if interrupted {
+            on_event(Event::Interrupted { step });
+            break;
+        }
+    }
+    Ok(Outcome { model: model.valid(), metrics, interrupted })
+}
+
+fn optimizer(config: &TrainConfig) -> Result<ModuleOptimizer> {
+    let adamw = AdamWConfig::new().with_beta_2(config.beta2).with_epsilon(1e-8);
+    // Norm gains and biases are not decayed (as in GPT-2 / nanoGPT).
+    let no_decay = ParamGroup::from_regex(r"norm|bias").map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(ModuleOptimizer::from(adamw.clone().with_weight_decay(config.weight_decay).build()).with_group(
+        no_decay,
+        adamw.with_weight_decay(0.0).build(),
+        None,
+    ))
+}
+
+/// Held-out nats per token on at most `max_tokens` tokens (all windows when `usize::MAX`).
+pub fn evaluate(model: &Transformer, heldout: &[Window], max_tokens: usize) -> Result<jielong_core::Score> {
+    let model = model.valid();
+    let mut take = Vec::new();
+    let mut tokens = 0;
+    for w in heldout {
+        if tokens >= max_tokens {
+            break;
+        }
+        tokens += w.inputs.len() - w.scored_from;
+        take.push(w.clone());
+    }
+    score(&model, &take, &|_| true)
+}
+
+pub fn write_metrics_csv(path: &Path, metrics: &[Metrics]) -> Result<()> {
+    let mut csv = String::from("step,train_loss,eval_loss,learning_rate,grad_norm,tokens_per_second,elapsed_seconds\n");
+    for m in metrics {
+        csv += &format!(
+            "{},{:.6},{},{:.3e},{:.4},{:.1},{:.1}\n",
+            m.step,
+            m.train_loss,
+            m.eval_loss.map_or(String::new(), |e| format!("{e:.6}")),
+            m.learning_rate,
+            m.grad_norm,
+            m.tokens_per_second,
+            m.elapsed
+        );
+    }
+    jielong_core::write_atomic(path, csv.as_bytes())
+}
+
+/// The checkpoint folder of a run.
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+

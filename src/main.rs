@@ -1,0 +1,3 @@
+fn main() {
+    jielong_cli::main()
+}
