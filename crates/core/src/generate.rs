@@ -22,8 +22,8 @@ pub struct GenerateConfig {
     /// the size of the batch it was drawn in.
     pub seed: u64,
     pub max_new_tokens: usize,
-    /// Drawing this token ends a sequence (it is not part of the output).
-    pub end: Option<u32>,
+    /// Drawing one of these tokens ends a sequence (it is not part of the output).
+    pub ends: Vec<u32>,
     /// Tokens never drawn (BOS, PAD, class tokens; END too for fixed-length content).
     pub banned: Vec<u32>,
     pub overflow: Overflow,
@@ -41,7 +41,7 @@ impl GenerateConfig {
             sampler,
             seed,
             max_new_tokens,
-            end: None,
+            ends: Vec::new(),
             banned: Vec::new(),
             overflow: Overflow::Stop,
             keep_prefix: 0,
@@ -141,7 +141,7 @@ pub fn generate<D: Decoder>(
             let id = sampler.draw(&dist);
             let top = dist.top(config.show_top);
             on_event(Event::Token { seq, step, id, prob: dist.prob(id), top: &top });
-            if Some(id) == config.end {
+            if config.ends.contains(&id) {
                 active[seq] = false;
                 out[seq].finish = Finish::End;
             } else {
@@ -261,7 +261,7 @@ mod tests {
     fn end_stops_each_sequence_on_its_own() {
         let d = Counter { vocab: 10, context: 64 };
         let mut config = greedy(20);
-        config.end = Some(7);
+        config.ends = vec![7];
         let g = run(&d, &[vec![2], vec![5]], &config).unwrap();
         assert_eq!(g[0].ids, vec![3, 4, 5, 6]);
         assert_eq!(g[1].ids, vec![6]);

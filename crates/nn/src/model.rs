@@ -10,6 +10,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use jielong_core::{Decoder, Logits, Positions, check_feed};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::config::TransformerConfig;
 use crate::weights::Weights;
@@ -164,27 +166,35 @@ pub struct Transformer {
 
 impl Transformer {
     /// A freshly initialised model (GPT-2 style: normal weights of std 0.02, the residual
-    /// projections scaled down by the depth). Seed the device first for a reproducible draw.
-    pub fn init(config: &TransformerConfig, device: &Device) -> Result<Self> {
+    /// projections scaled down by the depth), drawn from its own seeded generator so that the
+    /// same seed gives the same weights whatever else the process does.
+    pub fn init(config: &TransformerConfig, device: &Device, seed: u64) -> Result<Self> {
         config.validate()?;
         let std = 0.02;
         let residual_std = std / (2.0 * config.num_layers as f64).sqrt();
-        let normal = |std: f64| Initializer::Normal { mean: 0.0, std };
-        let linear = |d_in: usize, d_out: usize, std: f64, bias: bool| Linear {
-            weight: normal(std).init([d_in, d_out], device),
-            bias: bias.then(|| Initializer::Zeros.init([d_out], device)),
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut normal = |shape: [usize; 2], std: f64| -> Param<Tensor<2>> {
+            let values: Vec<f32> = (0..shape[0] * shape[1]).map(|_| (gaussian(&mut rng) * std) as f32).collect();
+            Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
         };
+        let zeros = |n: usize| Initializer::Zeros.init([n], device);
         let norm = || RmsNorm { weight: Initializer::Ones.init([config.hidden_size], device), eps: config.rms_norm_eps };
-        let (h, q, kv, i) = (
+        let (h, q, kv, i, v) = (
             config.hidden_size,
             config.num_heads * config.head_dim,
             config.num_kv_heads * config.head_dim,
             config.intermediate_size,
+            config.vocab_size,
         );
         let bias = config.attention_bias;
-        let rope = rope_tables(config, device);
-        let layers = (0..config.num_layers)
-            .map(|_| Block {
+        let embed_tokens = Embedding { weight: normal([v, h], std) };
+        let mut layers = Vec::with_capacity(config.num_layers);
+        for _ in 0..config.num_layers {
+            let mut linear = |d_in: usize, d_out: usize, std: f64, with_bias: bool| Linear {
+                weight: normal([d_in, d_out], std),
+                bias: with_bias.then(|| zeros(d_out)),
+            };
+            layers.push(Block {
                 input_layernorm: norm(),
                 self_attn: Attention {
                     q_proj: linear(h, q, std, bias),
@@ -201,13 +211,15 @@ impl Transformer {
                     up_proj: linear(h, i, std, false),
                     down_proj: linear(i, h, residual_std, false),
                 },
-            })
-            .collect();
+            });
+        }
+        let lm_head = (!config.tie_embeddings).then(|| Linear { weight: normal([h, v], std), bias: None });
+        let rope = rope_tables(config, device);
         Ok(Self {
-            embed_tokens: Embedding { weight: normal(std).init([config.vocab_size, h], device) },
+            embed_tokens,
             layers,
             norm: norm(),
-            lm_head: (!config.tie_embeddings).then(|| linear(h, config.vocab_size, std, false)),
+            lm_head,
             config: config.clone(),
             rope_cos: rope.0,
             rope_sin: rope.1,
@@ -404,6 +416,13 @@ impl Decoder for Transformer {
         let data = logits.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("cannot read logits: {e:?}"))?;
         Logits::new(batch, n, self.config.vocab_size, data)
     }
+}
+
+/// A standard normal draw (Box-Muller).
+fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = 1.0 - rng.r#gen::<f64>(); // in (0, 1]
+    let u2: f64 = rng.r#gen();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 /// cos and sin of `position * inv_freq` for every position of the context, computed in f64.

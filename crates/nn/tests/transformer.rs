@@ -23,7 +23,7 @@ fn spread_model(config: &TransformerConfig, seed: u64) -> Transformer {
             Param::from_mapped_value(id, t, mapper)
         }
     }
-    Transformer::init(config, &device).unwrap().map(&mut Spread)
+    Transformer::init(config, &device, seed).unwrap().map(&mut Spread)
 }
 
 fn configs() -> Vec<TransformerConfig> {

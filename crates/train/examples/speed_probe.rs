@@ -4,6 +4,8 @@ use jielong_nn::{TransformerConfig, burn::tensor::Device};
 use jielong_train::{TrainConfig, Run, train, Event};
 
 fn main() {
+    let thr: i32 = std::env::var("THR").map(|v| v.parse().unwrap()).unwrap_or(0);
+    if thr > 0 { unsafe { println!("mallopt {}", libc::mallopt(libc::M_MMAP_THRESHOLD, thr)); libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX); libc::mallopt(libc::M_TOP_PAD, 256 << 20); } }
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().unwrap()).collect();
     let (hidden, layers, heads, batch, len, steps) = (args[0], args[1], args[2], args[3], args[4], args[5]);
     let text = std::fs::read("../shared/data/text/tinyshakespeare.txt").unwrap();

@@ -17,7 +17,7 @@ use anyhow::{Result, bail};
 use burn::module::{Module, ParamGroup};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use jielong_core::{Sequences, Window, score};
+use jielong_core::{Batch, Sequences, Window, score};
 use jielong_nn::{Transformer, TransformerConfig, burn, save_native};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -153,9 +153,7 @@ pub fn train(
     let device = device.clone().autodiff();
     let ckpt_dir = run.out.join("checkpoint");
 
-    device.seed(config.seed);
-    let mut model = Transformer::init(arch, &device)?;
-    let mut optim = optimizer(config)?;
+    let mut stepper = Stepper::new(arch, config, &device)?;
     let (mut step, mut metrics) = (0, Vec::new());
     if resume {
         let ck = Checkpoint::read(&ckpt_dir)?;
@@ -165,7 +163,7 @@ pub fn train(
                 ckpt_dir.display()
             );
         }
-        (model, optim) = ck.restore(&ckpt_dir, model, optim)?;
+        (stepper.model, stepper.optim) = ck.restore(&ckpt_dir, stepper.model, stepper.optim)?;
         step = ck.step;
         metrics = ck.metrics;
     } else if ckpt_dir.join("state.json").exists() {
@@ -180,16 +178,10 @@ pub fn train(
         let tick = Instant::now();
         let lr = config.learning_rate_at(step);
         let batch = train_data.batch(config.seed, step as u64, config.batch_size, config.seq_len);
-        let shape = [batch.batch, batch.len];
-        let ids = |v: &[u32]| Tensor::<2, Int>::from_data(TensorData::new(v.iter().map(|&x| x as i64).collect::<Vec<_>>(), shape), &device);
-        let loss = model.loss(ids(&batch.inputs), ids(&batch.targets), Tensor::from_data(TensorData::new(batch.mask.clone(), shape), &device));
-        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        let (loss_value, grad_norm) = stepper.step(&batch, lr)?;
         if !loss_value.is_finite() {
             bail!("the training loss became {loss_value} at step {step}: lower the learning rate");
         }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        let grad_norm = clip::clip_global_norm(&model, &mut grads, config.grad_clip);
-        model = optim.step(lr, model, grads);
         step += 1;
 
         let tokens = batch.mask.iter().filter(|&&m| m > 0.0).count();
@@ -204,17 +196,17 @@ pub fn train(
         };
         let last = step == config.steps;
         if step % config.eval_every == 0 || last {
-            row.eval_loss = Some(evaluate(&model, heldout, if last { usize::MAX } else { config.eval_tokens })?.nats_per_token());
+            row.eval_loss = Some(evaluate(&stepper.model, heldout, if last { usize::MAX } else { config.eval_tokens })?.nats_per_token());
         }
         metrics.push(row);
         on_event(Event::Step(metrics.last().expect("just pushed")));
 
         interrupted = stop.load(Ordering::SeqCst) && !last;
         if step % config.checkpoint_every == 0 || last || interrupted {
-            save_native(run.out, run.modality, &model.valid(), run.codec, run.extra)?;
+            save_native(run.out, run.modality, &stepper.model.valid(), run.codec, run.extra)?;
             write_metrics_csv(&run.out.join("metrics.csv"), &metrics)?;
             Checkpoint { step, architecture: arch.clone(), train: config.clone(), metrics: metrics.clone() }
-                .write(&ckpt_dir, &model, &optim)?;
+                .write(&ckpt_dir, &stepper.model, &stepper.optim)?;
             on_event(Event::Checkpoint { step, metrics: &metrics });
         }
         if interrupted {
@@ -222,7 +214,46 @@ pub fn train(
             break;
         }
     }
-    Ok(Outcome { model: model.valid(), metrics, interrupted })
+    Ok(Outcome { model: stepper.model.valid(), metrics, interrupted })
+}
+
+/// A model and its optimiser, taking one step at a time (used by [`train`] and by benchmarks).
+pub struct Stepper {
+    pub model: Transformer,
+    pub optim: ModuleOptimizer,
+    grad_clip: f32,
+    device: Device,
+}
+
+impl Stepper {
+    /// A fresh model (seeded by `config.seed`) on the autodiff version of `device`.
+    pub fn new(arch: &TransformerConfig, config: &TrainConfig, device: &Device) -> Result<Self> {
+        let device = device.clone().autodiff();
+        Ok(Self {
+            model: Transformer::init(arch, &device, config.seed)?,
+            optim: optimizer(config)?,
+            grad_clip: config.grad_clip,
+            device,
+        })
+    }
+
+    /// One optimisation step on `batch` at learning rate `lr`; returns the loss before the step
+    /// and the gradient norm before clipping.
+    pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<(f64, f64)> {
+        let shape = [batch.batch, batch.len];
+        let device = &self.device;
+        let ids = |v: &[u32]| {
+            Tensor::<2, Int>::from_data(TensorData::new(v.iter().map(|&x| x as i64).collect::<Vec<_>>(), shape), device)
+        };
+        let mask = Tensor::from_data(TensorData::new(batch.mask.clone(), shape), device);
+        let loss = self.model.loss(ids(&batch.inputs), ids(&batch.targets), mask);
+        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let grad_norm = clip::clip_global_norm(&self.model, &mut grads, self.grad_clip);
+        // Parameters are shared handles: the clone costs nothing and the old ones go at once.
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        Ok((loss_value, grad_norm))
+    }
 }
 
 fn optimizer(config: &TrainConfig) -> Result<ModuleOptimizer> {

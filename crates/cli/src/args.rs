@@ -1,0 +1,257 @@
+//! Every flag of every subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "jielong", version, about = "接龍: generate text, images and audio one token at a time")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a model on a dataset (or resume an interrupted run).
+    Train(TrainArgs),
+    /// Generate text, images or audio from a model folder.
+    Generate(GenerateArgs),
+    /// Score a model on held-out data (nats and bits per token).
+    Eval(EvalArgs),
+    /// Measure generation and training speed and peak memory.
+    Bench(BenchArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Modality {
+    Text,
+    Image,
+    Audio,
+}
+
+impl Modality {
+    pub fn name(self) -> &'static str {
+        match self {
+            Modality::Text => "text",
+            Modality::Image => "image",
+            Modality::Audio => "audio",
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Where the model runs: flex (CPU) or wgpu (GPU; builds with --features wgpu).
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    pub modality: Modality,
+    /// Training data: a text file; an MNIST folder, digits CSV, PNG folder or sprite sheet; a
+    /// folder of WAVs.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The model folder to write (config.json, model.safetensors, MODEL.md, metrics, loss curve).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A JSON file with "model", "train", "codec" and "data" sections (see README).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Number of optimisation steps (overrides the config).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: GenerateWhat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GenerateWhat {
+    /// Continue a text prompt, streaming tokens as they are drawn.
+    Text(GenerateText),
+    /// Draw images pixel by pixel (a grid PNG).
+    Image(GenerateImage),
+    /// Draw audio sample by sample (a WAV).
+    Audio(GenerateAudio),
+}
+
+/// The dice: how each next token is drawn.
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Divides the logits: < 1 sharper, > 1 flatter.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub temperature: f32,
+    /// Draw only among the K most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Draw only among the most likely tokens whose probabilities sum to P.
+    #[arg(long, allow_negative_numbers = true)]
+    pub top_p: Option<f32>,
+    /// Drop tokens less likely than P times the most likely one.
+    #[arg(long, allow_negative_numbers = true)]
+    pub min_p: Option<f32>,
+    /// Above 1 makes tokens already in the sequence less likely.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub repetition_penalty: f32,
+    /// Always take the most likely token.
+    #[arg(long)]
+    pub greedy: bool,
+    /// Seed of the dice: the same seed gives the same output.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print, for each step, the K most likely tokens and their probabilities (* = drawn).
+    #[arg(long, value_name = "K")]
+    pub show_probs: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateText {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The text to continue.
+    #[arg(long, conflicts_with = "prompt_ids")]
+    pub prompt: Option<String>,
+    /// The prompt as token ids, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub prompt_ids: Option<Vec<u32>>,
+    #[arg(long, default_value_t = 200)]
+    pub max_new_tokens: usize,
+    /// Stop when the generated text contains this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// When the context is full, slide the window instead of stopping.
+    #[arg(long)]
+    pub slide: bool,
+    /// Number of continuations drawn together as one batch.
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateImage {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The class to draw (a label name or its index); unconditional when absent.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Number of images, drawn as one batch.
+    #[arg(long, default_value_t = 16)]
+    pub count: usize,
+    /// The grid PNG to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write each image as its own PNG at native size.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// Complete this image from its first --keep-rows rows (Image GPT's demo).
+    #[arg(long, requires = "keep_rows")]
+    pub prompt_image: Option<PathBuf>,
+    #[arg(long, requires = "prompt_image")]
+    pub keep_rows: Option<u32>,
+    /// Write an animated GIF of the first image filling in.
+    #[arg(long)]
+    pub animate: Option<PathBuf>,
+    /// Grid cell scale (nearest neighbour).
+    #[arg(long, default_value_t = 4)]
+    pub scale: u32,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateAudio {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The class to say (e.g. 7); unconditional when absent.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Length of the clip; longer than the context slides the window.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub seconds: f64,
+    /// Continue this clip from its first --keep-seconds.
+    #[arg(long, requires = "keep_seconds")]
+    pub prompt_audio: Option<PathBuf>,
+    #[arg(long, requires = "prompt_audio", allow_negative_numbers = true)]
+    pub keep_seconds: Option<f64>,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Draw the waveform and spectrogram (and the prompt's) to this PNG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Number of clips drawn as one batch (written as OUT, OUT-1, ...).
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    pub modality: Modality,
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Held-out data: a text file, an MNIST folder (its t10k files), a folder of WAVs...
+    #[arg(long)]
+    pub data: PathBuf,
+    /// For a text file: score all of it, or only the held-out tail the model was trained
+    /// without.
+    #[arg(long, value_enum, default_value = "all")]
+    pub part: Part,
+    /// Images: also draw N images of every class and report how many a 5-nearest-neighbour
+    /// classifier (trained on the dataset's training images) recognises as the class asked for.
+    #[arg(long, value_name = "N")]
+    pub check_classes: Option<usize>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    All,
+    Heldout,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Tokens generated per measurement.
+    #[arg(long, default_value_t = 128)]
+    pub tokens: usize,
+    /// Training steps measured.
+    #[arg(long, default_value_t = 3)]
+    pub train_steps: usize,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}

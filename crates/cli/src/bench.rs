@@ -1,0 +1,88 @@
+//! `jielong bench`: generation tokens/s at batch 1 and 16, training tokens/s, load time and
+//! peak memory, for any model folder.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use jielong_core::{GenerateConfig, Overflow, SamplerConfig, Sequences, generate};
+use jielong_nn::{ModelFolder, Transformer};
+use jielong_train::{Stepper, TrainConfig};
+use serde_json::json;
+
+use crate::args::{BenchArgs, Format};
+use crate::loaded;
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    if a.tokens == 0 || a.train_steps == 0 {
+        bail!("--tokens and --train-steps must be at least 1");
+    }
+    let device = loaded::device(&a.device)?;
+    let started = Instant::now();
+    let folder = ModelFolder::open(&a.model)?;
+    let model = folder.load(&device)?;
+    let load_seconds = started.elapsed().as_secs_f64();
+
+    let batch1 = generation_speed(&model, 1, a.tokens)?;
+    let batch16 = generation_speed(&model, 16, a.tokens)?;
+    let (train_batch, train_len) = (16, model.config.context_len.min(256));
+    let train = training_speed(&model, &device, train_batch, train_len, a.train_steps)?;
+    let report = json!({
+        "model": a.model.display().to_string(),
+        "modality": folder.modality,
+        "parameters": model.config.num_params(),
+        "device": a.device.device,
+        "load_seconds": load_seconds,
+        "generate_tokens_per_second_batch1": batch1,
+        "generate_tokens_per_second_batch16": batch16,
+        "train_tokens_per_second": train,
+        "train_batch": format!("{train_batch} x {train_len}"),
+        "peak_memory_mib": peak_memory_mib(),
+    });
+    match a.format {
+        Format::Json => println!("{report}"),
+        Format::Text => {
+            for (k, v) in report.as_object().expect("an object") {
+                println!("{k:>36}: {v}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Tokens per second drawing `tokens` new tokens for each of `batch` sequences (the time to
+/// feed the one-token prompt included, as a user would see it).
+fn generation_speed(model: &Transformer, batch: usize, tokens: usize) -> Result<f64> {
+    let mut config = GenerateConfig::new(SamplerConfig::default(), 0, tokens);
+    config.overflow = Overflow::Slide;
+    let prompts = vec![vec![0u32]; batch];
+    // One short warm-up run so that first-call allocations are not measured.
+    let warm = GenerateConfig { max_new_tokens: 4, ..config.clone() };
+    generate(model, &mut model.new_cache(), &prompts, &warm, &mut |_| {}, &mut |_, _| false)?;
+    let t = Instant::now();
+    let out = generate(model, &mut model.new_cache(), &prompts, &config, &mut |_| {}, &mut |_, _| false)?;
+    let drawn: usize = out.iter().map(|g| g.ids.len()).sum();
+    Ok(drawn as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Training tokens per second on random tokens (forward, backward and AdamW), the first step
+/// not counted.
+fn training_speed(model: &Transformer, device: &jielong_nn::burn::tensor::Device, batch: usize, len: usize, steps: usize) -> Result<f64> {
+    let vocab = model.config.vocab_size as u32;
+    let data = Sequences { seqs: vec![(0..200_000u32).map(|i| i.wrapping_mul(2_654_435_761) % vocab).collect()], ..Default::default() };
+    let config = TrainConfig { batch_size: batch, seq_len: len, ..Default::default() };
+    let mut stepper = Stepper::new(&model.config, &config, device)?;
+    stepper.step(&data.batch(0, 0, batch, len), 1e-4)?;
+    let t = Instant::now();
+    for step in 1..=steps {
+        stepper.step(&data.batch(0, step as u64, batch, len), 1e-4)?;
+    }
+    Ok((steps * batch * len) as f64 / t.elapsed().as_secs_f64())
+}
+
+/// The process's peak resident memory (VmHWM), in MiB.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

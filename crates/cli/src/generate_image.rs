@@ -1,0 +1,153 @@
+//! `jielong generate image`: images drawn token by token through the shared loop — a batch of
+//! samples, or Image GPT-style completions of the top rows of a given image.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use image::RgbImage;
+use jielong_core::{Codec, Event, GenerateConfig, SamplerConfig, generate};
+use jielong_image::{CompletionRow, ImageCodec, animate, completion_grid, grid, save_png};
+use jielong_nn::Transformer;
+
+use crate::args::{GenerateImage, Modality};
+use crate::generate::record_steps;
+use crate::loaded;
+use crate::probs::{self, Step};
+
+/// Draws `count` images of `class` (unconditional when `None`) as one batch. Each image
+/// starts from the start token and the `kept` tokens (a completion prompt); the rest is drawn.
+/// Returns every image's full token list.
+pub fn draw_tokens(
+    model: &Transformer,
+    codec: &ImageCodec,
+    class: Option<&str>,
+    count: usize,
+    sampler: SamplerConfig,
+    seed: u64,
+    kept: &[u32],
+    show_top: usize,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Vec<Vec<u32>>> {
+    let vocab = codec.vocab();
+    let start = vocab.start_token(class)?.context("this model has no start token")?;
+    let per_image = codec.tokens_per_image();
+    if per_image + 1 > model.config.context_len {
+        bail!("an image needs {} tokens but the model's context holds {}", per_image + 1, model.config.context_len);
+    }
+    let mut prompt = vec![start];
+    prompt.extend_from_slice(kept);
+    let mut config = GenerateConfig::new(sampler, seed, per_image - kept.len());
+    // Only pixel tokens may be drawn: never a class, start or END token.
+    config.banned = (vocab.content_size as u32..vocab.size() as u32).collect();
+    config.show_top = show_top;
+    config.pad = start;
+    let mut cache = model.new_cache();
+    let out = generate(model, &mut cache, &vec![prompt; count], &config, on_event, &mut |_, _| false)?;
+    Ok(out
+        .into_iter()
+        .map(|g| {
+            let mut ids = kept.to_vec();
+            ids.extend(g.ids);
+            ids
+        })
+        .collect())
+}
+
+/// [`draw_tokens`] at temperature 1, decoded.
+pub fn draw(
+    model: &Transformer,
+    codec: &ImageCodec,
+    class: Option<&str>,
+    count: usize,
+    seed: u64,
+    kept: &[u32],
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Vec<RgbImage>> {
+    draw_tokens(model, codec, class, count, SamplerConfig::default(), seed, kept, 0, on_event)?
+        .iter()
+        .map(|ids| codec.decode(ids))
+        .collect()
+}
+
+pub fn run(a: GenerateImage) -> Result<()> {
+    let sampler = loaded::sampler_config(&a.sampling)?;
+    if a.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    if a.scale == 0 || a.scale > 64 {
+        bail!("--scale must be between 1 and 64");
+    }
+    let (folder, model) = loaded::open_model(&a.model, Modality::Image, &a.device)?;
+    let codec = ImageCodec::from_json(&folder.codec, &folder.dir)?;
+
+    // A completion keeps the top rows of a given image.
+    let (original, kept) = match (&a.prompt_image, a.keep_rows) {
+        (Some(path), Some(rows)) => {
+            if rows == 0 || rows >= codec.height() {
+                bail!("--keep-rows must be between 1 and {} (the image is {} rows high)", codec.height() - 1, codec.height());
+            }
+            let img = codec.open_image(path)?;
+            let tokens = codec.encode(&img)?;
+            let keep = codec.tokens_for_rows(rows);
+            if keep == 0 {
+                bail!("--keep-rows {rows} is less than one row of tokens ({} pixel rows)", codec.rows_per_token_row());
+            }
+            (Some(img), tokens[..keep].to_vec())
+        }
+        _ => (None, Vec::new()),
+    };
+
+    let show = a.sampling.show_probs.unwrap_or(0);
+    let mut steps: Vec<Vec<Step>> = vec![Vec::new(); a.count];
+    let label = |id: u32| codec.token_label(id);
+    let started = Instant::now();
+    let tokens = draw_tokens(&model, &codec, a.class.as_deref(), a.count, sampler, a.sampling.seed, &kept, show, &mut |e| {
+        record_steps(&mut steps, &e);
+        if let (Event::Token { seq: 0, step, .. }, true) = (&e, show > 0) {
+            println!("{}", probs::render(*step, steps[0].last().expect("just recorded"), &label));
+        }
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let images: Vec<RgbImage> = tokens.iter().map(|ids| codec.decode(ids)).collect::<Result<_>>()?;
+
+    let picture = match &original {
+        Some(orig) => {
+            let kept_rows = codec.rows_for_tokens(kept.len());
+            completion_grid(&[CompletionRow { original: orig.clone(), kept_rows, completions: images.clone() }], a.scale, true)?
+        }
+        None => grid(&images, (a.count as f64).sqrt().ceil() as usize, a.scale)?,
+    };
+    save_png(&picture, &a.out)?;
+    if let Some(dir) = &a.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (i, img) in images.iter().enumerate() {
+            save_png(img, &dir.join(format!("{i:03}.png")))?;
+        }
+    }
+    if let Some(path) = &a.animate {
+        animate(&fill_in_frames(&codec, &tokens[0])?, path, 40)?;
+    }
+    let drawn = (codec.tokens_per_image() - kept.len()) * a.count;
+    eprintln!(
+        "wrote {} ({} image{}{}, {} tokens each, {:.0} tokens/s)",
+        a.out.display(),
+        a.count,
+        if a.count == 1 { "" } else { "s" },
+        a.class.as_ref().map_or(String::new(), |c| format!(" of class {c}")),
+        codec.tokens_per_image(),
+        drawn as f64 / seconds
+    );
+    Ok(())
+}
+
+/// About 60 frames of one image filling in, token by token, then the finished image held.
+fn fill_in_frames(codec: &ImageCodec, ids: &[u32]) -> Result<Vec<RgbImage>> {
+    let n = ids.len();
+    let every = n.div_ceil(60).max(1);
+    let mut frames: Vec<RgbImage> = (0..n).step_by(every).map(|k| codec.decode_partial(&ids[..k])).collect::<Result<_>>()?;
+    let done = codec.decode_partial(ids)?;
+    frames.extend(std::iter::repeat_n(done, 15));
+    // Upscale so the animation is visible.
+    let scale = (128 / codec.width().max(codec.height())).max(1);
+    Ok(frames.into_iter().map(|f| image::imageops::resize(&f, f.width() * scale, f.height() * scale, image::imageops::FilterType::Nearest)).collect())
+}

@@ -1,0 +1,86 @@
+//! Text for the trainer: a corpus file, split, tokenised by bytes, characters or BPE.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use jielong_core::{Codec, GenerateConfig, Overflow, SamplerConfig, generate, windows};
+use jielong_nn::{ModelFolder, Transformer};
+use jielong_text::{TextCodec, TextCorpus, read_text, to_sequences, train_bpe};
+use serde_json::json;
+
+use crate::loaded;
+use crate::train::{Prepared, RunFile};
+
+pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<Prepared> {
+    let heldout_fraction = file.data.get("heldout").and_then(|v| v.as_f64()).unwrap_or(0.1);
+    let text = read_text(data)?;
+    let corpus = TextCorpus::split(text.clone(), heldout_fraction)?;
+    let codec = if resume {
+        // The codec the run started with, not a re-derived one.
+        loaded::text_codec(&ModelFolder::open(out)?)?
+    } else {
+        match file.codec.get("kind").and_then(|k| k.as_str()).unwrap_or("chars") {
+            "chars" => TextCodec::chars_of(&text)?,
+            "bytes" => TextCodec::bytes(),
+            "bpe" => {
+                let size = file.codec.get("vocab_size").and_then(|v| v.as_u64()).unwrap_or(1024) as usize;
+                eprintln!("training a byte-level BPE of {size} tokens on the training text ...");
+                TextCodec::tokenizer(train_bpe(&corpus.train, size)?, "tokenizer.json", None, None)
+            }
+            "tokenizer" => {
+                let Some(path) = file.codec.get("file").and_then(|v| v.as_str()) else {
+                    bail!("codec: a tokenizer codec needs \"file\": the path of a tokenizer.json");
+                };
+                TextCodec::tokenizer(TextCodec::load_tokenizer(Path::new(path))?, "tokenizer.json", None, None)
+            }
+            other => bail!("codec: unknown text codec {other:?} (chars, bytes, bpe or tokenizer)"),
+        }
+    };
+    let train = to_sequences(&codec, &corpus.train)?;
+    let heldout_ids = codec.encode_text(&corpus.heldout)?;
+    let context = file.model.context.unwrap_or(128);
+    let heldout = if heldout_ids.len() >= 2 { windows(&heldout_ids, 0, context)? } else { Vec::new() };
+    if heldout.is_empty() {
+        bail!("the held-out part of {} is too short to score: raise data.heldout", data.display());
+    }
+    let sample_prompt: String = corpus.heldout.chars().take(40).collect();
+    let data_note = format!(
+        "`{}`: the first {:.0}% of its characters train ({} tokens), the last {:.0}% are held out ({} tokens). \
+         Codec: {} ({} tokens).",
+        data.display(),
+        100.0 * (1.0 - heldout_fraction),
+        train.content_tokens(),
+        100.0 * heldout_fraction,
+        heldout_ids.len(),
+        codec.kind(),
+        codec.vocab().size()
+    );
+    let codec_json = codec.to_json();
+    Ok(Prepared {
+        vocab_size: codec.vocab().size(),
+        context,
+        codec_json,
+        save_files: Box::new(move |dir| codec.save_files(dir)),
+        train,
+        heldout,
+        data_note,
+        data_json: json!({ "heldout": heldout_fraction, "sample_prompt": sample_prompt }),
+    })
+}
+
+/// A continuation of the start of the held-out text, for MODEL.md.
+pub fn sample(out: &Path, model: &Transformer) -> Result<String> {
+    let folder = ModelFolder::open(out)?;
+    let codec = loaded::text_codec(&folder)?;
+    let prompt = folder.raw["data"]["sample_prompt"].as_str().unwrap_or("The ").to_string();
+    let ids = codec.encode_prompt(&prompt)?;
+    let sampler = SamplerConfig { temperature: 0.8, ..Default::default() };
+    let mut config = GenerateConfig::new(sampler, 0, 500);
+    config.overflow = Overflow::Slide;
+    let mut cache = model.new_cache();
+    let g = generate(model, &mut cache, &[ids], &config, &mut |_| {}, &mut |_, _| false)?;
+    let text = codec.decode_text(&g[0].ids)?;
+    Ok(format!(
+        "Prompt (the start of the held-out text), then 500 tokens drawn at temperature 0.8, seed 0:\n\n```\n{prompt}{text}\n```"
+    ))
+}
