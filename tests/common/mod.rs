@@ -67,3 +67,45 @@ pub fn tiny_text_model() -> &'static Path {
         out
     })
 }
+
+// ---- Helpers for the image and audio command-line tests (tests/cli_image.rs, tests/cli_audio.rs).
+
+/// A path as the `&str` the command line takes (the temp folders are UTF-8).
+pub fn p(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+/// Runs, expects success, and parses stdout as one JSON object (`--format json`).
+pub fn ok_json(args: &[&str]) -> serde_json::Value {
+    let o = ok(args);
+    let out = stdout(&o);
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("jielong {args:?} printed no JSON ({e}):\n{out}"))
+}
+
+/// Trains a `modality` model on `data` into `out` with the JSON training config `config`
+/// (written beside `out` as `<out>.json`), expecting success; returns the run's output.
+pub fn train_with(modality: &str, data: &Path, out: &Path, config: &str) -> Output {
+    let config_path = out.with_extension("json");
+    std::fs::write(&config_path, config).unwrap();
+    ok(&["train", modality, "--data", p(data), "--out", p(out), "--config", p(&config_path)])
+}
+
+/// The bytes of a gzip file, unpacked with the system's `gzip` (no Rust gzip crate is a
+/// dev-dependency of the root package).
+pub fn gunzip(path: &Path) -> Vec<u8> {
+    let o = Command::new("gzip").arg("-dc").arg(path).output().expect("gzip runs");
+    assert!(o.status.success(), "gzip -dc {} failed: {}", path.display(), String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+/// Copies the files (not sub-folders) of a model folder into a fresh folder `to`.
+pub fn copy_files(from: &Path, to: &Path, skip: &[&str]) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_file() && !skip.contains(&name.as_str()) {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}

@@ -21,6 +21,14 @@ pub enum Command {
     Eval(EvalArgs),
     /// Measure generation and training speed and peak memory.
     Bench(BenchArgs),
+    /// Chat with a text model, many turns, keeping the KV cache between them.
+    Chat(ChatArgs),
+    /// Print the token ids of a text (no special tokens added).
+    Tokenize(TokenizeArgs),
+    /// Write the next-token logits after every prefix of a prompt to a JSON file.
+    Logits(LogitsArgs),
+    /// Write a native text model as a Hugging Face (Llama) folder.
+    Export(ExportArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,4 +262,64 @@ pub struct BenchArgs {
     pub format: Format,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A system prompt, kept when old turns are dropped.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Longest reply, in tokens.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenizeArgs {
+    /// A tokenizer.json, or a model folder (native or Hugging Face).
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+    pub text: Option<String>,
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// With --file: tokenize each piece between separators (taken literally) and print one
+    /// array per line.
+    #[arg(long, requires = "file")]
+    pub split: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogitsArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub prompt_ids: Vec<u32>,
+    /// The JSON file to write: {"logits": [[...], ...]}, one row per position.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Hf,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The format to write (hf: a Llama-format Hugging Face folder).
+    #[arg(long, value_enum)]
+    pub to: ExportFormat,
+    /// The folder to write.
+    pub out: PathBuf,
 }

@@ -4,6 +4,9 @@
 
 mod args;
 mod bench;
+mod chat;
+mod export;
+mod inspect;
 mod eval;
 mod eval_audio;
 mod eval_image;
@@ -44,6 +47,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(a) => generate::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Chat(a) => chat::run(a),
+        Command::Tokenize(a) => inspect::tokenize(a),
+        Command::Logits(a) => inspect::logits(a),
+        Command::Export(a) => export::run(a),
     }
 }
 

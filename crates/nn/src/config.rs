@@ -1,6 +1,6 @@
 //! The architecture section of a model folder: everything needed to build the transformer.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::config::Config;
 
 /// Llama 3's rotary frequency rescaling for long contexts (`rope_scaling` with
@@ -34,9 +34,12 @@ pub struct TransformerConfig {
     /// The output layer reuses the token embedding matrix.
     #[config(default = false)]
     pub tie_embeddings: bool,
-    /// The q, k and v projections have biases (Qwen2).
+    /// The q, k and v projections have biases (Qwen2; Llama with `attention_bias`).
     #[config(default = false)]
     pub attention_bias: bool,
+    /// The attention output projection has a bias too (Llama with `attention_bias`).
+    #[config(default = false)]
+    pub output_bias: bool,
 }
 
 impl TransformerConfig {
@@ -45,6 +48,37 @@ impl TransformerConfig {
     pub fn small(vocab_size: usize, hidden: usize, layers: usize, heads: usize, context_len: usize) -> Self {
         let intermediate = (hidden * 8 / 3).div_ceil(8) * 8;
         Self::new(vocab_size, hidden, intermediate, layers, heads, heads, hidden / heads, context_len)
+    }
+
+    /// Reads an architecture section; keys with defaults may be missing (older folders lack
+    /// newer options), required ones may not.
+    pub fn from_json(section: &serde_json::Value) -> Result<Self> {
+        let required = |key: &str| -> Result<usize> {
+            section.get(key).and_then(|v| v.as_u64()).map(|v| v as usize).with_context(|| format!("architecture: missing {key}"))
+        };
+        let base = Self::new(
+            required("vocab_size")?,
+            required("hidden_size")?,
+            required("intermediate_size")?,
+            required("num_layers")?,
+            required("num_heads")?,
+            required("num_kv_heads")?,
+            required("head_dim")?,
+            required("context_len")?,
+        );
+        let mut merged = serde_json::to_value(&base)?;
+        let (Some(m), Some(given)) = (merged.as_object_mut(), section.as_object()) else {
+            bail!("architecture: not a JSON object");
+        };
+        for (k, v) in given {
+            if !m.contains_key(k) {
+                bail!("architecture: unknown key {k:?}");
+            }
+            m.insert(k.clone(), v.clone());
+        }
+        let config: Self = serde_json::from_value(merged).context("architecture: a value has the wrong type")?;
+        config.validate()?;
+        Ok(config)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -84,7 +118,7 @@ impl TransformerConfig {
         let (h, i, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
         let q = self.num_heads * self.head_dim;
         let kv = self.num_kv_heads * self.head_dim;
-        let bias = if self.attention_bias { q + 2 * kv } else { 0 };
+        let bias = if self.attention_bias { q + 2 * kv } else { 0 } + if self.output_bias { h } else { 0 };
         let layer = h * q + 2 * h * kv + q * h + bias + 3 * h * i + 2 * h;
         let head = if self.tie_embeddings { 0 } else { v * h };
         v * h + self.num_layers * layer + h + head

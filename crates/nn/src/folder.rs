@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::config::Config;
 use burn::tensor::Device;
 use serde_json::{Value, json};
 
@@ -47,9 +46,8 @@ impl ModelFolder {
             .with_context(|| format!("{} is not a model folder: cannot read {}", dir.display(), path.display()))?;
         let raw: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
         if raw.get("jielong").is_some() {
-            let architecture = TransformerConfig::load_binary(raw["architecture"].to_string().as_bytes())
-                .map_err(|e| anyhow::anyhow!("{}: bad architecture section: {e}", path.display()))?;
-            architecture.validate()?;
+            let architecture =
+                TransformerConfig::from_json(&raw["architecture"]).with_context(|| format!("{}", path.display()))?;
             let modality = raw["modality"].as_str().context("config.json has no modality")?.to_string();
             Ok(Self { dir: dir.to_path_buf(), kind: FolderKind::Native, modality, architecture, codec: raw["codec"].clone(), raw })
         } else if raw.get("architectures").is_some() || raw.get("model_type").is_some() {
@@ -167,15 +165,21 @@ pub fn from_hf_config(c: &Value) -> Result<TransformerConfig> {
         rope_scaling,
         rms_norm_eps: c["rms_norm_eps"].as_f64().unwrap_or(1e-6),
         tie_embeddings: c["tie_word_embeddings"].as_bool().unwrap_or(false),
-        // Qwen2 always has q/k/v biases; Llama says so in its config.
+        // Qwen2 always has q/k/v biases (and none on o_proj); Llama's `attention_bias` puts
+        // biases on all four projections.
         attention_bias: arch == "Qwen2ForCausalLM" || c["attention_bias"].as_bool().unwrap_or(false),
+        output_bias: arch != "Qwen2ForCausalLM" && c["attention_bias"].as_bool().unwrap_or(false),
     };
     config.validate()?;
     Ok(config)
 }
 
-/// A Hugging Face `config.json` for the architecture (Llama format).
-pub fn to_hf_config(a: &TransformerConfig, bos: Option<u32>, eos: Option<u32>) -> Value {
+/// A Hugging Face `config.json` for the architecture (Llama format, whose `attention_bias`
+/// covers all four attention projections or none).
+pub fn to_hf_config(a: &TransformerConfig, bos: Option<u32>, eos: Option<u32>) -> Result<Value> {
+    if a.attention_bias != a.output_bias {
+        bail!("a model with biases on some attention projections only cannot be written as a Llama config");
+    }
     let rope_scaling = a.rope_scaling.as_ref().map(|s| {
         json!({
             "rope_type": "llama3",
@@ -185,7 +189,7 @@ pub fn to_hf_config(a: &TransformerConfig, bos: Option<u32>, eos: Option<u32>) -
             "original_max_position_embeddings": s.original_max_position_embeddings,
         })
     });
-    json!({
+    Ok(json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
         "vocab_size": a.vocab_size,
@@ -206,5 +210,5 @@ pub fn to_hf_config(a: &TransformerConfig, bos: Option<u32>, eos: Option<u32>) -
         "bos_token_id": bos,
         "eos_token_id": eos,
         "torch_dtype": "float32",
-    })
+    }))
 }

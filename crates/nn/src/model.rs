@@ -36,6 +36,18 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Forgets every position from `len` on (a chat rewinds to where a re-rendered
+    /// conversation stops matching what was fed).
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        for slot in &mut self.layers {
+            *slot = slot.take().filter(|_| len > 0).map(|(k, v)| (k.narrow(2, 0, len), v.narrow(2, 0, len)));
+        }
+        self.len = len;
+    }
 }
 
 #[derive(Module, Debug)]
@@ -200,7 +212,7 @@ impl Transformer {
                     q_proj: linear(h, q, std, bias),
                     k_proj: linear(h, kv, std, bias),
                     v_proj: linear(h, kv, std, bias),
-                    o_proj: linear(q, h, residual_std, false),
+                    o_proj: linear(q, h, residual_std, config.output_bias),
                     num_heads: config.num_heads,
                     num_kv_heads: config.num_kv_heads,
                     head_dim: config.head_dim,
@@ -256,7 +268,7 @@ impl Transformer {
                     q_proj: linear(weights, &format!("{p}.self_attn.q_proj"), h, q, bias)?,
                     k_proj: linear(weights, &format!("{p}.self_attn.k_proj"), h, kv, bias)?,
                     v_proj: linear(weights, &format!("{p}.self_attn.v_proj"), h, kv, bias)?,
-                    o_proj: linear(weights, &format!("{p}.self_attn.o_proj"), q, h, false)?,
+                    o_proj: linear(weights, &format!("{p}.self_attn.o_proj"), q, h, config.output_bias)?,
                     num_heads: config.num_heads,
                     num_kv_heads: config.num_kv_heads,
                     head_dim: config.head_dim,

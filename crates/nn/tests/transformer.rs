@@ -30,7 +30,7 @@ fn configs() -> Vec<TransformerConfig> {
     vec![
         TransformerConfig::small(37, 32, 2, 4, 48),
         // Grouped-query attention, a head_dim not equal to hidden/heads, biases, tied embeddings.
-        TransformerConfig::new(41, 24, 40, 3, 6, 2, 6, 48).with_attention_bias(true).with_tie_embeddings(true),
+        TransformerConfig::new(41, 24, 40, 3, 6, 2, 6, 48).with_attention_bias(true).with_output_bias(true).with_tie_embeddings(true),
     ]
 }
 

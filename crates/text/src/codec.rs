@@ -94,6 +94,40 @@ impl TextCodec {
         }
     }
 
+    /// The codec as a Hugging Face tokenizer with the same ids, for exporting a model: a
+    /// character model becomes a BPE without merges over its alphabet, a byte model a byte-level
+    /// BPE without merges; both decode by concatenation.
+    pub fn to_hf_tokenizer(&self) -> Result<Tokenizer> {
+        let json = match self {
+            TextCodec::Tokenizer { tokenizer, .. } => return Ok((**tokenizer).clone()),
+            TextCodec::Chars { chars, .. } => {
+                let vocab: serde_json::Map<String, Value> =
+                    chars.iter().enumerate().map(|(i, c)| (c.to_string(), json!(i))).collect();
+                json!({
+                    "version": "1.0",
+                    "model": { "type": "BPE", "vocab": vocab, "merges": [] },
+                    "decoder": { "type": "Fuse" },
+                })
+            }
+            TextCodec::Bytes { .. } => {
+                // Byte-level BPE names byte b by a printable character; its alphabet is exactly
+                // the 256 of them, in the order of the bytes.
+                let mut vocab = serde_json::Map::new();
+                for (b, c) in byte_level_chars().into_iter().enumerate() {
+                    vocab.insert(c.to_string(), json!(b));
+                }
+                let byte_level = json!({ "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false });
+                json!({
+                    "version": "1.0",
+                    "pre_tokenizer": byte_level,
+                    "model": { "type": "BPE", "vocab": vocab, "merges": [] },
+                    "decoder": byte_level,
+                })
+            }
+        };
+        json.to_string().parse::<Tokenizer>().map_err(|e| anyhow::anyhow!("cannot build the tokenizer: {e}"))
+    }
+
     /// Encodes text, refusing what the vocabulary cannot express.
     pub fn encode_text(&self, text: &str) -> Result<Vec<u32>> {
         match self {
@@ -138,6 +172,22 @@ impl TextCodec {
             }
         }
     }
+}
+
+/// GPT-2's printable stand-ins for the 256 byte values, in byte order.
+fn byte_level_chars() -> Vec<char> {
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let mut extra = 0;
+    (0..256u32)
+        .map(|b| {
+            if printable(b) {
+                char::from_u32(b).expect("a valid code point")
+            } else {
+                extra += 1;
+                char::from_u32(255 + extra).expect("a valid code point")
+            }
+        })
+        .collect()
 }
 
 impl Codec for TextCodec {

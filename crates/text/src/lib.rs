@@ -2,11 +2,13 @@
 //! corpus reader and streaming helpers.
 
 mod bpe;
+mod chat;
 mod codec;
 mod dataset;
 mod stream;
 
 pub use bpe::train_bpe;
+pub use chat::{ChatTemplate, Message};
 pub use codec::TextCodec;
 pub use dataset::{TextCorpus, read_text};
 pub use stream::{TextStream, find_stop};
