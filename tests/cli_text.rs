@@ -148,3 +148,53 @@ fn bad_inputs_get_clear_errors() {
     fails(&["eval", "text", "--model", &m, "--data", missing.to_str().unwrap(), "--format", "json"], "cannot read");
     fails(&["generate", "text", "--model", &m, "--prompt", "A", "--device", "tpu"], "unknown device");
 }
+
+#[test]
+fn ctrl_c_writes_a_checkpoint_and_resume_finishes_with_identical_weights() {
+    let dir = scratch().join("interrupt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(shared("text/tinyshakespeare.txt")).unwrap();
+    let data = dir.join("data.txt");
+    std::fs::write(&data, &text[..50_000]).unwrap();
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"model": {"hidden": 16, "layers": 1, "heads": 2, "context": 16},
+            "train": {"steps": 600, "batch_size": 4, "seq_len": 16, "warmup_steps": 5,
+                      "eval_every": 300, "eval_tokens": 256, "checkpoint_every": 5}}"#,
+    )
+    .unwrap();
+    let args = |out: &std::path::Path| {
+        vec!["train".to_string(), "text".into(), "--data".into(), data.display().to_string(), "--out".into(), out.display().to_string(), "--config".into(), config.display().to_string()]
+    };
+    let straight = dir.join("straight");
+    ok(&args(&straight).iter().map(String::as_str).collect::<Vec<_>>());
+
+    // Start a second run, interrupt it once its first checkpoint exists, as Ctrl-C would.
+    let broken = dir.join("broken");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jielong"))
+        .args(args(&broken))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !broken.join("checkpoint/state.json").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("--resume"), "the user is told how to continue: {err}");
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(broken.join("checkpoint/state.json")).unwrap()).unwrap();
+    let stopped = state["step"].as_u64().unwrap();
+    assert!(stopped < 600, "the run was interrupted early (at step {stopped})");
+
+    let mut resume = args(&broken);
+    resume.push("--resume".into());
+    ok(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+    let a = std::fs::read(straight.join("model.safetensors")).unwrap();
+    let b = std::fs::read(broken.join("model.safetensors")).unwrap();
+    assert!(a == b, "resumed weights differ from the uninterrupted run");
+    let csv = std::fs::read_to_string(broken.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 601, "one metrics row per step across the interruption");
+}

@@ -40,10 +40,16 @@ pub fn fails(args: &[&str], needle: &str) {
     assert!(err.to_lowercase().contains(&needle.to_lowercase()), "jielong {args:?}: expected {needle:?} in:\n{err}");
 }
 
-/// A scratch folder that lives as long as the test binary.
+/// A scratch folder for this test binary, emptied at its start: inside cargo's temporary
+/// folder for integration tests, so runs leave nothing behind elsewhere.
 pub fn scratch() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("a temp dir")).path()
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(env!("CARGO_CRATE_NAME"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a scratch folder");
+        dir
+    })
 }
 
 /// A tiny character model trained for a few seconds on the first 100 kB of tiny Shakespeare.

@@ -8,6 +8,9 @@ use crate::args::{EvalArgs, Format, Modality, Part};
 use crate::loaded;
 
 pub fn run(a: EvalArgs) -> Result<()> {
+    if a.part == Part::Heldout && a.modality != Modality::Text {
+        bail!("--part heldout is for text files; image and audio datasets carry their own held-out split");
+    }
     let (folder, model) = loaded::open_model(&a.model, a.modality, &a.device)?;
     let (score, extra) = match a.modality {
         Modality::Text => {

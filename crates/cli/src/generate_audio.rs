@@ -38,6 +38,9 @@ pub fn draw_with(
         bail!("--seconds must be between 0 and 600 (got {seconds})");
     }
     let total = (seconds * codec.rate() as f64).round() as usize;
+    if total == 0 {
+        bail!("--seconds {seconds} is shorter than one sample at {} Hz", codec.rate());
+    }
     if kept.len() >= total {
         bail!("the prompt ({} samples) is already as long as the clip asked for ({total} samples)", kept.len());
     }

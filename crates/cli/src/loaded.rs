@@ -20,11 +20,13 @@ pub fn device(args: &DeviceArgs) -> Result<Device> {
 pub fn open_folder(dir: &Path, expected: Modality) -> Result<ModelFolder> {
     let folder = ModelFolder::open(dir)?;
     if folder.modality != expected.name() {
+        let article = |m: &str| if m.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
         bail!(
-            "{} is a {} model, not a{} {} model: use `jielong ... {}` with it",
+            "{} is {} {} model, not {} {} model: use `jielong ... {}` with it",
             dir.display(),
+            article(&folder.modality),
             folder.modality,
-            if expected == Modality::Image { "n" } else { "" },
+            article(expected.name()),
             expected.name(),
             folder.modality
         );

@@ -2,7 +2,7 @@
 //! its data into token sequences and its codec into a config section.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -69,6 +69,25 @@ pub struct RunFile {
     pub codec: Value,
     /// Modality-specific data choices (e.g. `{"heldout": 0.1}`).
     pub data: Value,
+    /// The folder of the config file: relative paths inside it are relative to this.
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+impl RunFile {
+    /// A path written in the config file, relative to the file's folder.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+    }
+}
+
+/// Reads a modality's `codec` or `data` section into its typed form: unknown keys are errors,
+/// missing keys take their defaults.
+pub fn section<T: serde::de::DeserializeOwned + Default>(value: &Value, name: &str) -> Result<T> {
+    match value {
+        Value::Null => Ok(T::default()),
+        v => serde_json::from_value(v.clone()).with_context(|| format!("bad {name} section in the config")),
+    }
 }
 
 /// What a modality hands the trainer.
@@ -89,8 +108,11 @@ pub struct Prepared {
 
 pub fn run(a: TrainArgs) -> Result<()> {
     let mut file = match &a.config {
-        Some(path) => serde_json::from_value::<RunFile>(loaded::read_json(path)?)
-            .with_context(|| format!("{} is not a valid training config", path.display()))?,
+        Some(path) => RunFile {
+            base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            ..serde_json::from_value::<RunFile>(loaded::read_json(path)?)
+                .with_context(|| format!("{} is not a valid training config", path.display()))?
+        },
         None => RunFile::default(),
     };
     if let Some(steps) = a.steps {

@@ -7,20 +7,47 @@ use anyhow::{Context, Result, bail};
 use jielong_audio::{AudioCodec, HeldOut, LabelledClip, Quantisation, open_dataset, to_sequences};
 use jielong_core::{Codec, windows};
 use jielong_nn::{ModelFolder, Transformer};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::json;
 
-use crate::train::{Prepared, RunFile};
+use crate::train::{Prepared, RunFile, section};
+
+/// The `codec` section of an audio training config.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct CodecSpec {
+    /// mu-law or linear.
+    quantisation: String,
+    rate: u32,
+    /// Condition on the class labels.
+    conditional: bool,
+    /// Keep only these labels as classes; clips with other labels train unconditionally.
+    classes: Option<Vec<String>>,
+    /// Long clips (music) are cut into pieces of at most this many seconds.
+    piece_seconds: f64,
+}
+
+impl Default for CodecSpec {
+    fn default() -> Self {
+        Self { quantisation: "mu-law".into(), rate: 8000, conditional: true, classes: None, piece_seconds: 4.0 }
+    }
+}
+
+/// The `data` section of an audio training config.
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct DataSpec {
+    /// A folder of held-out WAVs (named by label), never trained on; relative to the config.
+    heldout: Option<PathBuf>,
+}
 
 pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<Prepared> {
-    let c = &file.codec;
-    let rate = c.get("rate").and_then(Value::as_u64).unwrap_or(8000) as u32;
-    let quantisation: Quantisation = c.get("quantisation").and_then(Value::as_str).unwrap_or("mu-law").parse()?;
-    let conditional = c.get("conditional").and_then(Value::as_bool).unwrap_or(true);
-    let piece_seconds = c.get("piece_seconds").and_then(Value::as_f64).unwrap_or(4.0);
-    let wanted_classes: Option<Vec<String>> = match c.get("classes") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(serde_json::from_value(v.clone()).context("codec.classes must be a list of labels")?),
-    };
+    let c: CodecSpec = section(&file.codec, "codec")?;
+    let d: DataSpec = section(&file.data, "data")?;
+    let (rate, piece_seconds) = (c.rate, c.piece_seconds);
+    let quantisation: Quantisation = c.quantisation.parse()?;
+    let conditional = c.conditional;
+    let wanted_classes = c.classes;
 
     let mut dataset = open_dataset(data, rate)?;
     if let Some(classes) = &wanted_classes {
@@ -31,14 +58,24 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
 
     // The held-out clips: a folder of WAVs named by label, removed from training by content;
     // otherwise every tenth clip.
-    let (train_clips, heldout_clips, held_note) = match file.data.get("heldout").and_then(Value::as_str) {
+    let (train_clips, heldout_clips, held_note) = match &d.heldout {
         Some(dir) => {
-            let files = wav_files(Path::new(dir))?;
+            let dir = file.path(dir);
+            let files = wav_files(&dir)?;
             let held = HeldOut::from_files(&files, rate)?;
             let removed = dataset.remove_held_out(&held)?;
             held.check(&dataset.clips)?;
-            let note = format!("held out: the {} clips of `{dir}` ({} copies found in the training data were removed)", held.clips().len(), removed.len());
+            let note = format!(
+                "held out: the {} clips of `{}` ({} copies found in the training data were removed)",
+                held.clips().len(),
+                dir.display(),
+                removed.len()
+            );
             (dataset.clips.clone(), held.clips().to_vec(), note)
+        }
+        None if dataset.clips.len() < 10 => {
+            let note = "no held-out clips (fewer than ten clips): the training clips are scored".to_string();
+            (dataset.clips.clone(), dataset.clips.clone(), note)
         }
         None => {
             let (held, train): (Vec<_>, Vec<_>) = dataset.clips.iter().cloned().enumerate().partition(|(i, _)| i % 10 == 9);
@@ -84,7 +121,7 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
         train,
         heldout,
         data_note,
-        data_json: json!({ "source": data.display().to_string(), "heldout": file.data.get("heldout") }),
+        data_json: json!({ "source": data.display().to_string(), "heldout": d.heldout }),
     })
 }
 

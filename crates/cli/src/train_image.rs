@@ -2,52 +2,64 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use jielong_core::{Codec, windows};
 use jielong_image::{DatasetOptions, ImageCodec, TokenSpec, open_dataset_with, to_sequences};
 use jielong_nn::{ModelFolder, Transformer};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::json;
 
-use crate::train::{Prepared, RunFile};
+use crate::train::{Prepared, RunFile, section};
 
 /// The `codec` section of an image training config.
-struct ImageChoice {
-    tokens: TokenSpec,
-    conditional: bool,
-    size: Option<(u32, u32)>,
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct CodecSpec {
+    /// The tokenisation (see `jielong_image::TOKEN_SPEC_HELP`).
+    tokens: String,
+    /// Condition on the class labels: by default when the dataset has labels; `true` on an
+    /// unlabelled dataset is an error.
+    conditional: Option<bool>,
+    /// Resize every image to `[width, height]`.
+    size: Option<[u32; 2]>,
+    /// Seed of the palette or codebook k-means.
     seed: u64,
 }
 
-fn choice(codec: &Value) -> Result<ImageChoice> {
-    let tokens = codec.get("tokens").and_then(Value::as_str).unwrap_or("binary").parse()?;
-    let size = match codec.get("size") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            let wh: Vec<u32> = serde_json::from_value(v.clone()).context("codec.size must be [width, height]")?;
-            match wh.as_slice() {
-                [w, h] if *w > 0 && *h > 0 => Some((*w, *h)),
-                _ => bail!("codec.size must be [width, height] with positive numbers"),
-            }
-        }
-    };
-    Ok(ImageChoice {
-        tokens,
-        conditional: codec.get("conditional").and_then(Value::as_bool).unwrap_or(true),
-        size,
-        seed: codec.get("seed").and_then(Value::as_u64).unwrap_or(0),
-    })
+impl Default for CodecSpec {
+    fn default() -> Self {
+        Self { tokens: "binary".into(), conditional: None, size: None, seed: 0 }
+    }
 }
 
+/// Image datasets take no `data` options (the held-out split is the dataset's own).
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataSpec {}
+
 pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<Prepared> {
-    let c = choice(&file.codec)?;
-    let dataset = open_dataset_with(data, &DatasetOptions { size: c.size, index: None })?;
-    let conditional = c.conditional && dataset.is_labelled();
+    let c: CodecSpec = section(&file.codec, "codec")?;
+    section::<DataSpec>(&file.data, "data")?;
+    let tokens: TokenSpec = c.tokens.parse()?;
+    if let Some([w, h]) = c.size {
+        if w == 0 || h == 0 {
+            bail!("codec.size must be [width, height] with positive numbers");
+        }
+    }
+    let dataset = open_dataset_with(data, &DatasetOptions { size: c.size.map(|[w, h]| (w, h)), index: None })?;
+    let conditional = match c.conditional {
+        Some(true) if !dataset.is_labelled() => {
+            bail!("codec.conditional is true but {} has no class labels", data.display())
+        }
+        Some(wanted) => wanted,
+        None => dataset.is_labelled(),
+    };
     let codec = if resume {
         let folder = ModelFolder::open(out)?;
         ImageCodec::from_json(&folder.codec, out)?
     } else {
-        eprintln!("fitting {} tokens to {} training images ...", c.tokens, dataset.train.len());
-        c.tokens.fit(&dataset, conditional, c.seed)?
+        eprintln!("fitting {tokens} tokens to {} training images ...", dataset.train.len());
+        tokens.fit(&dataset, conditional, c.seed)?
     };
     let per_image = codec.tokens_per_image();
     let context = file.model.context.unwrap_or(per_image + 1);
@@ -70,7 +82,7 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
         codec.width(),
         codec.height(),
         if codec.channels() == 1 { "grey" } else { "colour" },
-        c.tokens,
+        tokens,
         per_image,
         codec.vocab().content_size,
         if conditional { format!(", conditioned on {} classes (label dropout 10%)", dataset.classes.len()) } else { String::new() },
@@ -84,7 +96,7 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
         train,
         heldout,
         data_note,
-        data_json: json!({ "source": data.display().to_string(), "conditional": conditional, "tokens": c.tokens.to_string() }),
+        data_json: json!({ "source": data.display().to_string(), "conditional": conditional, "tokens": tokens.to_string() }),
     })
 }
 

@@ -1,37 +1,70 @@
 //! Text for the trainer: a corpus file, split, tokenised by bytes, characters or BPE.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use jielong_core::{Codec, GenerateConfig, Overflow, SamplerConfig, generate, windows};
 use jielong_nn::{ModelFolder, Transformer};
 use jielong_text::{TextCodec, TextCorpus, read_text, to_sequences, train_bpe};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::loaded;
-use crate::train::{Prepared, RunFile};
+use crate::train::{Prepared, RunFile, section};
+
+/// The `codec` section of a text training config.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct CodecSpec {
+    /// chars, bytes, bpe (trained on the training text) or tokenizer (an existing file).
+    kind: String,
+    /// Vocabulary size of a trained BPE.
+    vocab_size: usize,
+    /// The tokenizer.json of the `tokenizer` kind.
+    file: Option<PathBuf>,
+}
+
+impl Default for CodecSpec {
+    fn default() -> Self {
+        Self { kind: "chars".into(), vocab_size: 1024, file: None }
+    }
+}
+
+/// The `data` section of a text training config.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct DataSpec {
+    /// The fraction of the text, at its end, held out.
+    heldout: f64,
+}
+
+impl Default for DataSpec {
+    fn default() -> Self {
+        Self { heldout: 0.1 }
+    }
+}
 
 pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<Prepared> {
-    let heldout_fraction = file.data.get("heldout").and_then(|v| v.as_f64()).unwrap_or(0.1);
+    let spec: CodecSpec = section(&file.codec, "codec")?;
+    let heldout_fraction = section::<DataSpec>(&file.data, "data")?.heldout;
     let text = read_text(data)?;
     let corpus = TextCorpus::split(text.clone(), heldout_fraction)?;
     let codec = if resume {
         // The codec the run started with, not a re-derived one.
         loaded::text_codec(&ModelFolder::open(out)?)?
     } else {
-        match file.codec.get("kind").and_then(|k| k.as_str()).unwrap_or("chars") {
+        match spec.kind.as_str() {
             "chars" => TextCodec::chars_of(&text)?,
             "bytes" => TextCodec::bytes(),
             "bpe" => {
-                let size = file.codec.get("vocab_size").and_then(|v| v.as_u64()).unwrap_or(1024) as usize;
-                eprintln!("training a byte-level BPE of {size} tokens on the training text ...");
-                TextCodec::tokenizer(train_bpe(&corpus.train, size)?, "tokenizer.json", None, None)
+                eprintln!("training a byte-level BPE of {} tokens on the training text ...", spec.vocab_size);
+                TextCodec::tokenizer(train_bpe(&corpus.train, spec.vocab_size)?, "tokenizer.json", None, None)
             }
             "tokenizer" => {
-                let Some(path) = file.codec.get("file").and_then(|v| v.as_str()) else {
+                let Some(path) = &spec.file else {
                     bail!("codec: a tokenizer codec needs \"file\": the path of a tokenizer.json");
                 };
-                TextCodec::tokenizer(TextCodec::load_tokenizer(Path::new(path))?, "tokenizer.json", None, None)
+                TextCodec::tokenizer(TextCodec::load_tokenizer(&file.path(path))?, "tokenizer.json", None, None)
             }
             other => bail!("codec: unknown text codec {other:?} (chars, bytes, bpe or tokenizer)"),
         }

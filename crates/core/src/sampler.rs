@@ -57,10 +57,12 @@ impl SamplerConfig {
     }
 }
 
-/// A distribution over candidate tokens, most likely first; probabilities sum to 1.
+/// A distribution over candidate tokens; probabilities sum to 1. Candidates are in id order
+/// unless a filter needed them ranked (`ranked`: most likely first).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Distribution {
     pub candidates: Vec<(u32, f32)>,
+    pub ranked: bool,
 }
 
 impl Distribution {
@@ -68,9 +70,30 @@ impl Distribution {
         self.candidates.iter().find(|c| c.0 == id).map_or(0.0, |c| c.1)
     }
 
+    /// The `k` most likely candidates, most likely first (ties: lower id first).
     pub fn top(&self, k: usize) -> Vec<(u32, f32)> {
-        self.candidates.iter().take(k).copied().collect()
+        if self.ranked {
+            return self.candidates.iter().take(k).copied().collect();
+        }
+        let mut c = self.candidates.clone();
+        let k = k.min(c.len());
+        if k == 0 {
+            return Vec::new();
+        }
+        c.select_nth_unstable_by(k - 1, by_prob);
+        c.truncate(k);
+        c.sort_unstable_by(by_prob);
+        c
     }
+
+    /// The most likely candidate (ties: the lowest id).
+    pub fn argmax(&self) -> u32 {
+        self.candidates.iter().copied().min_by(by_prob).expect("a distribution is never empty").0
+    }
+}
+
+fn by_prob(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
 /// A seeded sampler for one sequence: the same seed and logits give the same tokens.
@@ -115,30 +138,37 @@ impl Sampler {
             }
         }
         let temperature = if self.config.greedy { 1.0 } else { self.config.temperature };
-
-        // Candidates sorted by score, ties broken by id, so the order never depends on the sort.
+        if scores.iter().any(|s| s.is_nan()) {
+            bail!("the model produced NaN logits");
+        }
+        // Candidates in id order; ranked (by score, then id) only when a filter needs it, since
+        // sorting a large vocabulary every step costs more than the rest of the sampler.
         let mut order: Vec<u32> = (0..scores.len() as u32).filter(|&i| scores[i as usize] > f32::NEG_INFINITY).collect();
         if order.is_empty() {
             bail!("no token can be drawn: every logit is -inf or banned");
         }
-        if scores.iter().any(|s| s.is_nan()) {
-            bail!("the model produced NaN logits");
-        }
         let by_score = |a: &u32, b: &u32| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b));
-        if let (Some(k), false) = (self.config.top_k, self.config.greedy) {
+        let filtering = !self.config.greedy;
+        let mut ranked = false;
+        if let (Some(k), true) = (self.config.top_k, filtering) {
             if k < order.len() {
                 order.select_nth_unstable_by(k - 1, by_score);
                 order.truncate(k);
             }
+            order.sort_unstable_by(by_score);
+            ranked = true;
         }
-        order.sort_unstable_by(by_score);
+        if let (Some(_), true, false) = (self.config.top_p, filtering, ranked) {
+            order.sort_unstable_by(by_score);
+            ranked = true;
+        }
 
-        let max = scores[order[0] as usize] as f64;
+        let max = order.iter().map(|&i| scores[i as usize]).fold(f32::NEG_INFINITY, f32::max) as f64;
         let mut probs: Vec<f64> =
             order.iter().map(|&i| ((scores[i as usize] as f64 - max) / temperature as f64).exp()).collect();
         normalise(&mut probs);
 
-        if !self.config.greedy {
+        if filtering {
             if let Some(p) = self.config.top_p {
                 let mut mass = 0.0;
                 let keep = probs.iter().position(|q| {
@@ -151,20 +181,21 @@ impl Sampler {
                 normalise(&mut probs);
             }
             if let Some(m) = self.config.min_p {
-                let floor = probs[0] * m as f64;
-                let keep = probs.iter().take_while(|&&q| q >= floor).count();
-                order.truncate(keep);
-                probs.truncate(keep);
+                let floor = probs.iter().copied().fold(0.0, f64::max) * m as f64;
+                let (kept_ids, kept_probs): (Vec<u32>, Vec<f64>) =
+                    order.iter().copied().zip(probs.iter().copied()).filter(|&(_, q)| q >= floor).unzip();
+                order = kept_ids;
+                probs = kept_probs;
                 normalise(&mut probs);
             }
         }
-        Ok(Distribution { candidates: order.into_iter().zip(probs.into_iter().map(|q| q as f32)).collect() })
+        Ok(Distribution { candidates: order.into_iter().zip(probs.into_iter().map(|q| q as f32)).collect(), ranked })
     }
 
     /// Draws one token from a distribution (the first one when greedy).
     pub fn draw(&mut self, dist: &Distribution) -> u32 {
         if self.config.greedy {
-            return dist.candidates[0].0;
+            return dist.argmax();
         }
         let u: f64 = self.rng.r#gen();
         let mut mass = 0.0;
@@ -222,8 +253,9 @@ mod tests {
         let s = sampler(SamplerConfig { top_p: Some(0.7), ..Default::default() });
         let d = s.distribution(&LOGITS, &[], &[]).unwrap();
         let kept = d.candidates.len();
-        let mass_kept: f32 = full.candidates[..kept].iter().map(|c| c.1).sum();
-        let mass_before: f32 = full.candidates[..kept - 1].iter().map(|c| c.1).sum();
+        let ranked = full.top(6);
+        let mass_kept: f32 = ranked[..kept].iter().map(|c| c.1).sum();
+        let mass_before: f32 = ranked[..kept - 1].iter().map(|c| c.1).sum();
         assert!(mass_kept >= 0.7 && mass_before < 0.7, "{mass_before} {mass_kept}");
         let total: f32 = d.candidates.iter().map(|c| c.1).sum();
         assert!((total - 1.0).abs() < 1e-5);
@@ -234,7 +266,7 @@ mod tests {
         let s = sampler(SamplerConfig { min_p: Some(0.5), ..Default::default() });
         let d = s.distribution(&LOGITS, &[], &[]).unwrap();
         // p(4)/p(1) = e^-0.5 = 0.61 stays, p(2)/p(1) = e^-1 = 0.37 goes.
-        assert_eq!(d.candidates.iter().map(|c| c.0).collect::<Vec<_>>(), vec![1, 4]);
+        assert_eq!(d.top(10).iter().map(|c| c.0).collect::<Vec<_>>(), vec![1, 4]);
     }
 
     #[test]
