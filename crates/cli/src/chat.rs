@@ -24,7 +24,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
     let mut chat = Chat::new(&folder, &model, &codec, template, a.system.as_deref())?;
     let mut config = GenerateConfig::new(sampler, a.sampling.seed, a.max_new_tokens);
     config.ends = chat.stop_ids.clone();
-    config.banned = codec.vocab().never_drawn().into_iter().filter(|id| !config.ends.contains(id)).collect();
+    config.banned = loaded::text_banned(&codec, &config.ends);
     config.overflow = Overflow::Stop;
     config.show_top = a.sampling.show_probs.unwrap_or(0);
 
@@ -121,30 +121,42 @@ impl<'a> Chat<'a> {
         self.codec.encode_text(&self.template.render(&self.messages, true)?)
     }
 
-    /// One user turn: render, reuse the cached prefix, feed the rest, stream the reply.
+    /// One user turn: render, reuse the cached prefix, feed the rest, stream the reply. On an
+    /// error the user message is taken back, so the conversation stays well formed.
     fn turn(&mut self, user: &str, config: &GenerateConfig, seed: u64) -> Result<()> {
         self.messages.push(Message::new("user", user));
+        let result = self.answer(config, seed);
+        if result.is_err() && self.messages.last().is_some_and(|m| m.role == "user") {
+            self.messages.pop();
+        }
+        result
+    }
+
+    fn answer(&mut self, config: &GenerateConfig, seed: u64) -> Result<()> {
         let context = self.model.config.context_len;
         let mut ids = self.prompt()?;
-        // When the conversation no longer fits, drop the oldest turns (never the system prompt)
-        // and re-encode what is left once.
+        // When the conversation no longer fits, drop whole exchanges, oldest first (never the
+        // system prompt), until it fills at most half the context, so that the next turns
+        // reuse the cache again; what is left is re-encoded once.
         let mut dropped = 0;
-        while ids.len() + config.max_new_tokens > context {
-            let Some(oldest) = self.messages.iter().position(|m| m.role != "system") else { break };
-            if self.messages[oldest..].len() <= 1 {
-                self.messages.pop();
+        if ids.len() + config.max_new_tokens > context {
+            while ids.len() + config.max_new_tokens > context || ids.len() > context / 2 {
+                let first = self.messages.iter().position(|m| m.role != "system").expect("the new user message");
+                // The exchange: a user message and the replies up to the next user message.
+                let next_user = self.messages[first + 1..].iter().position(|m| m.role == "user").map(|i| first + 1 + i);
+                let Some(next_user) = next_user else { break };
+                self.messages.drain(first..next_user);
+                dropped += 1;
+                ids = self.prompt()?;
+            }
+            if ids.len() + config.max_new_tokens > context {
                 bail!(
                     "this message and its reply ({} + {} tokens) do not fit in the model's context of {context}",
                     ids.len(),
                     config.max_new_tokens
                 );
             }
-            self.messages.remove(oldest);
-            dropped += 1;
-            ids = self.prompt()?;
-        }
-        if dropped > 0 {
-            eprintln!("[context full: dropped the {dropped} oldest message(s), re-encoding the rest once]");
+            eprintln!("[context full: dropped the {dropped} oldest exchange(s), re-encoding the rest once]");
             self.fed.clear();
             self.cache = self.model.new_cache();
         }

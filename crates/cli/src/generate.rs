@@ -50,7 +50,7 @@ fn text(a: GenerateText) -> Result<()> {
 
     let mut config = GenerateConfig::new(sampler, a.sampling.seed, a.max_new_tokens);
     config.ends = loaded::text_end_ids(&folder, &codec);
-    config.banned = codec.vocab().never_drawn().into_iter().filter(|id| !config.ends.contains(id)).collect();
+    config.banned = loaded::text_banned(&codec, &config.ends);
     config.overflow = if a.slide { Overflow::Slide } else { Overflow::Stop };
     config.show_top = a.sampling.show_probs.unwrap_or(0);
     config.pad = prompt_ids[0];

@@ -1,7 +1,7 @@
 //! Introspection for checking jielong against other implementations: `jielong tokenize` and
 //! `jielong logits`.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use jielong_core::{Decoder, Positions};
 use jielong_nn::ModelFolder;
 use jielong_text::TextCodec;
@@ -43,7 +43,7 @@ pub fn logits(a: LogitsArgs) -> Result<()> {
     let out = Decoder::forward(&model, &[a.prompt_ids.clone()], &mut model.new_cache(), Positions::All)?;
     let rows: Vec<&[f32]> = (0..out.positions).map(|t| out.row(0, t)).collect();
     let text = serde_json::to_string(&json!({ "logits": rows }))?;
-    jielong_core::write_atomic(&a.out, text.as_bytes()).with_context(|| format!("cannot write {}", a.out.display()))?;
+    jielong_core::write_atomic(&a.out, text.as_bytes())?;
     eprintln!("wrote {} rows of {} logits to {}", out.positions, out.vocab, a.out.display());
     Ok(())
 }

@@ -94,6 +94,19 @@ pub fn text_end_ids(folder: &ModelFolder, codec: &TextCodec) -> Vec<u32> {
     ends
 }
 
+/// Tokens a text model must never draw: BOS, PAD, conditioning tokens, and a tokenizer's
+/// unknown and padding tokens; never one that ends the text.
+pub fn text_banned(codec: &TextCodec, ends: &[u32]) -> Vec<u32> {
+    let mut banned = codec_vocab(codec).never_drawn();
+    if let TextCodec::Tokenizer { tokenizer, .. } = codec {
+        banned.extend(["<unk>", "<pad>", "[UNK]", "[PAD]", "<|pad|>"].iter().filter_map(|t| tokenizer.token_to_id(t)));
+    }
+    banned.retain(|id| !ends.contains(id));
+    banned.sort_unstable();
+    banned.dedup();
+    banned
+}
+
 pub fn sampler_config(s: &SamplingArgs) -> Result<SamplerConfig> {
     let config = SamplerConfig {
         greedy: s.greedy,

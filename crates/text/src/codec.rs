@@ -141,6 +141,7 @@ impl TextCodec {
                 .collect(),
             TextCodec::Tokenizer { tokenizer, .. } => {
                 let enc = tokenizer.encode(text, false).map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
+                check_covered(text, enc.get_offsets())?;
                 Ok(enc.get_ids().to_vec())
             }
         }
@@ -152,9 +153,20 @@ impl TextCodec {
         match self {
             TextCodec::Tokenizer { tokenizer, .. } => {
                 let enc = tokenizer.encode(text, true).map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
+                check_covered(text, enc.get_offsets())?;
                 Ok(enc.get_ids().to_vec())
             }
             _ => self.encode_text(text),
+        }
+    }
+
+    /// Whether `id` is a SentencePiece byte-fallback token such as `<0xE6>`.
+    pub fn is_byte_token(&self, id: u32) -> bool {
+        match self {
+            TextCodec::Tokenizer { tokenizer, .. } => tokenizer.id_to_token(id).is_some_and(|t| {
+                t.len() == 6 && t.starts_with("<0x") && t.ends_with('>') && u8::from_str_radix(&t[3..5], 16).is_ok()
+            }),
+            _ => false,
         }
     }
 
@@ -171,6 +183,19 @@ impl TextCodec {
                 tokenizer.decode(ids, false).map_err(|e| anyhow::anyhow!("cannot decode: {e}"))
             }
         }
+    }
+}
+
+/// A tokenizer without an unknown token or byte fallback silently drops characters it cannot
+/// express; this finds them (any non-space character no token's span covers) and says so.
+fn check_covered(text: &str, offsets: &[(usize, usize)]) -> Result<()> {
+    let mut covered = vec![false; text.len()];
+    for &(a, b) in offsets {
+        covered[a.min(text.len())..b.min(text.len())].iter_mut().for_each(|c| *c = true);
+    }
+    match text.char_indices().find(|&(i, c)| !c.is_whitespace() && !covered[i]) {
+        Some((_, c)) => bail!("the character {c:?} is not in this tokenizer's vocabulary"),
+        None => Ok(()),
     }
 }
 

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Reproduces BENCHMARKS.md: `jielong bench` on every shipped model and on random models of
+# llama2.c's "stories15M" / "stories260K" shapes (native and Hugging Face folders), printed as
+# markdown rows. Run on an otherwise idle machine: bash scripts/bench.sh > /tmp/bench.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet --bin jielong --example random_model
+bin=target/release/jielong
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# stories15M: dim 288, 6 layers, 6 heads, 32000 tokens, hidden 768, context 256 (tied in
+# llama2.c; untied here, so 24.4M parameters); stories260K: dim 64, 5 layers, 8 heads (4 kv),
+# 512 tokens, hidden 172, context 512.
+target/release/examples/random_model "$tmp/stories15M" 32000 288 768 6 6 6 256 >/dev/null
+target/release/examples/random_model "$tmp/stories260K" 512 64 172 5 8 4 512 >/dev/null
+
+models=(models/shakespeare-char models/mnist-binary models/spoken-digits "$tmp/stories15M" "$tmp/stories260K")
+[ -d ../shared/reference/tiny-llama-gqa ] && models+=(../shared/reference/tiny-llama-gqa)
+echo "| model | parameters | load s | gen tok/s batch 1 | gen tok/s batch 16 | train tok/s (16 x context<=256) | peak MiB |"
+echo "|---|---|---|---|---|---|---|"
+for m in "${models[@]}"; do
+  [ -d "$m" ] || continue
+  "$bin" bench --model "$m" --format json | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+name = r["model"].split("/")[-1]
+print(f"| {name} | {r[\"parameters\"]:,} | {r[\"load_seconds\"]:.2f} | {r[\"generate_tokens_per_second_batch1\"]:.0f} | {r[\"generate_tokens_per_second_batch16\"]:.0f} | {r[\"train_tokens_per_second\"]:.0f} | {r[\"peak_memory_mib\"]:.0f} |")'
+done
