@@ -258,6 +258,9 @@ pub struct BenchArgs {
     /// Training steps measured.
     #[arg(long, default_value_t = 3)]
     pub train_steps: usize,
+    /// Sequences per training step (each as long as the context, at most 256 tokens).
+    #[arg(long, default_value_t = 16)]
+    pub train_batch: usize,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     #[command(flatten)]

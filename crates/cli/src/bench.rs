@@ -13,8 +13,8 @@ use crate::args::{BenchArgs, Format};
 use crate::loaded;
 
 pub fn run(a: BenchArgs) -> Result<()> {
-    if a.tokens == 0 || a.train_steps == 0 {
-        bail!("--tokens and --train-steps must be at least 1");
+    if a.tokens == 0 || a.train_steps == 0 || a.train_batch == 0 {
+        bail!("--tokens, --train-steps and --train-batch must be at least 1");
     }
     let device = loaded::device(&a.device)?;
     let started = Instant::now();
@@ -24,7 +24,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
 
     let batch1 = generation_speed(&model, 1, a.tokens)?;
     let batch16 = generation_speed(&model, 16, a.tokens)?;
-    let (train_batch, train_len) = (16, model.config.context_len.min(256));
+    let (train_batch, train_len) = (a.train_batch, model.config.context_len.min(256));
     let train = training_speed(&model, &device, train_batch, train_len, a.train_steps)?;
     let report = json!({
         "model": a.model.display().to_string(),

@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, Initializer, Linear};
+use burn::nn::{Embedding, Linear};
 use burn::tensor::activation::{log_softmax, silu};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -176,72 +176,73 @@ pub struct Transformer {
     rope_sin: Tensor<2>,
 }
 
+/// Where a model's tensors come from while it is built: drawn fresh, or read from a checkpoint
+/// by name. `std` is the spread of a fresh draw (a checkpoint ignores it).
+trait ParamSource {
+    /// `[rows, cols]` as stored (the embedding).
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize, std: f64) -> Result<Tensor<2>>;
+    /// A linear layer's weight, returned `[d_in, d_out]`.
+    fn linear(&mut self, name: &str, d_in: usize, d_out: usize, std: f64) -> Result<Tensor<2>>;
+    /// A norm gain (fresh: ones) or a bias (fresh: zeros).
+    fn vector(&mut self, name: &str, len: usize, fresh: f32) -> Result<Tensor<1>>;
+}
+
+/// Fresh weights from a seeded generator.
+struct Fresh<'a> {
+    rng: ChaCha8Rng,
+    device: &'a Device,
+}
+
+impl ParamSource for Fresh<'_> {
+    fn matrix(&mut self, _: &str, rows: usize, cols: usize, std: f64) -> Result<Tensor<2>> {
+        let values: Vec<f32> = (0..rows * cols).map(|_| (gaussian(&mut self.rng) * std) as f32).collect();
+        Ok(Tensor::from_data(TensorData::new(values, [rows, cols]), self.device))
+    }
+
+    fn linear(&mut self, name: &str, d_in: usize, d_out: usize, std: f64) -> Result<Tensor<2>> {
+        self.matrix(name, d_in, d_out, std)
+    }
+
+    fn vector(&mut self, _: &str, len: usize, fresh: f32) -> Result<Tensor<1>> {
+        Ok(Tensor::full([len], fresh, self.device))
+    }
+}
+
+impl ParamSource for (&mut Weights, &Device) {
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize, _: f64) -> Result<Tensor<2>> {
+        self.0.matrix(name, rows, cols, self.1)
+    }
+
+    fn linear(&mut self, name: &str, d_in: usize, d_out: usize, _: f64) -> Result<Tensor<2>> {
+        self.0.linear(name, d_in, d_out, self.1)
+    }
+
+    fn vector(&mut self, name: &str, len: usize, _: f32) -> Result<Tensor<1>> {
+        self.0.vector(name, len, self.1)
+    }
+}
+
 impl Transformer {
     /// A freshly initialised model (GPT-2 style: normal weights of std 0.02, the residual
     /// projections scaled down by the depth), drawn from its own seeded generator so that the
     /// same seed gives the same weights whatever else the process does.
     pub fn init(config: &TransformerConfig, device: &Device, seed: u64) -> Result<Self> {
-        config.validate()?;
-        let std = 0.02;
-        let residual_std = std / (2.0 * config.num_layers as f64).sqrt();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut normal = |shape: [usize; 2], std: f64| -> Param<Tensor<2>> {
-            let values: Vec<f32> = (0..shape[0] * shape[1]).map(|_| (gaussian(&mut rng) * std) as f32).collect();
-            Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
-        };
-        let zeros = |n: usize| Initializer::Zeros.init([n], device);
-        let norm = || RmsNorm { weight: Initializer::Ones.init([config.hidden_size], device), eps: config.rms_norm_eps };
-        let (h, q, kv, i, v) = (
-            config.hidden_size,
-            config.num_heads * config.head_dim,
-            config.num_kv_heads * config.head_dim,
-            config.intermediate_size,
-            config.vocab_size,
-        );
-        let bias = config.attention_bias;
-        let embed_tokens = Embedding { weight: normal([v, h], std) };
-        let mut layers = Vec::with_capacity(config.num_layers);
-        for _ in 0..config.num_layers {
-            let mut linear = |d_in: usize, d_out: usize, std: f64, with_bias: bool| Linear {
-                weight: normal([d_in, d_out], std),
-                bias: with_bias.then(|| zeros(d_out)),
-            };
-            layers.push(Block {
-                input_layernorm: norm(),
-                self_attn: Attention {
-                    q_proj: linear(h, q, std, bias),
-                    k_proj: linear(h, kv, std, bias),
-                    v_proj: linear(h, kv, std, bias),
-                    o_proj: linear(q, h, residual_std, config.output_bias),
-                    num_heads: config.num_heads,
-                    num_kv_heads: config.num_kv_heads,
-                    head_dim: config.head_dim,
-                },
-                post_attention_layernorm: norm(),
-                mlp: Mlp {
-                    gate_proj: linear(h, i, std, false),
-                    up_proj: linear(h, i, std, false),
-                    down_proj: linear(i, h, residual_std, false),
-                },
-            });
-        }
-        let lm_head = (!config.tie_embeddings).then(|| Linear { weight: normal([h, v], std), bias: None });
-        let rope = rope_tables(config, device);
-        Ok(Self {
-            embed_tokens,
-            layers,
-            norm: norm(),
-            lm_head,
-            config: config.clone(),
-            rope_cos: rope.0,
-            rope_sin: rope.1,
-        })
+        Self::build(config, device, &mut Fresh { rng: ChaCha8Rng::seed_from_u64(seed), device })
     }
 
     /// Builds the model from named weights (Hugging Face Llama names, `[out, in]` linear
     /// matrices). Every tensor must be present with the right shape, and none left over.
     pub fn load(config: &TransformerConfig, weights: &mut Weights, device: &Device) -> Result<Self> {
+        let model = Self::build(config, device, &mut (&mut *weights, device))?;
+        weights.finish()?;
+        Ok(model)
+    }
+
+    /// Walks the architecture, taking each tensor from `source` under its checkpoint name.
+    fn build(config: &TransformerConfig, device: &Device, source: &mut dyn ParamSource) -> Result<Self> {
         config.validate()?;
+        let std = 0.02;
+        let residual_std = std / (2.0 * config.num_layers as f64).sqrt();
         let (h, q, kv, i, v) = (
             config.hidden_size,
             config.num_heads * config.head_dim,
@@ -249,52 +250,51 @@ impl Transformer {
             config.intermediate_size,
             config.vocab_size,
         );
-        let linear = |w: &mut Weights, name: &str, d_in: usize, d_out: usize, bias: bool| -> Result<Linear> {
+        let linear = |src: &mut dyn ParamSource, name: &str, d_in: usize, d_out: usize, std: f64, bias: bool| -> Result<Linear> {
             Ok(Linear {
-                weight: Param::from_tensor(w.linear(&format!("{name}.weight"), d_in, d_out, device)?),
-                bias: if bias { Some(Param::from_tensor(w.vector(&format!("{name}.bias"), d_out, device)?)) } else { None },
+                weight: Param::from_tensor(src.linear(&format!("{name}.weight"), d_in, d_out, std)?),
+                bias: if bias { Some(Param::from_tensor(src.vector(&format!("{name}.bias"), d_out, 0.0)?)) } else { None },
             })
         };
-        let norm = |w: &mut Weights, name: &str| -> Result<RmsNorm> {
-            Ok(RmsNorm { weight: Param::from_tensor(w.vector(&format!("{name}.weight"), h, device)?), eps: config.rms_norm_eps })
+        let norm = |src: &mut dyn ParamSource, name: &str| -> Result<RmsNorm> {
+            Ok(RmsNorm { weight: Param::from_tensor(src.vector(&format!("{name}.weight"), h, 1.0)?), eps: config.rms_norm_eps })
         };
+        let embed = source.matrix("model.embed_tokens.weight", v, h, std)?;
         let bias = config.attention_bias;
         let mut layers = Vec::with_capacity(config.num_layers);
         for l in 0..config.num_layers {
             let p = format!("model.layers.{l}");
             layers.push(Block {
-                input_layernorm: norm(weights, &format!("{p}.input_layernorm"))?,
+                input_layernorm: norm(source, &format!("{p}.input_layernorm"))?,
                 self_attn: Attention {
-                    q_proj: linear(weights, &format!("{p}.self_attn.q_proj"), h, q, bias)?,
-                    k_proj: linear(weights, &format!("{p}.self_attn.k_proj"), h, kv, bias)?,
-                    v_proj: linear(weights, &format!("{p}.self_attn.v_proj"), h, kv, bias)?,
-                    o_proj: linear(weights, &format!("{p}.self_attn.o_proj"), q, h, config.output_bias)?,
+                    q_proj: linear(source, &format!("{p}.self_attn.q_proj"), h, q, std, bias)?,
+                    k_proj: linear(source, &format!("{p}.self_attn.k_proj"), h, kv, std, bias)?,
+                    v_proj: linear(source, &format!("{p}.self_attn.v_proj"), h, kv, std, bias)?,
+                    o_proj: linear(source, &format!("{p}.self_attn.o_proj"), q, h, residual_std, config.output_bias)?,
                     num_heads: config.num_heads,
                     num_kv_heads: config.num_kv_heads,
                     head_dim: config.head_dim,
                 },
-                post_attention_layernorm: norm(weights, &format!("{p}.post_attention_layernorm"))?,
+                post_attention_layernorm: norm(source, &format!("{p}.post_attention_layernorm"))?,
                 mlp: Mlp {
-                    gate_proj: linear(weights, &format!("{p}.mlp.gate_proj"), h, i, false)?,
-                    up_proj: linear(weights, &format!("{p}.mlp.up_proj"), h, i, false)?,
-                    down_proj: linear(weights, &format!("{p}.mlp.down_proj"), i, h, false)?,
+                    gate_proj: linear(source, &format!("{p}.mlp.gate_proj"), h, i, std, false)?,
+                    up_proj: linear(source, &format!("{p}.mlp.up_proj"), h, i, std, false)?,
+                    down_proj: linear(source, &format!("{p}.mlp.down_proj"), i, h, residual_std, false)?,
                 },
             });
         }
-        let rope = rope_tables(config, device);
-        let embed = weights.matrix("model.embed_tokens.weight", v, h, device)?;
-        let lm_head = if config.tie_embeddings { None } else { Some(linear(weights, "lm_head", h, v, false)?) };
-        let model = Self {
+        let norm_out = norm(source, "model.norm")?;
+        let lm_head = if config.tie_embeddings { None } else { Some(linear(source, "lm_head", h, v, std, false)?) };
+        let (rope_cos, rope_sin) = rope_tables(config, device);
+        Ok(Self {
             embed_tokens: Embedding { weight: Param::from_tensor(embed) },
             layers,
-            norm: norm(weights, "model.norm")?,
+            norm: norm_out,
             lm_head,
             config: config.clone(),
-            rope_cos: rope.0,
-            rope_sin: rope.1,
-        };
-        weights.finish()?;
-        Ok(model)
+            rope_cos,
+            rope_sin,
+        })
     }
 
     /// Every weight under its checkpoint name, as stored: linear matrices `[out, in]`.
