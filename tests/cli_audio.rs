@@ -22,14 +22,25 @@ const RATE: u32 = 8000;
 
 /// Mono 16-bit samples of a WAV and its spec.
 fn read_wav(path: &Path) -> (Vec<i16>, hound::WavSpec) {
-    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{} is not a WAV: {e}", path.display()));
+    let mut r = hound::WavReader::open(path)
+        .unwrap_or_else(|e| panic!("{} is not a WAV: {e}", path.display()));
     let spec = r.spec();
-    assert_eq!((spec.bits_per_sample, spec.sample_format), (16, hound::SampleFormat::Int), "{}", path.display());
+    assert_eq!(
+        (spec.bits_per_sample, spec.sample_format),
+        (16, hound::SampleFormat::Int),
+        "{}",
+        path.display()
+    );
     (r.samples::<i16>().map(Result::unwrap).collect(), spec)
 }
 
 fn write_wav(path: &Path, samples: &[f64], rate: u32) {
-    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for &x in samples {
         w.write_sample((x * 32767.0).round() as i16).unwrap();
@@ -39,7 +50,9 @@ fn write_wav(path: &Path, samples: &[f64], rate: u32) {
 
 fn sine(freq: f64, amplitude: f64, phase: f64, seconds: f64) -> Vec<f64> {
     let n = (seconds * RATE as f64).round() as usize;
-    (0..n).map(|i| amplitude * (2.0 * PI * freq * i as f64 / RATE as f64 + phase).sin()).collect()
+    (0..n)
+        .map(|i| amplitude * (2.0 * PI * freq * i as f64 / RATE as f64 + phase).sin())
+        .collect()
 }
 
 /// The mu-law level (0..=255) of a sample in [-1, 1]: y = sign(x) ln(1 + 255|x|) / ln 256,
@@ -63,7 +76,11 @@ fn unit(s: i16) -> f64 {
 /// The frequency with the most power (Hann window, a DFT every 2 Hz from 20 Hz to Nyquist).
 fn peak_frequency(x: &[f64]) -> f64 {
     let n = x.len();
-    let windowed: Vec<f64> = x.iter().enumerate().map(|(i, &v)| v * (0.5 - 0.5 * (2.0 * PI * i as f64 / n as f64).cos())).collect();
+    let windowed: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| v * (0.5 - 0.5 * (2.0 * PI * i as f64 / n as f64).cos()))
+        .collect();
     let power = |f: f64| {
         let w = 2.0 * PI * f / RATE as f64;
         let (mut re, mut im) = (0.0, 0.0);
@@ -73,12 +90,18 @@ fn peak_frequency(x: &[f64]) -> f64 {
         }
         re * re + im * im
     };
-    (10..RATE / 4).map(|k| 2.0 * k as f64).max_by(|&a, &b| power(a).total_cmp(&power(b))).unwrap()
+    (10..RATE / 4)
+        .map(|k| 2.0 * k as f64)
+        .max_by(|&a, &b| power(a).total_cmp(&power(b)))
+        .unwrap()
 }
 
 /// Frequency from the zero-crossing rate: two crossings per period.
 fn zero_crossing_frequency(x: &[f64]) -> f64 {
-    let crossings = x.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
+    let crossings = x
+        .windows(2)
+        .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+        .count();
     crossings as f64 / 2.0 / (x.len() as f64 / RATE as f64)
 }
 
@@ -95,14 +118,27 @@ fn espeak_digits() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = scratch().join("espeak-digits");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/espeak-digits/make.sh");
-        let o = std::process::Command::new("sh").arg(&script).arg(&dir).arg("small").output().expect("sh runs");
-        assert!(o.status.success(), "make.sh failed (is espeak-ng installed?): {}", String::from_utf8_lossy(&o.stderr));
+        let o = std::process::Command::new("sh")
+            .arg(&script)
+            .arg(&dir)
+            .arg("small")
+            .output()
+            .expect("sh runs");
+        assert!(
+            o.status.success(),
+            "make.sh failed (is espeak-ng installed?): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         dir
     })
 }
 
 fn wav_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "wav")).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+        .collect();
     files.sort();
     files
 }
@@ -121,7 +157,12 @@ fn speech_model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
     MODEL.get_or_init(|| {
         let out = scratch().join("speech");
-        train_with("audio", espeak_digits(), &out, &config(64, 30, 0.003, "{}", "{}"));
+        train_with(
+            "audio",
+            espeak_digits(),
+            &out,
+            &config(64, 30, 0.003, "{}", "{}"),
+        );
         out
     })
 }
@@ -133,7 +174,11 @@ fn tones() -> &'static Path {
         let dir = scratch().join("tones");
         std::fs::create_dir_all(&dir).unwrap();
         for i in 0..10 {
-            write_wav(&dir.join(format!("tone_{i}.wav")), &sine(440.0, 0.3 + 0.05 * i as f64, 0.6 * i as f64, 0.5), RATE);
+            write_wav(
+                &dir.join(format!("tone_{i}.wav")),
+                &sine(440.0, 0.3 + 0.05 * i as f64, 0.6 * i as f64, 0.5),
+                RATE,
+            );
         }
         dir
     })
@@ -145,8 +190,16 @@ fn tone_model() -> &'static Path {
     MODEL.get_or_init(|| {
         let out = scratch().join("tone");
         let started = std::time::Instant::now();
-        train_with("audio", tones(), &out, &config(64, 200, 0.005, r#"{"conditional": false}"#, "{}"));
-        eprintln!("the tone model trained in {:.1} s", started.elapsed().as_secs_f64());
+        train_with(
+            "audio",
+            tones(),
+            &out,
+            &config(64, 200, 0.005, r#"{"conditional": false}"#, "{}"),
+        );
+        eprintln!(
+            "the tone model trained in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         out
     })
 }
@@ -171,7 +224,20 @@ fn generate_writes_an_8khz_mono_wav_of_the_asked_length_and_a_plot() {
     let dir = temp("gen-audio");
     let run = |name: &str, seed: &str, extra: &[&str]| -> PathBuf {
         let out = dir.join(format!("{name}.wav"));
-        let mut args = vec!["generate", "audio", "--model", p(m), "--class", "4", "--seconds", "0.5", "--seed", seed, "--out", p(&out)];
+        let mut args = vec![
+            "generate",
+            "audio",
+            "--model",
+            p(m),
+            "--class",
+            "4",
+            "--seconds",
+            "0.5",
+            "--seed",
+            seed,
+            "--out",
+            p(&out),
+        ];
         args.extend_from_slice(extra);
         ok(&args);
         out
@@ -185,29 +251,65 @@ fn generate_writes_an_8khz_mono_wav_of_the_asked_length_and_a_plot() {
     assert!(picture.width() > 100 && picture.height() > 100);
 
     // Seeds: the same gives the same file, another another clip.
-    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(run("b", "3", &[])).unwrap());
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(run("b", "3", &[])).unwrap()
+    );
     assert_ne!(read_wav(&a).0, read_wav(&run("c", "4", &[])).0);
     // A batch writes OUT, OUT-1...; clip i is drawn with seed + i.
     let batch = run("batch", "3", &["--count", "2"]);
     assert_eq!(read_wav(&batch).0, samples);
-    assert_eq!(read_wav(&dir.join("batch-1.wav")).0, read_wav(&dir.join("c.wav")).0);
+    assert_eq!(
+        read_wav(&dir.join("batch-1.wav")).0,
+        read_wav(&dir.join("c.wav")).0
+    );
 
     // With a prompt, the plot shows the prompt too: a second panel as tall as the first.
     let plot2 = dir.join("with-prompt.png");
-    run("d", "3", &["--prompt-audio", p(&asterisk(4)), "--keep-seconds", "0.1", "--plot", p(&plot2)]);
+    run(
+        "d",
+        "3",
+        &[
+            "--prompt-audio",
+            p(&asterisk(4)),
+            "--keep-seconds",
+            "0.1",
+            "--plot",
+            p(&plot2),
+        ],
+    );
     let picture2 = image::open(&plot2).unwrap();
-    assert_eq!((picture2.width(), picture2.height()), (picture.width(), 2 * picture.height()));
+    assert_eq!(
+        (picture2.width(), picture2.height()),
+        (picture.width(), 2 * picture.height())
+    );
 }
 
 #[test]
 fn the_window_slides_beyond_the_context() {
     let m = speech_model();
-    let config: Value = serde_json::from_str(&std::fs::read_to_string(m.join("config.json")).unwrap()).unwrap();
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(m.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["architecture"]["context_len"], 64);
     let dir = temp("gen-slide");
     let out = dir.join("long.wav");
     // 0.2 s is 1600 samples, 25 contexts.
-    let o = ok(&["generate", "audio", "--model", p(m), "--class", "2", "--seconds", "0.2", "--count", "2", "--seed", "1", "--out", p(&out)]);
+    let o = ok(&[
+        "generate",
+        "audio",
+        "--model",
+        p(m),
+        "--class",
+        "2",
+        "--seconds",
+        "0.2",
+        "--count",
+        "2",
+        "--seed",
+        "1",
+        "--out",
+        p(&out),
+    ]);
     for f in [out.clone(), dir.join("long-1.wav")] {
         assert_eq!(read_wav(&f).0.len(), 1600);
     }
@@ -230,8 +332,24 @@ fn continuation_keeps_the_mu_law_prompt() {
     let (prompt, spec) = read_wav(&asterisk(4));
     assert_eq!((spec.sample_rate, spec.channels), (RATE, 1));
     ok(&[
-        "generate", "audio", "--model", p(m), "--class", "4", "--prompt-audio", p(&asterisk(4)), "--keep-seconds", "0.1",
-        "--seconds", "0.3", "--count", "2", "--seed", "2", "--out", p(&out),
+        "generate",
+        "audio",
+        "--model",
+        p(m),
+        "--class",
+        "4",
+        "--prompt-audio",
+        p(&asterisk(4)),
+        "--keep-seconds",
+        "0.1",
+        "--seconds",
+        "0.3",
+        "--count",
+        "2",
+        "--seed",
+        "2",
+        "--out",
+        p(&out),
     ]);
     for f in [out.clone(), dir.join("four-1.wav")] {
         let (clip, _) = read_wav(&f);
@@ -249,14 +367,32 @@ fn continuation_keeps_the_mu_law_prompt() {
             );
         }
         // What follows is drawn by the model, not the rest of the recording.
-        let same = (800..2400).filter(|&i| mu_law(unit(clip[i])) == mu_law(unit(prompt[i]))).count();
-        assert!(same < 800, "{same} of 1600 continued samples are the recording's own");
+        let same = (800..2400)
+            .filter(|&i| mu_law(unit(clip[i])) == mu_law(unit(prompt[i])))
+            .count();
+        assert!(
+            same < 800,
+            "{same} of 1600 continued samples are the recording's own"
+        );
     }
     // A prompt at another rate (espeak's 22.05 kHz) is resampled to the model's.
     let other = wav_files(espeak_digits())[0].clone();
     assert_eq!(read_wav(&other).1.sample_rate, 22050);
     let out2 = dir.join("resampled.wav");
-    ok(&["generate", "audio", "--model", p(m), "--prompt-audio", p(&other), "--keep-seconds", "0.05", "--seconds", "0.1", "--out", p(&out2)]);
+    ok(&[
+        "generate",
+        "audio",
+        "--model",
+        p(m),
+        "--prompt-audio",
+        p(&other),
+        "--keep-seconds",
+        "0.05",
+        "--seconds",
+        "0.1",
+        "--out",
+        p(&out2),
+    ]);
     let (clip, spec) = read_wav(&out2);
     assert_eq!((spec.sample_rate, clip.len()), (RATE, 800));
 }
@@ -268,22 +404,54 @@ fn a_tone_model_continues_a_440_hz_prompt_at_440_hz() {
     // A prompt the model never saw (another amplitude and phase than the training tones).
     let prompt = dir.join("tone.wav");
     let tone = sine(440.0, 0.5, 0.5, 0.1);
-    assert!((peak_frequency(&tone) - 440.0).abs() <= 8.0, "the frequency measure works on the prompt itself");
+    assert!(
+        (peak_frequency(&tone) - 440.0).abs() <= 8.0,
+        "the frequency measure works on the prompt itself"
+    );
     write_wav(&prompt, &tone, RATE);
-    for (name, dice) in [("greedy", vec!["--greedy"]), ("cool", vec!["--temperature", "0.3", "--seed", "1"])] {
+    for (name, dice) in [
+        ("greedy", vec!["--greedy"]),
+        ("cool", vec!["--temperature", "0.3", "--seed", "1"]),
+    ] {
         let out = dir.join(format!("{name}.wav"));
-        let mut args = vec!["generate", "audio", "--model", p(m), "--prompt-audio", p(&prompt), "--keep-seconds", "0.05", "--seconds", "0.3", "--out", p(&out)];
+        let mut args = vec![
+            "generate",
+            "audio",
+            "--model",
+            p(m),
+            "--prompt-audio",
+            p(&prompt),
+            "--keep-seconds",
+            "0.05",
+            "--seconds",
+            "0.3",
+            "--out",
+            p(&out),
+        ];
         args.extend(dice);
         ok(&args);
         let (clip, _) = read_wav(&out);
         assert_eq!(clip.len(), 2400);
         // The 0.25 s the model drew.
         let drawn: Vec<f64> = clip[400..].iter().map(|&s| unit(s)).collect();
-        let (peak, zc, level) = (peak_frequency(&drawn), zero_crossing_frequency(&drawn), rms(&drawn));
+        let (peak, zc, level) = (
+            peak_frequency(&drawn),
+            zero_crossing_frequency(&drawn),
+            rms(&drawn),
+        );
         eprintln!("{name}: peak {peak:.0} Hz, zero crossings {zc:.0} Hz, RMS {level:.3}");
-        assert!(level > 0.1, "{name}: the continuation is (nearly) silent: RMS {level:.3}");
-        assert!((peak - 440.0).abs() <= 44.0, "{name}: the continuation's strongest frequency is {peak} Hz, not about 440");
-        assert!((zc - 440.0).abs() <= 44.0, "{name}: the continuation crosses zero at {zc} Hz, not about 440");
+        assert!(
+            level > 0.1,
+            "{name}: the continuation is (nearly) silent: RMS {level:.3}"
+        );
+        assert!(
+            (peak - 440.0).abs() <= 44.0,
+            "{name}: the continuation's strongest frequency is {peak} Hz, not about 440"
+        );
+        assert!(
+            (zc - 440.0).abs() <= 44.0,
+            "{name}: the continuation crosses zero at {zc} Hz, not about 440"
+        );
     }
 }
 
@@ -294,7 +462,16 @@ fn a_tone_model_continues_a_440_hz_prompt_at_440_hz() {
 fn eval_reports_bits_per_sample_and_the_unigram_entropy_of_the_data() {
     let m = speech_model();
     let data = shared("audio/asterisk_digits");
-    let v = ok_json(&["eval", "audio", "--model", p(m), "--data", p(&data), "--format", "json"]);
+    let v = ok_json(&[
+        "eval",
+        "audio",
+        "--model",
+        p(m),
+        "--data",
+        p(&data),
+        "--format",
+        "json",
+    ]);
 
     let mut total = 0usize;
     let mut counts = [0u64; 256];
@@ -307,13 +484,26 @@ fn eval_reports_bits_per_sample_and_the_unigram_entropy_of_the_data() {
         }
     }
     let n = total as f64;
-    let entropy: f64 = counts.iter().filter(|&&c| c > 0).map(|&c| -(c as f64 / n) * (c as f64 / n).log2()).sum();
-    assert!((entropy - 6.94).abs() < 0.05, "the recorded digits' mu-law entropy is about 6.94 bits, measured {entropy}");
+    let entropy: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| -(c as f64 / n) * (c as f64 / n).log2())
+        .sum();
+    assert!(
+        (entropy - 6.94).abs() < 0.05,
+        "the recorded digits' mu-law entropy is about 6.94 bits, measured {entropy}"
+    );
 
     assert_eq!(v["clips"], 10, "{v}");
-    assert_eq!(v["tokens"], total, "every sample of the ten clips is scored once: {v}");
+    assert_eq!(
+        v["tokens"], total,
+        "every sample of the ten clips is scored once: {v}"
+    );
     let unigram = v["unigram_entropy_bits"].as_f64().unwrap();
-    assert!((unigram - entropy).abs() < 1e-3, "unigram entropy {unigram}, measured here {entropy}");
+    assert!(
+        (unigram - entropy).abs() < 1e-3,
+        "unigram entropy {unigram}, measured here {entropy}"
+    );
     let nats = v["nats_per_token"].as_f64().unwrap();
     let bits = v["bits_per_sample"].as_f64().unwrap();
     assert!(bits > 0.0 && bits < 10.0, "{v}");
@@ -322,6 +512,96 @@ fn eval_reports_bits_per_sample_and_the_unigram_entropy_of_the_data() {
     assert!((v["bits_below_unigram"].as_f64().unwrap() - (unigram - bits)).abs() < 1e-9);
     // The files are named 0..9, the model's classes: each is scored given its class.
     assert_eq!(v["conditioned_on_labels"], true);
+}
+
+#[test]
+fn eval_checks_drawn_clips_against_the_recorded_digits() {
+    let m = speech_model();
+    let data = shared("audio/asterisk_digits");
+    let v = ok_json(&[
+        "eval",
+        "audio",
+        "--model",
+        p(m),
+        "--data",
+        p(&data),
+        "--check-classes",
+        "2",
+        "--format",
+        "json",
+    ]);
+    let check = &v["class_check"];
+    assert_eq!(check["samples_per_class"], 2, "{v}");
+    assert_eq!(
+        check["references"], 10,
+        "the ten recorded digits are the references: {v}"
+    );
+    assert!(
+        (check["chance"].as_f64().unwrap() - 0.1).abs() < 1e-12,
+        "{v}"
+    );
+    let rows = check["per_class"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["class"].as_str().unwrap()).collect();
+    assert_eq!(names, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    let mut correct = 0;
+    for r in rows {
+        assert_eq!(r["total"], 2, "{r}");
+        let (c, u) = (
+            r["correct"].as_u64().unwrap(),
+            r["unclassified"].as_u64().unwrap(),
+        );
+        assert!(c + u <= 2, "{r}");
+        correct += c;
+    }
+    assert!(
+        (check["recognised"].as_f64().unwrap() - correct as f64 / 20.0).abs() < 1e-12,
+        "{v}"
+    );
+
+    fails(
+        &[
+            "eval",
+            "audio",
+            "--model",
+            p(m),
+            "--data",
+            p(&data),
+            "--check-classes",
+            "0",
+        ],
+        "at least 1",
+    );
+    fails(
+        &[
+            "eval",
+            "audio",
+            "--model",
+            p(tone_model()),
+            "--data",
+            p(tones()),
+            "--check-classes",
+            "1",
+        ],
+        "class-conditional",
+    );
+    // References must cover every class the model can be asked for.
+    let few = temp("few-references");
+    for d in 0..3 {
+        std::fs::copy(asterisk(d), few.join(format!("{d}.wav"))).unwrap();
+    }
+    fails(
+        &[
+            "eval",
+            "audio",
+            "--model",
+            p(m),
+            "--data",
+            p(&few),
+            "--check-classes",
+            "1",
+        ],
+        "no clip of class \"3\"",
+    );
 }
 
 /// Samples of a WAV read at 8 kHz, by the documented length rule round(frames * 8000 / rate).
@@ -343,19 +623,34 @@ fn training_drops_copies_of_the_held_out_digits() {
     let heldout = shared("audio/asterisk_digits");
     let out = scratch().join("speech-heldout");
     let data_section = format!(r#"{{"heldout": {}}}"#, Value::from(p(&heldout)));
-    let o = train_with("audio", &data, &out, &config(64, 5, 0.003, "{}", &data_section));
+    let o = train_with(
+        "audio",
+        &data,
+        &out,
+        &config(64, 5, 0.003, "{}", &data_section),
+    );
 
     // The copy is gone: its label "three" is no class, and it is no training token.
-    let config: Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     let classes: Vec<String> = serde_json::from_value(config["codec"]["classes"].clone()).unwrap();
     assert_eq!(classes, (0..10).map(|d| d.to_string()).collect::<Vec<_>>());
     // Each clip is its samples and an END token.
-    let espeak: usize = wav_files(espeak_digits()).iter().map(|f| samples_at_8k(f) + 1).sum();
+    let espeak: usize = wav_files(espeak_digits())
+        .iter()
+        .map(|f| samples_at_8k(f) + 1)
+        .sum();
     let held: usize = (0..10).map(|d| samples_at_8k(&asterisk(d)) + 1).sum();
     let err = stderr(&o);
-    assert!(err.contains(&format!("on {espeak} tokens ({held} held out)")), "expected {espeak} training and {held} held-out tokens:\n{err}");
+    assert!(
+        err.contains(&format!("on {espeak} tokens ({held} held out)")),
+        "expected {espeak} training and {held} held-out tokens:\n{err}"
+    );
     let card = std::fs::read_to_string(out.join("MODEL.md")).unwrap();
-    assert!(card.contains("asterisk_digits") && card.contains("1 copies"), "MODEL.md says nothing of the removed copy:\n{card}");
+    assert!(
+        card.contains("asterisk_digits") && card.contains("1 copies"),
+        "MODEL.md says nothing of the removed copy:\n{card}"
+    );
 }
 
 #[test]
@@ -363,8 +658,30 @@ fn training_on_the_held_out_digits_themselves_is_refused() {
     let heldout = shared("audio/asterisk_digits");
     let out = scratch().join("never-trained-on-heldout");
     let config_path = scratch().join("heldout-itself.json");
-    std::fs::write(&config_path, config(64, 2, 0.003, "{}", &format!(r#"{{"heldout": {}}}"#, Value::from(p(&heldout))))).unwrap();
-    fails(&["train", "audio", "--data", p(&heldout), "--out", p(&out), "--config", p(&config_path)], "no training clips left");
+    std::fs::write(
+        &config_path,
+        config(
+            64,
+            2,
+            0.003,
+            "{}",
+            &format!(r#"{{"heldout": {}}}"#, Value::from(p(&heldout))),
+        ),
+    )
+    .unwrap();
+    fails(
+        &[
+            "train",
+            "audio",
+            "--data",
+            p(&heldout),
+            "--out",
+            p(&out),
+            "--config",
+            p(&config_path),
+        ],
+        "no training clips left",
+    );
     assert!(!out.join("model.safetensors").exists());
 }
 
@@ -374,10 +691,42 @@ fn unknown_audio_config_keys_are_refused() {
     let out = scratch().join("never-typo");
     let path = scratch().join("typo.json");
     let heldout = Value::from(p(&shared("audio/asterisk_digits"))).to_string();
-    std::fs::write(&path, config(64, 2, 0.003, "{}", &format!(r#"{{"held_out": {heldout}}}"#))).unwrap();
-    fails(&["train", "audio", "--data", p(espeak_digits()), "--out", p(&out), "--config", p(&path)], "held_out");
-    std::fs::write(&path, config(64, 2, 0.003, r#"{"quantization": "linear"}"#, "{}")).unwrap();
-    fails(&["train", "audio", "--data", p(espeak_digits()), "--out", p(&out), "--config", p(&path)], "quantization");
+    std::fs::write(
+        &path,
+        config(64, 2, 0.003, "{}", &format!(r#"{{"held_out": {heldout}}}"#)),
+    )
+    .unwrap();
+    fails(
+        &[
+            "train",
+            "audio",
+            "--data",
+            p(espeak_digits()),
+            "--out",
+            p(&out),
+            "--config",
+            p(&path),
+        ],
+        "held_out",
+    );
+    std::fs::write(
+        &path,
+        config(64, 2, 0.003, r#"{"quantization": "linear"}"#, "{}"),
+    )
+    .unwrap();
+    fails(
+        &[
+            "train",
+            "audio",
+            "--data",
+            p(espeak_digits()),
+            "--out",
+            p(&out),
+            "--config",
+            p(&path),
+        ],
+        "quantization",
+    );
 }
 
 #[test]
@@ -385,10 +734,19 @@ fn unknown_audio_config_keys_are_refused() {
 fn a_small_folder_without_a_held_out_set_trains() {
     let data = temp("four-tones");
     for i in 0..4 {
-        write_wav(&data.join(format!("tone_{i}.wav")), &sine(440.0, 0.5, i as f64, 0.25), RATE);
+        write_wav(
+            &data.join(format!("tone_{i}.wav")),
+            &sine(440.0, 0.5, i as f64, 0.25),
+            RATE,
+        );
     }
     let out = scratch().join("four-tones-model");
-    train_with("audio", &data, &out, &config(64, 2, 0.003, r#"{"conditional": false}"#, "{}"));
+    train_with(
+        "audio",
+        &data,
+        &out,
+        &config(64, 2, 0.003, r#"{"conditional": false}"#, "{}"),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -398,7 +756,19 @@ fn a_small_folder_without_a_held_out_set_trains() {
 
 fn seconds_shorter_than_one_sample_name_the_seconds() {
     let out = scratch().join("too-short.wav");
-    fails(&["generate", "audio", "--model", p(speech_model()), "--seconds", "0.00001", "--out", p(&out)], "--seconds");
+    fails(
+        &[
+            "generate",
+            "audio",
+            "--model",
+            p(speech_model()),
+            "--seconds",
+            "0.00001",
+            "--out",
+            p(&out),
+        ],
+        "--seconds",
+    );
 }
 
 #[test]
@@ -418,19 +788,62 @@ fn bad_generate_inputs_get_clear_errors() {
     // Prompt clips: not a WAV, an empty WAV, a missing file.
     let text = dir.join("text.wav");
     std::fs::write(&text, "RIFF? no, just text").unwrap();
-    bad(&["--prompt-audio", p(&text), "--keep-seconds", "0.05"], "not a readable WAV");
+    bad(
+        &["--prompt-audio", p(&text), "--keep-seconds", "0.05"],
+        "not a readable WAV",
+    );
     let png = dir.join("picture.wav");
     std::fs::copy(m.clone() + "/loss.png", &png).unwrap();
-    bad(&["--prompt-audio", p(&png), "--keep-seconds", "0.05"], "not a readable WAV");
+    bad(
+        &["--prompt-audio", p(&png), "--keep-seconds", "0.05"],
+        "not a readable WAV",
+    );
     let empty = dir.join("empty.wav");
     write_wav(&empty, &[], RATE);
-    bad(&["--prompt-audio", p(&empty), "--keep-seconds", "0.05"], "no samples");
-    bad(&["--prompt-audio", p(&dir.join("missing.wav")), "--keep-seconds", "0.05"], "cannot open");
+    bad(
+        &["--prompt-audio", p(&empty), "--keep-seconds", "0.05"],
+        "no samples",
+    );
+    bad(
+        &[
+            "--prompt-audio",
+            p(&dir.join("missing.wav")),
+            "--keep-seconds",
+            "0.05",
+        ],
+        "cannot open",
+    );
     // How much to keep: longer than the clip, as long as the output, zero or negative, alone.
-    bad(&["--prompt-audio", p(&tone), "--keep-seconds", "0.2", "--seconds", "1"], "shorter than the 0.2 s to keep");
-    bad(&["--prompt-audio", p(&tone), "--keep-seconds", "0.1", "--seconds", "0.1"], "already as long");
-    bad(&["--prompt-audio", p(&tone), "--keep-seconds", "0"], "positive");
-    bad(&["--prompt-audio", p(&tone), "--keep-seconds", "-0.1"], "positive");
+    bad(
+        &[
+            "--prompt-audio",
+            p(&tone),
+            "--keep-seconds",
+            "0.2",
+            "--seconds",
+            "1",
+        ],
+        "shorter than the 0.2 s to keep",
+    );
+    bad(
+        &[
+            "--prompt-audio",
+            p(&tone),
+            "--keep-seconds",
+            "0.1",
+            "--seconds",
+            "0.1",
+        ],
+        "already as long",
+    );
+    bad(
+        &["--prompt-audio", p(&tone), "--keep-seconds", "0"],
+        "positive",
+    );
+    bad(
+        &["--prompt-audio", p(&tone), "--keep-seconds", "-0.1"],
+        "positive",
+    );
     bad(&["--keep-seconds", "0.05"], "--prompt-audio");
     bad(&["--prompt-audio", p(&tone)], "--keep-seconds");
     // Lengths, counts, classes, dice.
@@ -443,15 +856,70 @@ fn bad_generate_inputs_get_clear_errors() {
     }
     bad(&["--class", "1", "--temperature", "-1"], "temperature");
     bad(&["--class", "1", "--top-p", "0"], "top-p");
-    fails(&["generate", "audio", "--model", p(tone_model()), "--class", "4", "--out", o], "no class labels");
-    fails(&["generate", "audio", "--model", &m, "--out", p(&dir.join("no/such/folder/x.wav"))], "cannot write");
+    fails(
+        &[
+            "generate",
+            "audio",
+            "--model",
+            p(tone_model()),
+            "--class",
+            "4",
+            "--out",
+            o,
+        ],
+        "no class labels",
+    );
+    fails(
+        &[
+            "generate",
+            "audio",
+            "--model",
+            &m,
+            "--out",
+            p(&dir.join("no/such/folder/x.wav")),
+        ],
+        "cannot write",
+    );
     assert!(!out.exists(), "no failed run wrote a clip");
 
     // An audio model is not an image or text model.
-    fails(&["generate", "image", "--model", &m, "--out", p(&dir.join("x.png"))], "audio model");
-    fails(&["generate", "text", "--model", &m, "--prompt", "seven"], "audio model");
-    fails(&["eval", "image", "--model", &m, "--data", p(&shared("images/sklearn_digits.csv.gz"))], "audio model");
-    fails(&["generate", "audio", "--model", p(&dir.join("no-model")), "--out", o], "does not exist");
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            &m,
+            "--out",
+            p(&dir.join("x.png")),
+        ],
+        "audio model",
+    );
+    fails(
+        &["generate", "text", "--model", &m, "--prompt", "seven"],
+        "audio model",
+    );
+    fails(
+        &[
+            "eval",
+            "image",
+            "--model",
+            &m,
+            "--data",
+            p(&shared("images/sklearn_digits.csv.gz")),
+        ],
+        "audio model",
+    );
+    fails(
+        &[
+            "generate",
+            "audio",
+            "--model",
+            p(&dir.join("no-model")),
+            "--out",
+            o,
+        ],
+        "does not exist",
+    );
 }
 
 #[test]
@@ -461,7 +929,21 @@ fn bad_training_and_eval_data_get_clear_errors() {
     let train = |data: &Path, config_text: &str, needle: &str| {
         let path = dir.join("config.json");
         std::fs::write(&path, config_text).unwrap();
-        fails(&["train", "audio", "--data", p(data), "--out", p(&never), "--config", p(&path), "--steps", "1"], needle);
+        fails(
+            &[
+                "train",
+                "audio",
+                "--data",
+                p(data),
+                "--out",
+                p(&never),
+                "--config",
+                p(&path),
+                "--steps",
+                "1",
+            ],
+            needle,
+        );
     };
     let plain = config(64, 1, 0.003, "{}", "{}");
 
@@ -471,7 +953,11 @@ fn bad_training_and_eval_data_get_clear_errors() {
     std::fs::write(no_wavs.join("readme.txt"), "nothing to hear").unwrap();
     train(&no_wavs, &plain, "no .wav files");
     train(&dir.join("missing"), &plain, "does not exist");
-    train(&shared("images/sklearn_digits.csv.gz"), &plain, "cannot read");
+    train(
+        &shared("images/sklearn_digits.csv.gz"),
+        &plain,
+        "cannot read",
+    );
     // A folder with a WAV that is not a WAV, or an empty one.
     let broken = dir.join("broken");
     std::fs::create_dir_all(&broken).unwrap();
@@ -483,17 +969,68 @@ fn bad_training_and_eval_data_get_clear_errors() {
     train(&broken, &plain, "no samples");
     // A held-out folder that is missing or holds no WAVs.
     let tones = tones();
-    train(tones, &config(64, 1, 0.003, "{}", &format!(r#"{{"heldout": {}}}"#, Value::from(p(&dir.join("nowhere"))))), "held-out folder");
-    train(tones, &config(64, 1, 0.003, "{}", &format!(r#"{{"heldout": {}}}"#, Value::from(p(&no_wavs)))), "no WAV files");
+    train(
+        tones,
+        &config(
+            64,
+            1,
+            0.003,
+            "{}",
+            &format!(r#"{{"heldout": {}}}"#, Value::from(p(&dir.join("nowhere")))),
+        ),
+        "held-out folder",
+    );
+    train(
+        tones,
+        &config(
+            64,
+            1,
+            0.003,
+            "{}",
+            &format!(r#"{{"heldout": {}}}"#, Value::from(p(&no_wavs))),
+        ),
+        "no WAV files",
+    );
     // Codec choices that make no sense.
-    train(tones, &config(64, 1, 0.003, r#"{"quantisation": "a-law"}"#, "{}"), "quantisation");
-    train(tones, &config(64, 1, 0.003, r#"{"rate": 500}"#, "{}"), "sample rate");
-    train(tones, &config(64, 1, 0.003, r#"{"piece_seconds": 0}"#, "{}"), "too short");
-    assert!(!never.join("model.safetensors").exists(), "no failed run wrote a model");
+    train(
+        tones,
+        &config(64, 1, 0.003, r#"{"quantisation": "a-law"}"#, "{}"),
+        "quantisation",
+    );
+    train(
+        tones,
+        &config(64, 1, 0.003, r#"{"rate": 500}"#, "{}"),
+        "sample rate",
+    );
+    train(
+        tones,
+        &config(64, 1, 0.003, r#"{"piece_seconds": 0}"#, "{}"),
+        "too short",
+    );
+    assert!(
+        !never.join("model.safetensors").exists(),
+        "no failed run wrote a model"
+    );
 
     // Evaluation data.
     let m = p(speech_model());
-    fails(&["eval", "audio", "--model", m, "--data", p(&no_wavs)], "no .wav files");
-    fails(&["eval", "audio", "--model", m, "--data", p(&dir.join("missing"))], "does not exist");
-    fails(&["eval", "audio", "--model", m, "--data", p(&broken)], "no samples");
+    fails(
+        &["eval", "audio", "--model", m, "--data", p(&no_wavs)],
+        "no .wav files",
+    );
+    fails(
+        &[
+            "eval",
+            "audio",
+            "--model",
+            m,
+            "--data",
+            p(&dir.join("missing")),
+        ],
+        "does not exist",
+    );
+    fails(
+        &["eval", "audio", "--model", m, "--data", p(&broken)],
+        "no samples",
+    );
 }

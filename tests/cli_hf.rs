@@ -32,11 +32,14 @@ fn tiny_llama() -> PathBuf {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
@@ -47,11 +50,25 @@ fn temp(name: &str) -> PathBuf {
 }
 
 fn ids_of(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap_or_else(|| panic!("not an array: {v}")).iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn rows_of(v: &Value) -> Vec<Vec<f64>> {
-    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        })
+        .collect()
 }
 
 fn csv(ids: &[u32]) -> String {
@@ -61,7 +78,15 @@ fn csv(ids: &[u32]) -> String {
 /// `jielong logits` for `ids`: one row of next-token logits per position.
 fn logits(model: &Path, ids: &[u32]) -> Vec<Vec<f64>> {
     let out = temp("logits.json");
-    ok(&["logits", "--model", p(model), "--prompt-ids", &csv(ids), "--out", p(&out)]);
+    ok(&[
+        "logits",
+        "--model",
+        p(model),
+        "--prompt-ids",
+        &csv(ids),
+        "--out",
+        p(&out),
+    ]);
     let rows = rows_of(&read_json(&out)["logits"]);
     assert_eq!(rows.len(), ids.len(), "one row per prompt position");
     rows
@@ -69,7 +94,10 @@ fn logits(model: &Path, ids: &[u32]) -> Vec<Vec<f64>> {
 
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "rows of different lengths");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 /// `jielong generate text --prompt-ids ... --greedy --format json`.
@@ -77,26 +105,55 @@ fn greedy(model: &Path, ids: &[u32], n: usize, extra: &[&str]) -> Value {
     let n = n.to_string();
     let mut args = vec!["generate", "text", "--model", p(model), "--prompt-ids"];
     let ids = csv(ids);
-    args.extend([ids.as_str(), "--greedy", "--max-new-tokens", &n, "--format", "json"]);
+    args.extend([
+        ids.as_str(),
+        "--greedy",
+        "--max-new-tokens",
+        &n,
+        "--format",
+        "json",
+    ]);
     args.extend(extra);
     ok_json(&args)
 }
 
 /// `jielong tokenize --tokenizer T --text TEXT`.
 fn tokenize(tokenizer: &Path, text: &str) -> Vec<u32> {
-    let out = stdout(&ok(&["tokenize", "--tokenizer", p(tokenizer), "--text", text]));
-    ids_of(&serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("tokenize printed no array ({e}): {out}")))
+    let out = stdout(&ok(&[
+        "tokenize",
+        "--tokenizer",
+        p(tokenizer),
+        "--text",
+        text,
+    ]));
+    ids_of(
+        &serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("tokenize printed no array ({e}): {out}")),
+    )
 }
 
 /// Runs and expects a clear failure whose message contains every needle.
 fn fails_with(args: &[&str], needles: &[&str]) {
     let o = jielong(args);
     let err = stderr(&o);
-    assert!(!o.status.success(), "jielong {args:?} should fail but succeeded:\n{}", stdout(&o));
-    assert!(!err.contains("panicked"), "jielong {args:?} panicked:\n{err}");
-    assert!(err.contains("error:"), "jielong {args:?}: no error line in:\n{err}");
+    assert!(
+        !o.status.success(),
+        "jielong {args:?} should fail but succeeded:\n{}",
+        stdout(&o)
+    );
+    assert!(
+        !err.contains("panicked"),
+        "jielong {args:?} panicked:\n{err}"
+    );
+    assert!(
+        err.contains("error:"),
+        "jielong {args:?}: no error line in:\n{err}"
+    );
     for needle in needles {
-        assert!(err.contains(needle), "jielong {args:?}: expected {needle:?} in:\n{err}");
+        assert!(
+            err.contains(needle),
+            "jielong {args:?}: expected {needle:?} in:\n{err}"
+        );
     }
 }
 
@@ -140,9 +197,18 @@ fn check_reference(dir: &Path, logit_sets: &[(&str, &str)]) {
         assert_eq!(positions.len(), want.len());
         let got = logits(dir, &input);
         for (&pos, row) in positions.iter().zip(&want) {
-            assert_eq!(got[pos].len(), row.len(), "{}: vocabulary size of the logits", dir.display());
+            assert_eq!(
+                got[pos].len(),
+                row.len(),
+                "{}: vocabulary size of the logits",
+                dir.display()
+            );
             let diff = max_abs_diff(&got[pos], row);
-            assert!(diff < 1e-4, "{}: {what} position {pos}: max |diff| {diff} >= 1e-4", dir.display());
+            assert!(
+                diff < 1e-4,
+                "{}: {what} position {pos}: max |diff| {diff} >= 1e-4",
+                dir.display()
+            );
         }
     }
 
@@ -156,16 +222,30 @@ fn check_reference(dir: &Path, logit_sets: &[(&str, &str)]) {
         list @ Value::Array(_) => ids_of(list),
         _ => Vec::new(),
     };
-    assert!(!eos.is_empty(), "{}: generation_config.json names the EOS", dir.display());
+    assert!(
+        !eos.is_empty(),
+        "{}: generation_config.json names the EOS",
+        dir.display()
+    );
     let eos_on_path = want.iter().position(|id| eos.contains(id));
     if let Some(listed) = r["eos_in_greedy"].as_array() {
-        assert_eq!(listed.is_empty(), eos_on_path.is_none(), "{}: the reference's eos_in_greedy", dir.display());
+        assert_eq!(
+            listed.is_empty(),
+            eos_on_path.is_none(),
+            "{}: the reference's eos_in_greedy",
+            dir.display()
+        );
     }
     let g = greedy(dir, &prompt, want.len(), &[]);
     // (None of the four references has EOS on its greedy path, so all ids are compared.)
     match eos_on_path {
         Some(stop) => {
-            assert_eq!(ids_of(&g["ids"]), want[..stop], "{}: greedy ids up to EOS", dir.display());
+            assert_eq!(
+                ids_of(&g["ids"]),
+                want[..stop],
+                "{}: greedy ids up to EOS",
+                dir.display()
+            );
             assert_eq!(g["finish"], "end");
         }
         None => {
@@ -178,9 +258,31 @@ fn check_reference(dir: &Path, logit_sets: &[(&str, &str)]) {
     // The prompt text through the folder's tokenizer gives the reference ids: BOS first for a
     // generation prompt (the tokenizer's post-processor), none from `jielong tokenize`.
     let text = r["prompt_text"].as_str().unwrap();
-    let g = ok_json(&["generate", "text", "--model", p(dir), "--prompt", text, "--max-new-tokens", "1", "--greedy", "--format", "json"]);
-    assert_eq!(ids_of(&g["prompt_ids"]), prompt, "{}: the prompt text encodes to the reference ids", dir.display());
-    assert_eq!(tokenize(dir, text), prompt[1..], "{}: tokenize adds no special tokens", dir.display());
+    let g = ok_json(&[
+        "generate",
+        "text",
+        "--model",
+        p(dir),
+        "--prompt",
+        text,
+        "--max-new-tokens",
+        "1",
+        "--greedy",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        ids_of(&g["prompt_ids"]),
+        prompt,
+        "{}: the prompt text encodes to the reference ids",
+        dir.display()
+    );
+    assert_eq!(
+        tokenize(dir, text),
+        prompt[1..],
+        "{}: tokenize adds no special tokens",
+        dir.display()
+    );
 }
 
 /// The acceptance criterion: the shared reference Llama (grouped-query attention), logits of the
@@ -200,7 +302,10 @@ fn tiny_llama_gqa_matches_the_reference() {
 /// Qwen2: q/k/v biases, tied embeddings, use_sliding_window false.
 #[test]
 fn qwen2_bias_tied_matches_its_reference() {
-    check_reference(&fixture("hf/qwen2-bias-tied"), &[("logits", "first 8 positions")]);
+    check_reference(
+        &fixture("hf/qwen2-bias-tied"),
+        &[("logits", "first 8 positions")],
+    );
 }
 
 /// Llama 3: head_dim != hidden/heads, llama3 rope_scaling (rows past the original context),
@@ -209,14 +314,23 @@ fn qwen2_bias_tied_matches_its_reference() {
 fn llama3_rope_headdim_matches_its_reference() {
     let dir = fixture("hf/llama3-rope-headdim");
     let tail = &read_json(&dir.join("reference.json"))["logits_tail"];
-    assert!(ids_of(&tail["positions"]).iter().all(|&p| p >= 64), "the tail rows lie past original_max_position_embeddings");
-    check_reference(&dir, &[("logits", "first 8 positions"), ("logits_tail", "tail")]);
+    assert!(
+        ids_of(&tail["positions"]).iter().all(|&p| p >= 64),
+        "the tail rows lie past original_max_position_embeddings"
+    );
+    check_reference(
+        &dir,
+        &[("logits", "first 8 positions"), ("logits_tail", "tail")],
+    );
 }
 
 /// Mistral: bf16 weights in two shards with an index, multi-query attention.
 #[test]
 fn mistral_sharded_bf16_matches_its_reference() {
-    check_reference(&fixture("hf/mistral-sharded-bf16"), &[("logits", "first 8 positions")]);
+    check_reference(
+        &fixture("hf/mistral-sharded-bf16"),
+        &[("logits", "first 8 positions")],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -225,50 +339,95 @@ fn mistral_sharded_bf16_matches_its_reference() {
 #[test]
 fn broken_hf_folders_get_clear_errors() {
     let logits_of = |dir: &Path| -> Vec<String> {
-        vec!["logits".into(), "--model".into(), p(dir).into(), "--prompt-ids".into(), "1,2".into(), "--out".into(), p(&temp("x.json")).into()]
+        vec![
+            "logits".into(),
+            "--model".into(),
+            p(dir).into(),
+            "--prompt-ids".into(),
+            "1,2".into(),
+            "--out".into(),
+            p(&temp("x.json")).into(),
+        ]
     };
     let run = |dir: &Path, needles: &[&str]| {
         let args = logits_of(dir);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         fails_with(&args, needles);
         // generate text loads the same way.
-        fails_with(&["generate", "text", "--model", p(dir), "--prompt", "Once", "--max-new-tokens", "2"], needles);
+        fails_with(
+            &[
+                "generate",
+                "text",
+                "--model",
+                p(dir),
+                "--prompt",
+                "Once",
+                "--max-new-tokens",
+                "2",
+            ],
+            needles,
+        );
     };
     let reference = tiny_llama();
     let config = read_json(&reference.join("config.json"));
     let layers = config["num_hidden_layers"].as_u64().unwrap();
-    let (hidden, inter) = (config["hidden_size"].as_u64().unwrap(), config["intermediate_size"].as_u64().unwrap());
+    let (hidden, inter) = (
+        config["hidden_size"].as_u64().unwrap(),
+        config["intermediate_size"].as_u64().unwrap(),
+    );
 
     // An architecture jielong does not implement is named.
     let dir = copy_of(&reference, "gpt2-arch");
-    edit_json(&dir.join("config.json"), |c| c["architectures"] = json!(["GPT2LMHeadModel"]));
+    edit_json(&dir.join("config.json"), |c| {
+        c["architectures"] = json!(["GPT2LMHeadModel"])
+    });
     run(&dir, &["GPT2LMHeadModel", "LlamaForCausalLM"]);
 
     // One layer more than the weights hold: the first missing tensor is named.
     let dir = copy_of(&reference, "more-layers");
-    edit_json(&dir.join("config.json"), |c| c["num_hidden_layers"] = json!(layers + 1));
+    edit_json(&dir.join("config.json"), |c| {
+        c["num_hidden_layers"] = json!(layers + 1)
+    });
     run(&dir, &[&format!("model.layers.{layers}."), "no tensor"]);
 
     // A wrong intermediate size: the tensor and both shapes.
     let dir = copy_of(&reference, "wrong-shape");
-    edit_json(&dir.join("config.json"), |c| c["intermediate_size"] = json!(inter + 8));
-    run(&dir, &["model.layers.0.mlp.gate_proj.weight", &format!("[{inter}, {hidden}]"), &format!("[{}, {hidden}]", inter + 8)]);
+    edit_json(&dir.join("config.json"), |c| {
+        c["intermediate_size"] = json!(inter + 8)
+    });
+    run(
+        &dir,
+        &[
+            "model.layers.0.mlp.gate_proj.weight",
+            &format!("[{inter}, {hidden}]"),
+            &format!("[{}, {hidden}]", inter + 8),
+        ],
+    );
 
     // One layer fewer: the weights of the last layer are left over and named.
     let dir = copy_of(&reference, "fewer-layers");
-    edit_json(&dir.join("config.json"), |c| c["num_hidden_layers"] = json!(layers - 1));
-    run(&dir, &[&format!("model.layers.{}.", layers - 1), "does not use"]);
+    edit_json(&dir.join("config.json"), |c| {
+        c["num_hidden_layers"] = json!(layers - 1)
+    });
+    run(
+        &dir,
+        &[&format!("model.layers.{}.", layers - 1), "does not use"],
+    );
 
     // An unsupported rope_scaling type is named (both spellings of the key).
     for (key, kind) in [("rope_type", "yarn"), ("type", "linear")] {
         let dir = copy_of(&reference, "rope");
-        edit_json(&dir.join("config.json"), |c| c["rope_scaling"] = json!({ key: kind, "factor": 4.0 }));
+        edit_json(&dir.join("config.json"), |c| {
+            c["rope_scaling"] = json!({ key: kind, "factor": 4.0 })
+        });
         run(&dir, &[kind, "rope_scaling"]);
     }
 
     // Other activations than SiLU are refused, not run as SiLU.
     let dir = copy_of(&reference, "gelu");
-    edit_json(&dir.join("config.json"), |c| c["hidden_act"] = json!("gelu"));
+    edit_json(&dir.join("config.json"), |c| {
+        c["hidden_act"] = json!("gelu")
+    });
     run(&dir, &["gelu"]);
 
     // config.json that is not JSON; no weights at all.
@@ -283,7 +442,12 @@ fn broken_hf_folders_get_clear_errors() {
     // missing, an index without its weight map.
     let sharded = fixture("hf/mistral-sharded-bf16");
     let index = read_json(&sharded.join("model.safetensors.index.json"));
-    let mut shards: Vec<String> = index["weight_map"].as_object().unwrap().values().map(|v| v.as_str().unwrap().to_string()).collect();
+    let mut shards: Vec<String> = index["weight_map"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
     shards.sort();
     shards.dedup();
     assert_eq!(shards.len(), 2);
@@ -298,23 +462,75 @@ fn broken_hf_folders_get_clear_errors() {
     std::fs::remove_file(dir.join(&shards[0])).unwrap();
     run(&dir, &[&shards[0]]);
     let dir = copy_of(&sharded, "no-weight-map");
-    std::fs::write(dir.join("model.safetensors.index.json"), r#"{"metadata": {}}"#).unwrap();
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        r#"{"metadata": {}}"#,
+    )
+    .unwrap();
     run(&dir, &["weight_map"]);
 
     // Without tokenizer.json the weights still give logits, but text cannot be encoded.
     let dir = copy_of(&reference, "no-tokenizer");
     std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
-    fails_with(&["generate", "text", "--model", p(&dir), "--prompt", "Once upon a time", "--max-new-tokens", "2"], &["tokenizer.json"]);
-    fails_with(&["tokenize", "--tokenizer", p(&dir), "--text", "Once"], &["tokenizer.json"]);
-    fails_with(&["chat", "--model", p(&dir), "--max-new-tokens", "2"], &["tokenizer.json"]);
-    ok(&["logits", "--model", p(&dir), "--prompt-ids", "1,2", "--out", p(&temp("x.json"))]);
+    fails_with(
+        &[
+            "generate",
+            "text",
+            "--model",
+            p(&dir),
+            "--prompt",
+            "Once upon a time",
+            "--max-new-tokens",
+            "2",
+        ],
+        &["tokenizer.json"],
+    );
+    fails_with(
+        &["tokenize", "--tokenizer", p(&dir), "--text", "Once"],
+        &["tokenizer.json"],
+    );
+    fails_with(
+        &["chat", "--model", p(&dir), "--max-new-tokens", "2"],
+        &["tokenizer.json"],
+    );
+    ok(&[
+        "logits",
+        "--model",
+        p(&dir),
+        "--prompt-ids",
+        "1,2",
+        "--out",
+        p(&temp("x.json")),
+    ]);
 
     // Bad prompts for `logits`: ids outside the vocabulary, longer than the context.
     let vocab = config["vocab_size"].as_u64().unwrap();
     let out = temp("x.json");
-    fails_with(&["logits", "--model", p(&reference), "--prompt-ids", &format!("1,{vocab}"), "--out", p(&out)], &[&vocab.to_string(), "outside"]);
+    fails_with(
+        &[
+            "logits",
+            "--model",
+            p(&reference),
+            "--prompt-ids",
+            &format!("1,{vocab}"),
+            "--out",
+            p(&out),
+        ],
+        &[&vocab.to_string(), "outside"],
+    );
     let context = config["max_position_embeddings"].as_u64().unwrap() as usize;
-    fails_with(&["logits", "--model", p(&reference), "--prompt-ids", &csv(&vec![5; context + 1]), "--out", p(&out)], &["context"]);
+    fails_with(
+        &[
+            "logits",
+            "--model",
+            p(&reference),
+            "--prompt-ids",
+            &csv(&vec![5; context + 1]),
+            "--out",
+            p(&out),
+        ],
+        &["context"],
+    );
     assert!(!out.exists(), "nothing is written on failure");
 }
 
@@ -338,24 +554,79 @@ fn split_takes_the_separator_literally() {
     let dir = tiny_llama();
     // A separator made of regex metacharacters, around pieces that contain some of them alone.
     let sep = ".*|";
-    let pieces = ["Once upon a time.", "there was a | girl", "", "she saw * a big (red) ball?", "a.b|c"];
+    let pieces = [
+        "Once upon a time.",
+        "there was a | girl",
+        "",
+        "she saw * a big (red) ball?",
+        "a.b|c",
+    ];
     let file = temp("pieces.txt");
     std::fs::write(&file, pieces.join(sep)).unwrap();
-    let out = stdout(&ok(&["tokenize", "--tokenizer", p(&dir), "--file", p(&file), "--split", sep]));
+    let out = stdout(&ok(&[
+        "tokenize",
+        "--tokenizer",
+        p(&dir),
+        "--file",
+        p(&file),
+        "--split",
+        sep,
+    ]));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), pieces.len(), "one array per piece:\n{out}");
     for (line, piece) in lines.iter().zip(pieces) {
         let got = ids_of(&serde_json::from_str(line).unwrap());
-        let want = if piece.is_empty() { Vec::new() } else { tokenize(&dir, piece) };
+        let want = if piece.is_empty() {
+            Vec::new()
+        } else {
+            tokenize(&dir, piece)
+        };
         assert_eq!(got, want, "piece {piece:?}");
     }
     // Without --split the file is one text; a separator that does not occur gives one piece.
-    let whole = stdout(&ok(&["tokenize", "--tokenizer", p(&dir), "--file", p(&file)]));
-    assert_eq!(ids_of(&serde_json::from_str(whole.trim()).unwrap()), tokenize(&dir, &pieces.join(sep)));
-    let one = stdout(&ok(&["tokenize", "--tokenizer", p(&dir), "--file", p(&file), "--split", "@@none@@"]));
+    let whole = stdout(&ok(&[
+        "tokenize",
+        "--tokenizer",
+        p(&dir),
+        "--file",
+        p(&file),
+    ]));
+    assert_eq!(
+        ids_of(&serde_json::from_str(whole.trim()).unwrap()),
+        tokenize(&dir, &pieces.join(sep))
+    );
+    let one = stdout(&ok(&[
+        "tokenize",
+        "--tokenizer",
+        p(&dir),
+        "--file",
+        p(&file),
+        "--split",
+        "@@none@@",
+    ]));
     assert_eq!(one.lines().count(), 1);
-    fails(&["tokenize", "--tokenizer", p(&dir), "--file", p(&file), "--split", ""], "separator");
-    fails(&["tokenize", "--tokenizer", p(&temp("missing")), "--text", "a"], "tokenizer");
+    fails(
+        &[
+            "tokenize",
+            "--tokenizer",
+            p(&dir),
+            "--file",
+            p(&file),
+            "--split",
+            "",
+        ],
+        "separator",
+    );
+    fails(
+        &[
+            "tokenize",
+            "--tokenizer",
+            p(&temp("missing")),
+            "--text",
+            "a",
+        ],
+        "tokenizer",
+    );
 }
 
 /// GPT-2's byte-level BPE (tokenizer.json built from GPT-2's vocabulary and merges) against
@@ -365,17 +636,36 @@ fn split_takes_the_separator_literally() {
 fn gpt2_tokenizer_matches_tiktoken() {
     let dir = fixture("gpt2");
     let r = read_json(&dir.join("reference.json"));
-    let texts: Vec<&str> = r["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let texts: Vec<&str> = r["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     let want: Vec<Vec<u32>> = r["ids"].as_array().unwrap().iter().map(ids_of).collect();
     assert_eq!(texts.len(), want.len());
     assert!(texts.len() >= 20, "the reference has {} texts", texts.len());
     let sep = "<<.*|>>";
-    assert!(texts.iter().all(|t| !t.contains(sep)), "the separator occurs in a text");
+    assert!(
+        texts.iter().all(|t| !t.contains(sep)),
+        "the separator occurs in a text"
+    );
     let file = temp("gpt2-texts.txt");
     std::fs::write(&file, texts.join(sep)).unwrap();
     let tokenizer = dir.join("tokenizer.json");
-    let out = stdout(&ok(&["tokenize", "--tokenizer", p(&tokenizer), "--file", p(&file), "--split", sep]));
-    let got: Vec<Vec<u32>> = out.lines().map(|l| ids_of(&serde_json::from_str(l).unwrap())).collect();
+    let out = stdout(&ok(&[
+        "tokenize",
+        "--tokenizer",
+        p(&tokenizer),
+        "--file",
+        p(&file),
+        "--split",
+        sep,
+    ]));
+    let got: Vec<Vec<u32>> = out
+        .lines()
+        .map(|l| ids_of(&serde_json::from_str(l).unwrap()))
+        .collect();
     assert_eq!(got.len(), texts.len(), "one line per text:\n{out}");
     for ((text, got), want) in texts.iter().zip(&got).zip(&want) {
         assert_eq!(got, want, "text {text:?}");
@@ -425,14 +715,20 @@ const CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + m
 {% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 fn chatml_render(messages: &[(String, String)]) -> String {
-    let mut out: String = messages.iter().map(|(role, content)| format!("<|im_start|>{role}\n{content}<|im_end|>\n")).collect();
+    let mut out: String = messages
+        .iter()
+        .map(|(role, content)| format!("<|im_start|>{role}\n{content}<|im_end|>\n"))
+        .collect();
     out += "<|im_start|>assistant\n";
     out
 }
 
 /// jielong's built-in template (a folder without tokenizer_config.json): `role: content` lines.
 fn builtin_render(messages: &[(String, String)]) -> String {
-    let mut out: String = messages.iter().map(|(role, content)| format!("{role}: {content}\n")).collect();
+    let mut out: String = messages
+        .iter()
+        .map(|(role, content)| format!("{role}: {content}\n"))
+        .collect();
     out += "assistant:";
     out
 }
@@ -442,11 +738,15 @@ fn builtin_render(messages: &[(String, String)]) -> String {
 fn chat_model(name: &str, template: Option<&str>, context: Option<usize>) -> PathBuf {
     let dir = copy_of(&tiny_llama(), name);
     match template {
-        Some(t) => edit_json(&dir.join("tokenizer_config.json"), |c| c["chat_template"] = json!(t)),
+        Some(t) => edit_json(&dir.join("tokenizer_config.json"), |c| {
+            c["chat_template"] = json!(t)
+        }),
         None => std::fs::remove_file(dir.join("tokenizer_config.json")).unwrap(),
     }
     if let Some(n) = context {
-        edit_json(&dir.join("config.json"), |c| c["max_position_embeddings"] = json!(n));
+        edit_json(&dir.join("config.json"), |c| {
+            c["max_position_embeddings"] = json!(n)
+        });
     }
     dir
 }
@@ -490,8 +790,15 @@ struct ReferenceChat {
 }
 
 impl ReferenceChat {
-    fn new(dir: &Path, render: fn(&[(String, String)]) -> String, max_new: usize, system: Option<&str>) -> Self {
-        let context = read_json(&dir.join("config.json"))["max_position_embeddings"].as_u64().unwrap() as usize;
+    fn new(
+        dir: &Path,
+        render: fn(&[(String, String)]) -> String,
+        max_new: usize,
+        system: Option<&str>,
+    ) -> Self {
+        let context = read_json(&dir.join("config.json"))["max_position_embeddings"]
+            .as_u64()
+            .unwrap() as usize;
         Self {
             dir: dir.to_path_buf(),
             render,
@@ -499,7 +806,9 @@ impl ReferenceChat {
             max_new,
             stops: Vec::new(),
             drops: Drops::Exchanges,
-            messages: system.map(|s| vec![("system".to_string(), s.to_string())]).unwrap_or_default(),
+            messages: system
+                .map(|s| vec![("system".to_string(), s.to_string())])
+                .unwrap_or_default(),
             cached: Vec::new(),
             turns: 0,
             reports: Vec::new(),
@@ -514,7 +823,11 @@ impl ReferenceChat {
         let settled = |ids: &[u32]| fits(ids) && ids.len() <= self.context / 2;
         let mut dropped = 0;
         if !fits(&ids) {
-            let first = self.messages.iter().position(|(r, _)| r != "system").unwrap();
+            let first = self
+                .messages
+                .iter()
+                .position(|(r, _)| r != "system")
+                .unwrap();
             match &mut self.drops {
                 Drops::Exchanges => {
                     while !settled(&ids) && self.messages.len() - first >= 3 {
@@ -525,15 +838,28 @@ impl ReferenceChat {
                     assert!(fits(&ids), "the test's last message alone must fit");
                 }
                 Drops::AsReported(counts) => {
-                    assert!(!counts.is_empty(), "the conversation overflows here but chat dropped nothing");
+                    assert!(
+                        !counts.is_empty(),
+                        "the conversation overflows here but chat dropped nothing"
+                    );
                     dropped = counts.remove(0);
-                    assert!(dropped >= 1 && self.messages.len() - first > 2 * dropped, "chat dropped {dropped} exchanges");
+                    assert!(
+                        dropped >= 1 && self.messages.len() - first > 2 * dropped,
+                        "chat dropped {dropped} exchanges"
+                    );
                     self.messages.drain(first..first + 2 * (dropped - 1));
                     let fewer = tokenize(&self.dir, &(self.render)(&self.messages));
-                    assert!(!settled(&fewer), "dropping {} exchange(s) would have been enough", dropped - 1);
+                    assert!(
+                        !settled(&fewer),
+                        "dropping {} exchange(s) would have been enough",
+                        dropped - 1
+                    );
                     self.messages.drain(first..first + 2);
                     ids = tokenize(&self.dir, &(self.render)(&self.messages));
-                    assert!(fits(&ids), "after dropping {dropped} exchange(s) the conversation still does not fit");
+                    assert!(
+                        fits(&ids),
+                        "after dropping {dropped} exchange(s) the conversation still does not fit"
+                    );
                 }
             }
         }
@@ -541,12 +867,21 @@ impl ReferenceChat {
             self.reports.push(Report::Dropped(dropped));
             self.cached.clear();
         }
-        let mut reused = self.cached.iter().zip(&ids).take_while(|(a, b)| a == b).count();
+        let mut reused = self
+            .cached
+            .iter()
+            .zip(&ids)
+            .take_while(|(a, b)| a == b)
+            .count();
         if reused == ids.len() {
             reused -= 1;
         }
         self.turns += 1;
-        self.reports.push(Report::Turn { n: self.turns, fed: ids.len() - reused, reused });
+        self.reports.push(Report::Turn {
+            n: self.turns,
+            fed: ids.len() - reused,
+            reused,
+        });
         let mut extra = Vec::new();
         for s in &self.stops {
             extra.extend(["--stop", s.as_str()]);
@@ -561,7 +896,8 @@ impl ReferenceChat {
         if g["finish"] != "end" {
             self.cached.pop();
         }
-        self.messages.push(("assistant".into(), text.trim_end().to_string()));
+        self.messages
+            .push(("assistant".into(), text.trim_end().to_string()));
     }
 
     fn reset(&mut self) {
@@ -583,7 +919,12 @@ fn chat(dir: &Path, lines: &[&str], extra: &[&str]) -> (String, String) {
         .spawn()
         .expect("jielong chat starts");
     let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     let (out, err) = (stdout(&o), stderr(&o));
     assert!(o.status.success(), "jielong {args:?} failed:\n{err}");
@@ -593,15 +934,20 @@ fn chat(dir: &Path, lines: &[&str], extra: &[&str]) -> (String, String) {
 
 /// The `[turn ...]` and `[context full ...]` lines of chat's stderr.
 fn reports(stderr: &str) -> Vec<Report> {
-    let number = |s: &str| s.parse::<usize>().unwrap_or_else(|_| panic!("not a number {s:?} in {stderr}"));
+    let number = |s: &str| {
+        s.parse::<usize>()
+            .unwrap_or_else(|_| panic!("not a number {s:?} in {stderr}"))
+    };
     stderr
         .lines()
         .filter_map(|l| {
             let words: Vec<&str> = l.trim_start_matches('[').split_whitespace().collect();
             match words.as_slice() {
-                ["turn", n, fed, "new", "tokens", "fed,", reused, ..] => {
-                    Some(Report::Turn { n: number(n.trim_end_matches(':')), fed: number(fed), reused: number(reused) })
-                }
+                ["turn", n, fed, "new", "tokens", "fed,", reused, ..] => Some(Report::Turn {
+                    n: number(n.trim_end_matches(':')),
+                    fed: number(fed),
+                    reused: number(reused),
+                }),
                 ["context", "full:", "dropped", "the", k, ..] => Some(Report::Dropped(number(k))),
                 _ => None,
             }
@@ -623,16 +969,28 @@ fn chat_reuses_the_cache_and_feeds_only_the_new_turn() {
     let (out, err) = chat(&dir, &input, &["--max-new-tokens", "12", "--greedy"]);
     assert!(!err.contains("error"), "{err}");
     assert_eq!(reports(&err), want.reports, "stderr:\n{err}");
-    assert_eq!(out, want.stdout, "the replies are the greedy continuations of the rendered conversation");
+    assert_eq!(
+        out, want.stdout,
+        "the replies are the greedy continuations of the rendered conversation"
+    );
 
     // What the reuse means: each turn after the first reuses at least the whole previous
     // prompt and feeds only the new user message (and whatever of the reply re-encodes
     // differently), far less than the conversation.
     let first = tokenize(&dir, &llama2_render(&[("user".into(), "hello".into())]));
     match (&want.reports[0], &want.reports[1]) {
-        (Report::Turn { fed: f1, reused: 0, .. }, Report::Turn { fed, reused, .. }) => {
+        (
+            Report::Turn {
+                fed: f1, reused: 0, ..
+            },
+            Report::Turn { fed, reused, .. },
+        ) => {
             assert_eq!(*f1, first.len());
-            assert!(*reused >= first.len(), "turn 2 reuses the whole first prompt ({reused} < {})", first.len());
+            assert!(
+                *reused >= first.len(),
+                "turn 2 reuses the whole first prompt ({reused} < {})",
+                first.len()
+            );
             // The random model's replies hold byte tokens that decode to U+FFFD and re-encode
             // differently, so reuse usually stops inside the reply; the exact count is the
             // reference's above.
@@ -652,8 +1010,22 @@ fn chat_commands_reset_probs_and_unknown_ones() {
     want.user("how are you");
     want.reset();
     want.user("hello");
-    let lines = ["hello", "/probs 3", "how are you", "/probs 0", "/frobnicate now", "/probs many", "/reset", "hello", "/quit"];
-    let (out, err) = chat(&dir, &lines, &["--max-new-tokens", "6", "--greedy", "--system", system]);
+    let lines = [
+        "hello",
+        "/probs 3",
+        "how are you",
+        "/probs 0",
+        "/frobnicate now",
+        "/probs many",
+        "/reset",
+        "hello",
+        "/quit",
+    ];
+    let (out, err) = chat(
+        &dir,
+        &lines,
+        &["--max-new-tokens", "6", "--greedy", "--system", system],
+    );
     assert_eq!(reports(&err), want.reports, "stderr:\n{err}");
     // After /reset the conversation starts over: turn 1 again, nothing reused, the same prompt
     // (the system prompt is kept) and, greedy, the same reply.
@@ -670,11 +1042,19 @@ fn chat_commands_reset_probs_and_unknown_ones() {
     assert!(!prob_lines.is_empty() && prob_lines.len() <= 6, "{out}");
     for l in &prob_lines {
         assert_eq!(l.matches('%').count(), 3, "{l}");
-        let star = l.find('*').unwrap_or_else(|| panic!("no drawn mark in {l}"));
-        assert!(star > l.find('%').unwrap() && star < l.match_indices('%').nth(1).unwrap().0, "greedy draws the first: {l}");
+        let star = l
+            .find('*')
+            .unwrap_or_else(|| panic!("no drawn mark in {l}"));
+        assert!(
+            star > l.find('%').unwrap() && star < l.match_indices('%').nth(1).unwrap().0,
+            "greedy draws the first: {l}"
+        );
     }
     assert!(out.starts_with(&format!("{}\n", replies[0])), "{out}");
-    assert!(out.ends_with(&format!("{}\n", replies[0])), "the reply after /reset equals the first one:\n{out}");
+    assert!(
+        out.ends_with(&format!("{}\n", replies[0])),
+        "the reply after /reset equals the first one:\n{out}"
+    );
 }
 
 /// A ChatML conversation that outgrows a 160-token context.
@@ -691,15 +1071,31 @@ const LONG_LINES: [&str; 5] = [
 fn chat_drops_the_oldest_turns_when_the_context_fills_and_keeps_the_system_prompt() {
     let dir = chat_model("chat-small", Some(CHATML_TEMPLATE), Some(SMALL_CONTEXT));
     let system = "Keep this system prompt.";
-    let (out, err) = chat(&dir, &LONG_LINES, &["--max-new-tokens", "12", "--greedy", "--system", system]);
+    let (out, err) = chat(
+        &dir,
+        &LONG_LINES,
+        &["--max-new-tokens", "12", "--greedy", "--system", system],
+    );
     assert!(!err.contains("error"), "{err}");
     let got = reports(&err);
     // How many messages to drop is checked by chat_drops_whole_exchanges (ignored: a bug); here
     // the reference follows chat's counts and checks the rest: the dropped messages are the
     // oldest, the system prompt stays (the re-encoded prompt is exactly system + the rest), no
     // fewer would have fit, every turn is answered with the greedy continuation.
-    let counts: Vec<usize> = got.iter().filter_map(|r| if let Report::Dropped(k) = r { Some(*k) } else { None }).collect();
-    assert!(counts.len() >= 2, "the test must fill the context more than once:\n{err}");
+    let counts: Vec<usize> = got
+        .iter()
+        .filter_map(|r| {
+            if let Report::Dropped(k) = r {
+                Some(*k)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert!(
+        counts.len() >= 2,
+        "the test must fill the context more than once:\n{err}"
+    );
     let mut want = ReferenceChat::new(&dir, chatml_render, 12, Some(system));
     want.drops = Drops::AsReported(counts);
     for l in LONG_LINES {
@@ -713,9 +1109,16 @@ fn chat_drops_the_oldest_turns_when_the_context_fills_and_keeps_the_system_promp
 
     // A message that cannot fit even alone is refused, and the chat goes on.
     let long = "the park ".repeat(60);
-    let (_, err) = chat(&dir, &[&long, "hello"], &["--max-new-tokens", "12", "--greedy"]);
+    let (_, err) = chat(
+        &dir,
+        &[&long, "hello"],
+        &["--max-new-tokens", "12", "--greedy"],
+    );
     assert!(err.contains("do not fit"), "{err}");
-    assert!(err.contains("[turn 1:"), "the next message is answered: {err}");
+    assert!(
+        err.contains("[turn 1:"),
+        "the next message is answered: {err}"
+    );
 }
 
 /// Dropping must remove whole exchanges: a lone user message dropped leaves its reply first,
@@ -729,7 +1132,12 @@ fn chat_drops_whole_exchanges() {
             LLAMA2_TEMPLATE,
             llama2_render,
             96,
-            &["tell me a story about a little girl", "what happened next in the park", "and then what did she do with the ball", "one more time please"],
+            &[
+                "tell me a story about a little girl",
+                "what happened next in the park",
+                "and then what did she do with the ball",
+                "one more time please",
+            ],
         ),
     ];
     for (template, render, context, lines) in cases {
@@ -739,8 +1147,15 @@ fn chat_drops_whole_exchanges() {
         for l in lines {
             want.user(l);
         }
-        assert!(want.reports.iter().any(|r| matches!(r, Report::Dropped(_))), "the test must fill the context");
-        let (out, err) = chat(&dir, lines, &["--max-new-tokens", "8", "--greedy", "--system", system]);
+        assert!(
+            want.reports.iter().any(|r| matches!(r, Report::Dropped(_))),
+            "the test must fill the context"
+        );
+        let (out, err) = chat(
+            &dir,
+            lines,
+            &["--max-new-tokens", "8", "--greedy", "--system", system],
+        );
         assert!(!err.contains("error"), "{err}");
         assert_eq!(reports(&err), want.reports, "stderr:\n{err}");
         assert!(out.lines().count() >= lines.len(), "{out}");
@@ -754,7 +1169,11 @@ fn chat_without_a_template_uses_the_builtin_one() {
     want.stops = vec!["\nuser:".into(), "\nsystem:".into()];
     want.user("hello");
     want.user("how are you");
-    let (out, err) = chat(&dir, &["hello", "how are you"], &["--max-new-tokens", "10", "--greedy"]);
+    let (out, err) = chat(
+        &dir,
+        &["hello", "how are you"],
+        &["--max-new-tokens", "10", "--greedy"],
+    );
     assert_eq!(reports(&err), want.reports, "stderr:\n{err}");
     assert_eq!(out, want.stdout);
 }
@@ -767,7 +1186,12 @@ fn export_round_trip_gives_identical_logits_ids_and_generation() {
     let native = tiny_text_model();
     let out = temp("exported");
     ok(&["export", "--model", p(native), "--to", "hf", p(&out)]);
-    for file in ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json"] {
+    for file in [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ] {
         assert!(out.join(file).exists(), "{file} missing");
     }
     let config = read_json(&out.join("config.json"));
@@ -781,9 +1205,27 @@ fn export_round_trip_gives_identical_logits_ids_and_generation() {
     let text = "ROMEO:\nWhat, ho! Is this the way? I'll go, sir.";
     let ids = tokenize(native, text);
     assert_eq!(ids.len(), text.chars().count(), "a character model");
-    assert_eq!(tokenize(&out, text), ids, "the exported tokenizer gives the same ids");
-    assert_eq!(logits(&out, &ids[..20]), logits(native, &ids[..20]), "identical logits");
-    let prompt = ["generate", "text", "--prompt", "KING RICHARD", "--greedy", "--max-new-tokens", "30", "--format", "json"];
+    assert_eq!(
+        tokenize(&out, text),
+        ids,
+        "the exported tokenizer gives the same ids"
+    );
+    assert_eq!(
+        logits(&out, &ids[..20]),
+        logits(native, &ids[..20]),
+        "identical logits"
+    );
+    let prompt = [
+        "generate",
+        "text",
+        "--prompt",
+        "KING RICHARD",
+        "--greedy",
+        "--max-new-tokens",
+        "30",
+        "--format",
+        "json",
+    ];
     let run = |m: &Path| {
         let mut args = prompt.to_vec();
         args.extend(["--model", p(m)]);
@@ -794,16 +1236,54 @@ fn export_round_trip_gives_identical_logits_ids_and_generation() {
     assert_eq!(a["ids"].as_array().unwrap().len(), 30);
 
     // What cannot be exported.
-    fails(&["export", "--model", p(&tiny_llama()), "--to", "hf", p(&temp("again"))], "already a Hugging Face folder");
-    fails(&["export", "--model", p(&out), "--to", "hf", p(&temp("again"))], "already a Hugging Face folder");
-    fails(&["export", "--model", p(native), "--to", "hf", p(native)], "another folder");
-    fails(&["export", "--model", p(&temp("missing")), "--to", "hf", p(&temp("again"))], "does not exist");
+    fails(
+        &[
+            "export",
+            "--model",
+            p(&tiny_llama()),
+            "--to",
+            "hf",
+            p(&temp("again")),
+        ],
+        "already a Hugging Face folder",
+    );
+    fails(
+        &[
+            "export",
+            "--model",
+            p(&out),
+            "--to",
+            "hf",
+            p(&temp("again")),
+        ],
+        "already a Hugging Face folder",
+    );
+    fails(
+        &["export", "--model", p(native), "--to", "hf", p(native)],
+        "another folder",
+    );
+    fails(
+        &[
+            "export",
+            "--model",
+            p(&temp("missing")),
+            "--to",
+            "hf",
+            p(&temp("again")),
+        ],
+        "does not exist",
+    );
     // An image model (a native folder whose modality is image) is refused before anything is
     // written.
     let image = copy_of(native, "image-model");
-    edit_json(&image.join("config.json"), |c| c["modality"] = json!("image"));
+    edit_json(&image.join("config.json"), |c| {
+        c["modality"] = json!("image")
+    });
     let target = temp("image-export");
-    fails(&["export", "--model", p(&image), "--to", "hf", p(&target)], "image model");
+    fails(
+        &["export", "--model", p(&image), "--to", "hf", p(&target)],
+        "image model",
+    );
     assert!(!target.exists());
 }
 
@@ -812,9 +1292,27 @@ fn exported_character_model_refuses_unknown_characters_like_the_native_one() {
     let native = tiny_text_model();
     let out = temp("exported-unknown");
     ok(&["export", "--model", p(native), "--to", "hf", p(&out)]);
-    fails(&["tokenize", "--tokenizer", p(native), "--text", "ROMEO 接龍"], "not in this model's vocabulary");
-    fails(&["tokenize", "--tokenizer", p(&out), "--text", "ROMEO 接龍"], "vocabulary");
-    fails(&["generate", "text", "--model", p(&out), "--prompt", "ROMEO 接龍", "--max-new-tokens", "2"], "vocabulary");
+    fails(
+        &["tokenize", "--tokenizer", p(native), "--text", "ROMEO 接龍"],
+        "not in this model's vocabulary",
+    );
+    fails(
+        &["tokenize", "--tokenizer", p(&out), "--text", "ROMEO 接龍"],
+        "vocabulary",
+    );
+    fails(
+        &[
+            "generate",
+            "text",
+            "--model",
+            p(&out),
+            "--prompt",
+            "ROMEO 接龍",
+            "--max-new-tokens",
+            "2",
+        ],
+        "vocabulary",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -828,18 +1326,45 @@ fn exported_character_model_refuses_unknown_characters_like_the_native_one() {
 fn streamed_text_is_the_whole_reply() {
     let dir = tiny_llama();
     for prompt in ["hello", "Once upon a time", "Lily and Tom"] {
-        let args = ["generate", "text", "--model", p(&dir), "--prompt", prompt, "--greedy", "--max-new-tokens", "40"];
+        let args = [
+            "generate",
+            "text",
+            "--model",
+            p(&dir),
+            "--prompt",
+            prompt,
+            "--greedy",
+            "--max-new-tokens",
+            "40",
+        ];
         let streamed = stdout(&ok(&args));
         let mut json_args = args.to_vec();
         json_args.extend(["--format", "json"]);
         let whole = ok_json(&json_args);
-        assert_eq!(streamed, format!("{prompt}{}\n", whole["text"].as_str().unwrap()), "prompt {prompt:?}");
+        assert_eq!(
+            streamed,
+            format!("{prompt}{}\n", whole["text"].as_str().unwrap()),
+            "prompt {prompt:?}"
+        );
     }
     // The same in chat: every reply printed whole.
     let dir = chat_model("chat-stream", Some(CHATML_TEMPLATE), Some(SMALL_CONTEXT));
     let system = "Keep this system prompt.";
-    let (out, err) = chat(&dir, &LONG_LINES, &["--max-new-tokens", "12", "--greedy", "--system", system]);
-    let counts: Vec<usize> = reports(&err).iter().filter_map(|r| if let Report::Dropped(k) = r { Some(*k) } else { None }).collect();
+    let (out, err) = chat(
+        &dir,
+        &LONG_LINES,
+        &["--max-new-tokens", "12", "--greedy", "--system", system],
+    );
+    let counts: Vec<usize> = reports(&err)
+        .iter()
+        .filter_map(|r| {
+            if let Report::Dropped(k) = r {
+                Some(*k)
+            } else {
+                None
+            }
+        })
+        .collect();
     let mut want = ReferenceChat::new(&dir, chatml_render, 12, Some(system));
     want.drops = Drops::AsReported(counts);
     for l in LONG_LINES {

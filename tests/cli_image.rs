@@ -40,9 +40,15 @@ fn digits_csv() -> &'static Vec<(Vec<u8>, u8)> {
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|line| {
-                let v: Vec<u32> = line.split(',').map(|f| f.trim().parse::<f64>().unwrap() as u32).collect();
+                let v: Vec<u32> = line
+                    .split(',')
+                    .map(|f| f.trim().parse::<f64>().unwrap() as u32)
+                    .collect();
                 assert_eq!(v.len(), 65);
-                let pixels = v[..64].iter().map(|&x| ((x * 255 + 8) / 16) as u8).collect();
+                let pixels = v[..64]
+                    .iter()
+                    .map(|&x| ((x * 255 + 8) / 16) as u8)
+                    .collect();
                 (pixels, v[64] as u8)
             })
             .collect()
@@ -97,7 +103,11 @@ fn mnist_subset() -> &'static (PathBuf, Vec<Vec<u8>>) {
             let path = dir.join(name);
             std::fs::write(&path, &cut).unwrap();
             if gz {
-                let o = std::process::Command::new("gzip").arg("-f").arg(&path).output().unwrap();
+                let o = std::process::Command::new("gzip")
+                    .arg("-f")
+                    .arg(&path)
+                    .output()
+                    .unwrap();
                 assert!(o.status.success());
             }
         }
@@ -120,13 +130,26 @@ fn silk_icons() -> &'static Path {
             .arg(SILK_PATTERN)
             .output()
             .unwrap();
-        assert!(o.status.success(), "tar: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "tar: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         dir.join("16x16")
     })
 }
 
 fn silk_count() -> usize {
-    std::fs::read_dir(silk_icons()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png")).count()
+    std::fs::read_dir(silk_icons())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "png")
+        })
+        .count()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -146,7 +169,12 @@ fn digits_model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
     MODEL.get_or_init(|| {
         let out = scratch().join("digits-grey4");
-        train_with("image", &shared("images/sklearn_digits.csv.gz"), &out, &config(30, 8, 65, r#"{"tokens": "grey:4"}"#));
+        train_with(
+            "image",
+            &shared("images/sklearn_digits.csv.gz"),
+            &out,
+            &config(30, 8, 65, r#"{"tokens": "grey:4"}"#),
+        );
         out
     })
 }
@@ -156,7 +184,12 @@ fn mnist_blocks_model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
     MODEL.get_or_init(|| {
         let out = scratch().join("mnist-blocks2");
-        train_with("image", &mnist_subset().0, &out, &config(20, 4, 197, r#"{"tokens": "blocks:2"}"#));
+        train_with(
+            "image",
+            &mnist_subset().0,
+            &out,
+            &config(20, 4, 197, r#"{"tokens": "blocks:2"}"#),
+        );
         out
     })
 }
@@ -166,7 +199,17 @@ fn mnist_patches_model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
     MODEL.get_or_init(|| {
         let out = scratch().join("mnist-patches");
-        train_with("image", &mnist_subset().0, &out, &config(20, 8, 50, r#"{"tokens": "patches:4:32", "conditional": false}"#));
+        train_with(
+            "image",
+            &mnist_subset().0,
+            &out,
+            &config(
+                20,
+                8,
+                50,
+                r#"{"tokens": "patches:4:32", "conditional": false}"#,
+            ),
+        );
         out
     })
 }
@@ -176,7 +219,12 @@ fn palette_model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
     MODEL.get_or_init(|| {
         let out = scratch().join("silk-palette16");
-        train_with("image", silk_icons(), &out, &config(20, 4, 257, r#"{"tokens": "palette:16"}"#));
+        train_with(
+            "image",
+            silk_icons(),
+            &out,
+            &config(20, 4, 257, r#"{"tokens": "palette:16"}"#),
+        );
         out
     })
 }
@@ -185,12 +233,17 @@ fn palette_model() -> &'static Path {
 // Reading what the program wrote.
 
 fn open_png(path: &Path) -> RgbImage {
-    image::open(path).unwrap_or_else(|e| panic!("{} is not a readable image: {e}", path.display())).to_rgb8()
+    image::open(path)
+        .unwrap_or_else(|e| panic!("{} is not a readable image: {e}", path.display()))
+        .to_rgb8()
 }
 
 /// The native PNGs of `--out-dir`, checked to be exactly `000.png`, `001.png`... (`count` of them).
 fn natives(dir: &Path, count: usize) -> Vec<RgbImage> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     let expected: Vec<String> = (0..count).map(|i| format!("{i:03}.png")).collect();
     assert_eq!(names, expected, "the files of {}", dir.display());
@@ -198,19 +251,31 @@ fn natives(dir: &Path, count: usize) -> Vec<RgbImage> {
 }
 
 fn codec_section(model: &Path) -> Value {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
     v["codec"].clone()
 }
 
 /// Whether `tile` at (`x0`, `y0`) in `big` is `img` upscaled `scale` times (rows in `skip` excepted).
-fn tile_matches(big: &RgbImage, x0: u32, y0: u32, img: &RgbImage, scale: u32, skip_row: Option<u32>) -> bool {
+fn tile_matches(
+    big: &RgbImage,
+    x0: u32,
+    y0: u32,
+    img: &RgbImage,
+    scale: u32,
+    skip_row: Option<u32>,
+) -> bool {
     (0..img.height() * scale).all(|y| {
-        Some(y) == skip_row || (0..img.width() * scale).all(|x| big.get_pixel(x0 + x, y0 + y) == img.get_pixel(x / scale, y / scale))
+        Some(y) == skip_row
+            || (0..img.width() * scale)
+                .all(|x| big.get_pixel(x0 + x, y0 + y) == img.get_pixel(x / scale, y / scale))
     })
 }
 
 fn rows(img: &RgbImage, n: u32) -> Vec<Rgb<u8>> {
-    (0..n).flat_map(|y| (0..img.width()).map(move |x| *img.get_pixel(x, y))).collect()
+    (0..n)
+        .flat_map(|y| (0..img.width()).map(move |x| *img.get_pixel(x, y)))
+        .collect()
 }
 
 fn temp(name: &str) -> PathBuf {
@@ -230,8 +295,24 @@ fn grid_native_pngs_and_animation_follow_count_and_scale() {
     let (grid, each, gif) = (dir.join("grid.png"), dir.join("each"), dir.join("fill.gif"));
     let scale = 3;
     let o = ok(&[
-        "generate", "image", "--model", p(m), "--class", "3", "--count", "6", "--scale", &scale.to_string(), "--seed", "1",
-        "--out", p(&grid), "--out-dir", p(&each), "--animate", p(&gif),
+        "generate",
+        "image",
+        "--model",
+        p(m),
+        "--class",
+        "3",
+        "--count",
+        "6",
+        "--scale",
+        &scale.to_string(),
+        "--seed",
+        "1",
+        "--out",
+        p(&grid),
+        "--out-dir",
+        p(&each),
+        "--animate",
+        p(&gif),
     ]);
     assert!(stderr(&o).contains("6 images of class 3"), "{}", stderr(&o));
 
@@ -240,7 +321,11 @@ fn grid_native_pngs_and_animation_follow_count_and_scale() {
     let levels = [0u8, 85, 170, 255];
     for img in &imgs {
         assert_eq!(img.dimensions(), (DIGIT, DIGIT));
-        assert!(img.pixels().all(|px| px[0] == px[1] && px[1] == px[2] && levels.contains(&px[0])), "not grey:4 pixels");
+        assert!(
+            img.pixels()
+                .all(|px| px[0] == px[1] && px[1] == px[2] && levels.contains(&px[0])),
+            "not grey:4 pixels"
+        );
     }
 
     // The grid: ceil(sqrt(6)) = 3 columns, 2 rows of 8*scale cells with 1-pixel separators,
@@ -250,30 +335,52 @@ fn grid_native_pngs_and_animation_follow_count_and_scale() {
     assert_eq!(g.dimensions(), (3 * cell + 2, 2 * cell + 1));
     for (i, img) in imgs.iter().enumerate() {
         let (x0, y0) = ((i as u32 % 3) * (cell + 1), (i as u32 / 3) * (cell + 1));
-        assert!(tile_matches(&g, x0, y0, img, scale, None), "grid tile {i} is not image {i:03}.png upscaled {scale}x");
+        assert!(
+            tile_matches(&g, x0, y0, img, scale, None),
+            "grid tile {i} is not image {i:03}.png upscaled {scale}x"
+        );
     }
     let separator: Vec<Rgb<u8>> = (0..g.height()).map(|y| *g.get_pixel(cell, y)).collect();
-    assert!(separator.iter().all(|&px| px == separator[0]), "the separator column is one colour");
+    assert!(
+        separator.iter().all(|&px| px == separator[0]),
+        "the separator column is one colour"
+    );
 
     // The animation: several frames of the first image filling in, ending on that image.
     let file = std::io::BufReader::new(std::fs::File::open(&gif).unwrap());
-    let frames = image::AnimationDecoder::into_frames(image::codecs::gif::GifDecoder::new(file).unwrap()).collect_frames().unwrap();
+    let frames =
+        image::AnimationDecoder::into_frames(image::codecs::gif::GifDecoder::new(file).unwrap())
+            .collect_frames()
+            .unwrap();
     assert!(frames.len() >= 10, "only {} frames", frames.len());
     let (w, h) = frames[0].buffer().dimensions();
-    assert!(w == h && w % DIGIT == 0, "frames of {w}x{h} are not the square digit upscaled");
+    assert!(
+        w == h && w % DIGIT == 0,
+        "frames of {w}x{h} are not the square digit upscaled"
+    );
     assert!(frames.iter().all(|f| f.buffer().dimensions() == (w, h)));
     let s = w / DIGIT;
-    let close = |a: &image::Rgba<u8>, b: &Rgb<u8>| (0..3).all(|c| (a[c] as i32 - b[c] as i32).abs() <= 8);
+    let close =
+        |a: &image::Rgba<u8>, b: &Rgb<u8>| (0..3).all(|c| (a[c] as i32 - b[c] as i32).abs() <= 8);
     let first = frames[0].buffer();
-    assert!(first.pixels().all(|px| px == first.get_pixel(0, 0)), "the first frame shows nothing drawn yet");
+    assert!(
+        first.pixels().all(|px| px == first.get_pixel(0, 0)),
+        "the first frame shows nothing drawn yet"
+    );
     let last = frames.last().unwrap().buffer();
     for y in 0..DIGIT {
         for x in 0..DIGIT {
-            assert!(close(last.get_pixel(x * s, y * s), imgs[0].get_pixel(x, y)), "the last frame is not image 000 at ({x}, {y})");
+            assert!(
+                close(last.get_pixel(x * s, y * s), imgs[0].get_pixel(x, y)),
+                "the last frame is not image 000 at ({x}, {y})"
+            );
         }
     }
     let middle = frames[frames.len() / 3].buffer();
-    assert!(middle != first && middle != last, "a middle frame is a partly drawn image");
+    assert!(
+        middle != first && middle != last,
+        "a middle frame is a partly drawn image"
+    );
 }
 
 #[test]
@@ -282,14 +389,32 @@ fn seeds_reproduce_and_batch_members_use_seed_plus_index() {
     let run = |tag: &str, seed: &str, class: &str| -> (Vec<u8>, Vec<Vec<u8>>) {
         let dir = temp(&format!("seed-{tag}"));
         ok(&[
-            "generate", "image", "--model", p(m), "--class", class, "--count", "3", "--seed", seed,
-            "--out", p(&dir.join("grid.png")), "--out-dir", p(&dir.join("each")),
+            "generate",
+            "image",
+            "--model",
+            p(m),
+            "--class",
+            class,
+            "--count",
+            "3",
+            "--seed",
+            seed,
+            "--out",
+            p(&dir.join("grid.png")),
+            "--out-dir",
+            p(&dir.join("each")),
         ]);
-        let each = (0..3).map(|i| std::fs::read(dir.join("each").join(format!("{i:03}.png"))).unwrap()).collect();
+        let each = (0..3)
+            .map(|i| std::fs::read(dir.join("each").join(format!("{i:03}.png"))).unwrap())
+            .collect();
         (std::fs::read(dir.join("grid.png")).unwrap(), each)
     };
     let a = run("a", "5", "3");
-    assert_eq!(a, run("b", "5", "3"), "the same seed gives byte-identical PNGs");
+    assert_eq!(
+        a,
+        run("b", "5", "3"),
+        "the same seed gives byte-identical PNGs"
+    );
     let c = run("c", "6", "3");
     assert_ne!(a.0, c.0, "another seed gives other images");
     assert_ne!(a.1[0], c.1[0]);
@@ -311,16 +436,40 @@ fn completion_keeps_the_given_rows_of_a_real_digit() {
     grey_image(DIGIT, &pixels).save(&prompt).unwrap();
     let (keep, count, scale) = (3u32, 4usize, 2u32);
     ok(&[
-        "generate", "image", "--model", p(m), "--class", &label.to_string(), "--prompt-image", p(&prompt),
-        "--keep-rows", &keep.to_string(), "--count", &count.to_string(), "--scale", &scale.to_string(), "--seed", "3",
-        "--out", p(&dir.join("grid.png")), "--out-dir", p(&dir.join("each")),
+        "generate",
+        "image",
+        "--model",
+        p(m),
+        "--class",
+        &label.to_string(),
+        "--prompt-image",
+        p(&prompt),
+        "--keep-rows",
+        &keep.to_string(),
+        "--count",
+        &count.to_string(),
+        "--scale",
+        &scale.to_string(),
+        "--seed",
+        "3",
+        "--out",
+        p(&dir.join("grid.png")),
+        "--out-dir",
+        p(&dir.join("each")),
     ]);
     let quantised = grey_image(DIGIT, &pixels.iter().map(|&v| grey4(v)).collect::<Vec<_>>());
     let imgs = natives(&dir.join("each"), count);
     for (i, img) in imgs.iter().enumerate() {
-        assert_eq!(rows(img, keep), rows(&quantised, keep), "completion {i} changed the kept rows");
+        assert_eq!(
+            rows(img, keep),
+            rows(&quantised, keep),
+            "completion {i} changed the kept rows"
+        );
     }
-    assert!(imgs.iter().any(|img| img != &imgs[0]), "the completions are drawn, not copies of one another");
+    assert!(
+        imgs.iter().any(|img| img != &imgs[0]),
+        "the completions are drawn, not copies of one another"
+    );
 
     // One row: the original, then the completions, each with a marker line where the kept part
     // ends (pixel row keep * scale of the tile).
@@ -328,13 +477,26 @@ fn completion_keeps_the_given_rows_of_a_real_digit() {
     let cell = DIGIT * scale;
     assert_eq!(g.dimensions(), ((1 + count as u32) * (cell + 1) - 1, cell));
     let marker = keep * scale;
-    assert!(tile_matches(&g, 0, 0, &grey_image(DIGIT, &pixels), scale, Some(marker)), "the first tile is the original");
+    assert!(
+        tile_matches(&g, 0, 0, &grey_image(DIGIT, &pixels), scale, Some(marker)),
+        "the first tile is the original"
+    );
     for (i, img) in imgs.iter().enumerate() {
         let x0 = (i as u32 + 1) * (cell + 1);
-        assert!(tile_matches(&g, x0, 0, img, scale, Some(marker)), "tile {} is completion {i}", i + 1);
+        assert!(
+            tile_matches(&g, x0, 0, img, scale, Some(marker)),
+            "tile {} is completion {i}",
+            i + 1
+        );
     }
-    let line: Vec<Rgb<u8>> = (0..g.width()).filter(|x| (x + 1) % (cell + 1) != 0).map(|x| *g.get_pixel(x, marker)).collect();
-    assert!(line.iter().all(|&px| px == line[0] && px[0] != px[1]), "a coloured marker line crosses every tile at row {marker}");
+    let line: Vec<Rgb<u8>> = (0..g.width())
+        .filter(|x| (x + 1) % (cell + 1) != 0)
+        .map(|x| *g.get_pixel(x, marker))
+        .collect();
+    assert!(
+        line.iter().all(|&px| px == line[0] && px[0] != px[1]),
+        "a coloured marker line crosses every tile at row {marker}"
+    );
 }
 
 #[test]
@@ -346,23 +508,64 @@ fn completion_with_blocks_keeps_whole_token_rows_of_an_mnist_digit() {
     grey_image(MNIST, &test_images[0]).save(&prompt).unwrap();
     // 2x2 blocks: 15 rows asked for keeps the 7 whole token rows above them, 14 pixel rows.
     ok(&[
-        "generate", "image", "--model", p(m), "--prompt-image", p(&prompt), "--keep-rows", "15", "--count", "3",
-        "--scale", "1", "--out", p(&dir.join("grid.png")), "--out-dir", p(&dir.join("each")),
+        "generate",
+        "image",
+        "--model",
+        p(m),
+        "--prompt-image",
+        p(&prompt),
+        "--keep-rows",
+        "15",
+        "--count",
+        "3",
+        "--scale",
+        "1",
+        "--out",
+        p(&dir.join("grid.png")),
+        "--out-dir",
+        p(&dir.join("each")),
     ]);
-    let binary = grey_image(MNIST, &test_images[0].iter().map(|&v| binarise(v)).collect::<Vec<_>>());
+    let binary = grey_image(
+        MNIST,
+        &test_images[0]
+            .iter()
+            .map(|&v| binarise(v))
+            .collect::<Vec<_>>(),
+    );
     for (i, img) in natives(&dir.join("each"), 3).iter().enumerate() {
         assert_eq!(img.dimensions(), (MNIST, MNIST));
-        assert!(img.pixels().all(|px| px[0] == px[1] && px[1] == px[2] && (px[0] == 0 || px[0] == 255)));
-        assert_eq!(rows(img, 14), rows(&binary, 14), "completion {i} changed the kept rows");
+        assert!(
+            img.pixels()
+                .all(|px| px[0] == px[1] && px[1] == px[2] && (px[0] == 0 || px[0] == 255))
+        );
+        assert_eq!(
+            rows(img, 14),
+            rows(&binary, 14),
+            "completion {i} changed the kept rows"
+        );
     }
     let g = open_png(&dir.join("grid.png"));
     assert_eq!(g.dimensions(), (4 * (MNIST + 1) - 1, MNIST));
     let marker: Vec<Rgb<u8>> = (0..MNIST).map(|x| *g.get_pixel(x, 14)).collect();
-    assert!(marker.iter().all(|&px| px == marker[0] && px[0] != px[1]), "the marker is at pixel row 14");
+    assert!(
+        marker.iter().all(|&px| px == marker[0] && px[0] != px[1]),
+        "the marker is at pixel row 14"
+    );
 
     // One pixel row is less than a row of 2x2 blocks.
     fails(
-        &["generate", "image", "--model", p(m), "--prompt-image", p(&prompt), "--keep-rows", "1", "--out", p(&dir.join("x.png"))],
+        &[
+            "generate",
+            "image",
+            "--model",
+            p(m),
+            "--prompt-image",
+            p(&prompt),
+            "--keep-rows",
+            "1",
+            "--out",
+            p(&dir.join("x.png")),
+        ],
         "less than one row of tokens",
     );
 }
@@ -374,18 +577,40 @@ fn wrong_size_prompt_is_resized() {
     let m = digits_model();
     let dir = temp("complete-resized");
     let prompt = dir.join("big.png");
-    RgbImage::from_fn(16, 16, |_, y| Rgb([if y < 8 { 255 } else { 0 }; 3])).save(&prompt).unwrap();
+    RgbImage::from_fn(16, 16, |_, y| Rgb([if y < 8 { 255 } else { 0 }; 3]))
+        .save(&prompt)
+        .unwrap();
     let o = ok(&[
-        "generate", "image", "--model", p(m), "--prompt-image", p(&prompt), "--keep-rows", "3", "--count", "2", "--scale", "1",
-        "--out", p(&dir.join("grid.png")), "--out-dir", p(&dir.join("each")),
+        "generate",
+        "image",
+        "--model",
+        p(m),
+        "--prompt-image",
+        p(&prompt),
+        "--keep-rows",
+        "3",
+        "--count",
+        "2",
+        "--scale",
+        "1",
+        "--out",
+        p(&dir.join("grid.png")),
+        "--out-dir",
+        p(&dir.join("each")),
     ]);
     assert!(!stderr(&o).contains("error"));
     for img in natives(&dir.join("each"), 2) {
         assert_eq!(img.dimensions(), (DIGIT, DIGIT));
-        assert!(rows(&img, 3).iter().all(|px| px.0 == [255; 3]), "the kept rows of the resized prompt are white");
+        assert!(
+            rows(&img, 3).iter().all(|px| px.0 == [255; 3]),
+            "the kept rows of the resized prompt are white"
+        );
     }
     // The original in the grid is shown at the model's size too.
-    assert_eq!(open_png(&dir.join("grid.png")).dimensions(), (3 * (DIGIT + 1) - 1, DIGIT));
+    assert_eq!(
+        open_png(&dir.join("grid.png")).dimensions(),
+        (3 * (DIGIT + 1) - 1, DIGIT)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,25 +625,59 @@ fn check_eval_arithmetic(v: &Value, images: usize, tokens_per_image: usize, dims
     assert!(nats.is_finite() && nats > 0.0);
     let total = nats * tokens;
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
-    assert!(close(v["bits_per_token"].as_f64().unwrap(), nats / std::f64::consts::LN_2), "{v}");
-    assert!(close(v["nats_per_image"].as_f64().unwrap() * images as f64, total), "{v}");
+    assert!(
+        close(
+            v["bits_per_token"].as_f64().unwrap(),
+            nats / std::f64::consts::LN_2
+        ),
+        "{v}"
+    );
+    assert!(
+        close(v["nats_per_image"].as_f64().unwrap() * images as f64, total),
+        "{v}"
+    );
     let dims = (images * dims_per_image) as f64;
-    assert!(close(v["bits_per_dim"].as_f64().unwrap(), total / std::f64::consts::LN_2 / dims), "{v}");
+    assert!(
+        close(
+            v["bits_per_dim"].as_f64().unwrap(),
+            total / std::f64::consts::LN_2 / dims
+        ),
+        "{v}"
+    );
 }
 
 #[test]
 fn eval_on_the_digits_csv_scores_its_held_out_tenth() {
     let m = digits_model();
     let csv = shared("images/sklearn_digits.csv.gz");
-    let v = ok_json(&["eval", "image", "--model", p(m), "--data", p(&csv), "--format", "json"]);
+    let v = ok_json(&[
+        "eval",
+        "image",
+        "--model",
+        p(m),
+        "--data",
+        p(&csv),
+        "--format",
+        "json",
+    ]);
     // The last tenth of the lines (rounded up) is held out.
     let held = digits_csv().len().div_ceil(10);
     check_eval_arithmetic(&v, held, 64, 64);
     // Text format: the same numbers, one per line.
     let o = ok(&["eval", "image", "--model", p(m), "--data", p(&csv)]);
     let text = stdout(&o);
-    for key in ["tokens", "nats_per_token", "bits_per_token", "nats_per_image", "bits_per_dim"] {
-        assert!(text.lines().any(|l| l.trim_start().starts_with(&format!("{key}:"))), "{key} missing in:\n{text}");
+    for key in [
+        "tokens",
+        "nats_per_token",
+        "bits_per_token",
+        "nats_per_image",
+        "bits_per_dim",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{key}:"))),
+            "{key} missing in:\n{text}"
+        );
     }
     assert!(text.contains(&v["tokens"].to_string()));
 }
@@ -426,7 +685,16 @@ fn eval_on_the_digits_csv_scores_its_held_out_tenth() {
 #[test]
 fn eval_on_an_mnist_folder_reads_the_t10k_files() {
     let m = mnist_blocks_model();
-    let v = ok_json(&["eval", "image", "--model", p(m), "--data", p(&mnist_subset().0), "--format", "json"]);
+    let v = ok_json(&[
+        "eval",
+        "image",
+        "--model",
+        p(m),
+        "--data",
+        p(&mnist_subset().0),
+        "--format",
+        "json",
+    ]);
     // 28x28 in 2x2 blocks: 196 tokens per image, 784 dimensions (grey).
     check_eval_arithmetic(&v, MNIST_TEST, 196, 784);
 }
@@ -435,17 +703,52 @@ fn eval_on_an_mnist_folder_reads_the_t10k_files() {
 fn eval_check_classes_draws_and_classifies_every_class() {
     let m = digits_model();
     let csv = shared("images/sklearn_digits.csv.gz");
-    let v = ok_json(&["eval", "image", "--model", p(m), "--data", p(&csv), "--check-classes", "2", "--format", "json"]);
+    let v = ok_json(&[
+        "eval",
+        "image",
+        "--model",
+        p(m),
+        "--data",
+        p(&csv),
+        "--check-classes",
+        "2",
+        "--format",
+        "json",
+    ]);
     let check = &v["class_check"];
     assert_eq!(check["samples_per_class"], 2);
     let per = check["per_class"].as_array().unwrap();
     assert_eq!(per.len(), 10);
     assert!(per.iter().all(|c| c["total"] == 2));
     let correct: u64 = per.iter().map(|c| c["correct"].as_u64().unwrap()).sum();
-    assert!((check["recognised"].as_f64().unwrap() - correct as f64 / 20.0).abs() < 1e-12, "{check}");
-    fails(&["eval", "image", "--model", p(m), "--data", p(&csv), "--check-classes", "0"], "--check-classes");
+    assert!(
+        (check["recognised"].as_f64().unwrap() - correct as f64 / 20.0).abs() < 1e-12,
+        "{check}"
+    );
     fails(
-        &["eval", "image", "--model", p(mnist_patches_model()), "--data", p(&mnist_subset().0), "--check-classes", "1"],
+        &[
+            "eval",
+            "image",
+            "--model",
+            p(m),
+            "--data",
+            p(&csv),
+            "--check-classes",
+            "0",
+        ],
+        "--check-classes",
+    );
+    fails(
+        &[
+            "eval",
+            "image",
+            "--model",
+            p(mnist_patches_model()),
+            "--data",
+            p(&mnist_subset().0),
+            "--check-classes",
+            "1",
+        ],
         "class-conditional",
     );
 }
@@ -456,12 +759,32 @@ fn eval_check_classes_draws_and_classifies_every_class() {
 #[test]
 fn blocks_model_draws_binary_mnist_digits_of_a_class() {
     let m = mnist_blocks_model();
-    assert_eq!(codec_section(m)["classes"].as_array().unwrap().len(), 10, "MNIST has ten labelled classes");
+    assert_eq!(
+        codec_section(m)["classes"].as_array().unwrap().len(),
+        10,
+        "MNIST has ten labelled classes"
+    );
     let dir = temp("gen-blocks");
-    ok(&["generate", "image", "--model", p(m), "--class", "7", "--count", "2", "--out", p(&dir.join("g.png")), "--out-dir", p(&dir.join("each"))]);
+    ok(&[
+        "generate",
+        "image",
+        "--model",
+        p(m),
+        "--class",
+        "7",
+        "--count",
+        "2",
+        "--out",
+        p(&dir.join("g.png")),
+        "--out-dir",
+        p(&dir.join("each")),
+    ]);
     for img in natives(&dir.join("each"), 2) {
         assert_eq!(img.dimensions(), (MNIST, MNIST));
-        assert!(img.pixels().all(|px| px.0 == [0; 3] || px.0 == [255; 3]), "blocks decode to black and white");
+        assert!(
+            img.pixels().all(|px| px.0 == [0; 3] || px.0 == [255; 3]),
+            "blocks decode to black and white"
+        );
     }
 }
 
@@ -469,7 +792,8 @@ fn blocks_model_draws_binary_mnist_digits_of_a_class() {
 fn palette_model_draws_palette_colours_and_travels_with_its_palette() {
     let m = palette_model();
     // The side file: palette.json with at most 16 colours, named in config.json.
-    let file: Value = serde_json::from_str(&std::fs::read_to_string(m.join("palette.json")).unwrap()).unwrap();
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(m.join("palette.json")).unwrap()).unwrap();
     let palette: Vec<[u8; 3]> = file["colours"]
         .as_array()
         .unwrap()
@@ -480,20 +804,49 @@ fn palette_model_draws_palette_colours_and_travels_with_its_palette() {
             [ch(0), ch(2), ch(4)]
         })
         .collect();
-    assert!((2..=16).contains(&palette.len()), "{} colours", palette.len());
-    assert!(palette.iter().any(|c| c[0] != c[1] || c[1] != c[2]), "the icons are in colour");
-    assert!(codec_section(m)["files"].as_array().unwrap().iter().any(|f| f == "palette.json"));
+    assert!(
+        (2..=16).contains(&palette.len()),
+        "{} colours",
+        palette.len()
+    );
+    assert!(
+        palette.iter().any(|c| c[0] != c[1] || c[1] != c[2]),
+        "the icons are in colour"
+    );
+    assert!(
+        codec_section(m)["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "palette.json")
+    );
 
     let dir = temp("gen-palette");
     let draw = |model: &Path, tag: &str| -> Vec<RgbImage> {
         let each = dir.join(tag);
-        ok(&["generate", "image", "--model", p(model), "--count", "3", "--seed", "4", "--out", p(&dir.join(format!("{tag}.png"))), "--out-dir", p(&each)]);
+        ok(&[
+            "generate",
+            "image",
+            "--model",
+            p(model),
+            "--count",
+            "3",
+            "--seed",
+            "4",
+            "--out",
+            p(&dir.join(format!("{tag}.png"))),
+            "--out-dir",
+            p(&each),
+        ]);
         natives(&each, 3)
     };
     let imgs = draw(m, "here");
     for img in &imgs {
         assert_eq!(img.dimensions(), (16, 16));
-        assert!(img.pixels().all(|px| palette.contains(&px.0)), "a pixel outside the palette");
+        assert!(
+            img.pixels().all(|px| palette.contains(&px.0)),
+            "a pixel outside the palette"
+        );
     }
     // The model folder still works after being copied elsewhere, and draws the same images.
     let moved = scratch().join("moved-palette-model");
@@ -502,10 +855,29 @@ fn palette_model_draws_palette_colours_and_travels_with_its_palette() {
     // Without its palette it is a clear error.
     let incomplete = scratch().join("palette-model-without-palette");
     copy_files(m, &incomplete, &["palette.json"]);
-    fails(&["generate", "image", "--model", p(&incomplete), "--out", p(&dir.join("x.png"))], "palette file");
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            p(&incomplete),
+            "--out",
+            p(&dir.join("x.png")),
+        ],
+        "palette file",
+    );
 
     // Colour evaluation counts three channels per pixel; every tenth icon is held out.
-    let v = ok_json(&["eval", "image", "--model", p(m), "--data", p(silk_icons()), "--format", "json"]);
+    let v = ok_json(&[
+        "eval",
+        "image",
+        "--model",
+        p(m),
+        "--data",
+        p(silk_icons()),
+        "--format",
+        "json",
+    ]);
     let held = (0..silk_count()).filter(|i| i % 10 == 9).count();
     check_eval_arithmetic(&v, held, 256, 16 * 16 * 3);
 }
@@ -513,7 +885,8 @@ fn palette_model_draws_palette_colours_and_travels_with_its_palette() {
 #[test]
 fn patches_model_draws_codebook_patches_and_travels_with_its_codebook() {
     let m = mnist_patches_model();
-    let file: Value = serde_json::from_str(&std::fs::read_to_string(m.join("codebook.json")).unwrap()).unwrap();
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(m.join("codebook.json")).unwrap()).unwrap();
     assert_eq!(file["patch"], 4);
     assert_eq!(file["channels"], 1, "MNIST is grey");
     let book: Vec<Vec<u8>> = serde_json::from_value(file["entries"].clone()).unwrap();
@@ -524,15 +897,33 @@ fn patches_model_draws_codebook_patches_and_travels_with_its_codebook() {
     let dir = temp("gen-patches");
     let draw = |model: &Path, tag: &str| -> Vec<RgbImage> {
         let each = dir.join(tag);
-        ok(&["generate", "image", "--model", p(model), "--count", "2", "--seed", "9", "--out", p(&dir.join(format!("{tag}.png"))), "--out-dir", p(&each)]);
+        ok(&[
+            "generate",
+            "image",
+            "--model",
+            p(model),
+            "--count",
+            "2",
+            "--seed",
+            "9",
+            "--out",
+            p(&dir.join(format!("{tag}.png"))),
+            "--out-dir",
+            p(&each),
+        ]);
         natives(&each, 2)
     };
     let imgs = draw(m, "here");
     for img in &imgs {
         assert_eq!(img.dimensions(), (MNIST, MNIST));
         for (py, px) in (0..MNIST / 4).flat_map(|y| (0..MNIST / 4).map(move |x| (y, x))) {
-            let patch: Vec<u8> = (0..16).map(|i| img.get_pixel(px * 4 + i % 4, py * 4 + i / 4)[0]).collect();
-            assert!(book.contains(&patch), "patch ({px}, {py}) is not a codebook entry");
+            let patch: Vec<u8> = (0..16)
+                .map(|i| img.get_pixel(px * 4 + i % 4, py * 4 + i / 4)[0])
+                .collect();
+            assert!(
+                book.contains(&patch),
+                "patch ({px}, {py}) is not a codebook entry"
+            );
         }
     }
     let moved = scratch().join("moved-patches-model");
@@ -540,10 +931,41 @@ fn patches_model_draws_codebook_patches_and_travels_with_its_codebook() {
     assert_eq!(draw(&moved, "moved"), imgs);
     let incomplete = scratch().join("patches-model-without-codebook");
     copy_files(m, &incomplete, &["codebook.json"]);
-    fails(&["generate", "image", "--model", p(&incomplete), "--out", p(&dir.join("x.png"))], "codebook");
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            p(&incomplete),
+            "--out",
+            p(&dir.join("x.png")),
+        ],
+        "codebook",
+    );
 
-    fails(&["generate", "image", "--model", p(m), "--class", "3", "--out", p(&dir.join("x.png"))], "no class labels");
-    let v = ok_json(&["eval", "image", "--model", p(m), "--data", p(&mnist_subset().0), "--format", "json"]);
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            p(m),
+            "--class",
+            "3",
+            "--out",
+            p(&dir.join("x.png")),
+        ],
+        "no class labels",
+    );
+    let v = ok_json(&[
+        "eval",
+        "image",
+        "--model",
+        p(m),
+        "--data",
+        p(&mnist_subset().0),
+        "--format",
+        "json",
+    ]);
     check_eval_arithmetic(&v, MNIST_TEST, 49, 784);
 }
 
@@ -555,7 +977,19 @@ fn an_unlabelled_folder_trains_an_unconditional_model() {
     assert!(codec_section(m)["classes"].as_array().unwrap().is_empty());
     let card = std::fs::read_to_string(m.join("MODEL.md")).unwrap();
     assert!(!card.contains("conditioned on"), "{card}");
-    fails(&["generate", "image", "--model", p(m), "--class", "1", "--out", p(&scratch().join("x.png"))], "no class labels");
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            p(m),
+            "--class",
+            "1",
+            "--out",
+            p(&scratch().join("x.png")),
+        ],
+        "no class labels",
+    );
 }
 
 #[test]
@@ -564,7 +998,19 @@ fn an_explicit_conditional_config_on_unlabelled_data_is_refused() {
     let out = scratch().join("never-conditional");
     let config = scratch().join("conditional-unlabelled.json");
     std::fs::write(&config, config_text_conditional()).unwrap();
-    fails(&["train", "image", "--data", p(silk_icons()), "--out", p(&out), "--config", p(&config)], "label");
+    fails(
+        &[
+            "train",
+            "image",
+            "--data",
+            p(silk_icons()),
+            "--out",
+            p(&out),
+            "--config",
+            p(&config),
+        ],
+        "label",
+    );
 }
 
 fn config_text_conditional() -> String {
@@ -577,7 +1023,19 @@ fn unknown_codec_keys_are_refused() {
     let out = scratch().join("never-typo");
     let path = scratch().join("codec-typo.json");
     std::fs::write(&path, config(2, 2, 65, r#"{"token": "grey:4"}"#)).unwrap();
-    fails(&["train", "image", "--data", p(&shared("images/sklearn_digits.csv.gz")), "--out", p(&out), "--config", p(&path)], "token");
+    fails(
+        &[
+            "train",
+            "image",
+            "--data",
+            p(&shared("images/sklearn_digits.csv.gz")),
+            "--out",
+            p(&out),
+            "--config",
+            p(&path),
+        ],
+        "token",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -595,46 +1053,216 @@ fn bad_generate_inputs_get_clear_errors() {
     // Prompt images: unreadable, truncated, missing.
     let text = dir.join("text.png");
     std::fs::write(&text, "not a picture").unwrap();
-    fails(&["generate", "image", "--model", &m, "--prompt-image", p(&text), "--keep-rows", "2", "--out", o], "not a readable PNG");
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            &m,
+            "--prompt-image",
+            p(&text),
+            "--keep-rows",
+            "2",
+            "--out",
+            o,
+        ],
+        "not a readable PNG",
+    );
     let truncated = dir.join("truncated.png");
     let bytes = std::fs::read(&real).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    fails(&["generate", "image", "--model", &m, "--prompt-image", p(&truncated), "--keep-rows", "2", "--out", o], "not a readable PNG");
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            &m,
+            "--prompt-image",
+            p(&truncated),
+            "--keep-rows",
+            "2",
+            "--out",
+            o,
+        ],
+        "not a readable PNG",
+    );
     let missing = dir.join("missing.png");
-    fails(&["generate", "image", "--model", &m, "--prompt-image", p(&missing), "--keep-rows", "2", "--out", o], "cannot open");
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            &m,
+            "--prompt-image",
+            p(&missing),
+            "--keep-rows",
+            "2",
+            "--out",
+            o,
+        ],
+        "cannot open",
+    );
     // --keep-rows: 0, the whole height or more, or without a prompt.
     for rows in ["0", "8", "9"] {
-        fails(&["generate", "image", "--model", &m, "--prompt-image", p(&real), "--keep-rows", rows, "--out", o], "--keep-rows must be between 1 and 7");
+        fails(
+            &[
+                "generate",
+                "image",
+                "--model",
+                &m,
+                "--prompt-image",
+                p(&real),
+                "--keep-rows",
+                rows,
+                "--out",
+                o,
+            ],
+            "--keep-rows must be between 1 and 7",
+        );
     }
-    fails(&["generate", "image", "--model", &m, "--keep-rows", "2", "--out", o], "--prompt-image");
-    fails(&["generate", "image", "--model", &m, "--prompt-image", p(&real), "--out", o], "--keep-rows");
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            &m,
+            "--keep-rows",
+            "2",
+            "--out",
+            o,
+        ],
+        "--prompt-image",
+    );
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            &m,
+            "--prompt-image",
+            p(&real),
+            "--out",
+            o,
+        ],
+        "--keep-rows",
+    );
     // Classes: unknown by name or index.
     for class in ["10", "cat", ""] {
-        fails(&["generate", "image", "--model", &m, "--class", class, "--out", o], "unknown class");
+        fails(
+            &[
+                "generate", "image", "--model", &m, "--class", class, "--out", o,
+            ],
+            "unknown class",
+        );
     }
     // Counts, scales and dice.
-    fails(&["generate", "image", "--model", &m, "--count", "0", "--out", o], "--count");
-    fails(&["generate", "image", "--model", &m, "--scale", "0", "--out", o], "--scale");
-    fails(&["generate", "image", "--model", &m, "--scale", "65", "--out", o], "--scale");
-    fails(&["generate", "image", "--model", &m, "--temperature", "0", "--out", o], "temperature");
-    fails(&["generate", "image", "--model", &m, "--top-k", "0", "--out", o], "top-k");
+    fails(
+        &[
+            "generate", "image", "--model", &m, "--count", "0", "--out", o,
+        ],
+        "--count",
+    );
+    fails(
+        &[
+            "generate", "image", "--model", &m, "--scale", "0", "--out", o,
+        ],
+        "--scale",
+    );
+    fails(
+        &[
+            "generate", "image", "--model", &m, "--scale", "65", "--out", o,
+        ],
+        "--scale",
+    );
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            &m,
+            "--temperature",
+            "0",
+            "--out",
+            o,
+        ],
+        "temperature",
+    );
+    fails(
+        &[
+            "generate", "image", "--model", &m, "--top-k", "0", "--out", o,
+        ],
+        "top-k",
+    );
     // A folder that does not exist for the grid.
-    fails(&["generate", "image", "--model", &m, "--out", p(&dir.join("no/such/folder/x.png"))], "cannot write");
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            &m,
+            "--out",
+            p(&dir.join("no/such/folder/x.png")),
+        ],
+        "cannot write",
+    );
     assert!(!out.exists(), "no failed run wrote the grid");
 
     // An image model is not a text or audio model.
-    fails(&["generate", "text", "--model", &m, "--prompt", "a"], "image model");
-    fails(&["generate", "audio", "--model", &m, "--out", p(&dir.join("x.wav"))], "image model");
-    fails(&["eval", "audio", "--model", &m, "--data", p(&shared("audio/asterisk_digits")), "--format", "json"], "image model");
-    fails(&["eval", "text", "--model", &m, "--data", p(&real)], "image model");
+    fails(
+        &["generate", "text", "--model", &m, "--prompt", "a"],
+        "image model",
+    );
+    fails(
+        &[
+            "generate",
+            "audio",
+            "--model",
+            &m,
+            "--out",
+            p(&dir.join("x.wav")),
+        ],
+        "image model",
+    );
+    fails(
+        &[
+            "eval",
+            "audio",
+            "--model",
+            &m,
+            "--data",
+            p(&shared("audio/asterisk_digits")),
+            "--format",
+            "json",
+        ],
+        "image model",
+    );
+    fails(
+        &["eval", "text", "--model", &m, "--data", p(&real)],
+        "image model",
+    );
     // Missing and broken model folders.
-    fails(&["generate", "image", "--model", p(&dir.join("no-model")), "--out", o], "does not exist");
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            p(&dir.join("no-model")),
+            "--out",
+            o,
+        ],
+        "does not exist",
+    );
     let broken = dir.join("broken-model");
     copy_files(digits_model(), &broken, &[]);
-    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(broken.join("config.json")).unwrap()).unwrap();
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(broken.join("config.json")).unwrap())
+            .unwrap();
     config["codec"]["width"] = Value::from(9);
     std::fs::write(broken.join("config.json"), config.to_string()).unwrap();
-    fails(&["generate", "image", "--model", p(&broken), "--out", o], "tokens_per_image");
+    fails(
+        &["generate", "image", "--model", p(&broken), "--out", o],
+        "tokens_per_image",
+    );
 }
 
 #[test]
@@ -642,7 +1270,21 @@ fn bad_datasets_get_clear_errors() {
     let dir = temp("bad-data");
     let never = dir.join("never-written");
     let nw = p(&never);
-    let train = |data: &Path, needle: &str| fails(&["train", "image", "--data", p(data), "--out", nw, "--steps", "1"], needle);
+    let train = |data: &Path, needle: &str| {
+        fails(
+            &[
+                "train",
+                "image",
+                "--data",
+                p(data),
+                "--out",
+                nw,
+                "--steps",
+                "1",
+            ],
+            needle,
+        )
+    };
     let src = &mnist_subset().0;
     let copy_mnist = |name: &str| -> PathBuf {
         let d = dir.join(name);
@@ -667,14 +1309,28 @@ fn bad_datasets_get_clear_errors() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     train(&gz, "truncated");
-    fails(&["eval", "image", "--model", p(mnist_blocks_model()), "--data", p(&gz)], "truncated");
+    fails(
+        &[
+            "eval",
+            "image",
+            "--model",
+            p(mnist_blocks_model()),
+            "--data",
+            p(&gz),
+        ],
+        "truncated",
+    );
     // A missing labels file, and labels that do not match the images.
     let no_labels = copy_mnist("mnist-3");
     std::fs::remove_file(no_labels.join("train-labels-idx1-ubyte")).unwrap();
     train(&no_labels, "not a complete MNIST folder");
     let few_labels = copy_mnist("mnist-4");
     let bytes = std::fs::read(src.join("train-labels-idx1-ubyte")).unwrap();
-    std::fs::write(few_labels.join("train-labels-idx1-ubyte"), idx_prefix(&bytes, 8, 1, 10)).unwrap();
+    std::fs::write(
+        few_labels.join("train-labels-idx1-ubyte"),
+        idx_prefix(&bytes, 8, 1, 10),
+    )
+    .unwrap();
     train(&few_labels, "600 images but");
 
     // Folders with no images, images that are not images, a path that is not there.
@@ -688,8 +1344,21 @@ fn bad_datasets_get_clear_errors() {
     std::fs::write(fake.join("a.png"), "not a png").unwrap();
     train(&fake, "not a readable PNG");
     train(&dir.join("no-such-data"), "cannot open the dataset");
-    train(&shared("audio/asterisk_digits/3.wav"), "cannot tell what dataset");
-    fails(&["eval", "image", "--model", p(digits_model()), "--data", p(&empty)], "no PNG images");
+    train(
+        &shared("audio/asterisk_digits/3.wav"),
+        "cannot tell what dataset",
+    );
+    fails(
+        &[
+            "eval",
+            "image",
+            "--model",
+            p(digits_model()),
+            "--data",
+            p(&empty),
+        ],
+        "no PNG images",
+    );
 
     // A digits CSV with a broken line.
     let csv = dir.join("digits.csv");
@@ -700,13 +1369,27 @@ fn bad_datasets_get_clear_errors() {
     let mixed = dir.join("mixed");
     for sub in ["a", "b"] {
         std::fs::create_dir_all(mixed.join(sub)).unwrap();
-        grey_image(DIGIT, &digits_csv()[0].0).save(mixed.join(sub).join("1.png")).unwrap();
+        grey_image(DIGIT, &digits_csv()[0].0)
+            .save(mixed.join(sub).join("1.png"))
+            .unwrap();
     }
-    grey_image(DIGIT, &digits_csv()[1].0).save(mixed.join("loose.png")).unwrap();
+    grey_image(DIGIT, &digits_csv()[1].0)
+        .save(mixed.join("loose.png"))
+        .unwrap();
     train(&mixed, "move the loose ones into a class folder");
     // Labelled data whose classes are not the model's.
     std::fs::remove_file(mixed.join("loose.png")).unwrap();
-    fails(&["eval", "image", "--model", p(digits_model()), "--data", p(&mixed)], "not the model's");
+    fails(
+        &[
+            "eval",
+            "image",
+            "--model",
+            p(digits_model()),
+            "--data",
+            p(&mixed),
+        ],
+        "not the model's",
+    );
 
     // Training configs the data cannot satisfy.
     let csv_gz = shared("images/sklearn_digits.csv.gz");
@@ -716,16 +1399,39 @@ fn bad_datasets_get_clear_errors() {
         path
     };
     let cases = [
-        (r#"{"codec": {"tokens": "squares:3"}}"#, "unknown tokenisation"),
+        (
+            r#"{"codec": {"tokens": "squares:3"}}"#,
+            "unknown tokenisation",
+        ),
         (r#"{"codec": {"tokens": "blocks:3"}}"#, "do not tile"),
         (r#"{"codec": {"tokens": "palette:3"}}"#, "palette"),
         (r#"{"codec": {"tokens": "grey:1"}}"#, "levels"),
         (r#"{"codec": {"size": [0, 8]}}"#, "codec.size"),
-        (r#"{"model": {"hidden": 32, "layers": 2, "heads": 4, "context": 20}}"#, "must hold a whole image"),
+        (
+            r#"{"model": {"hidden": 32, "layers": 2, "heads": 4, "context": 20}}"#,
+            "must hold a whole image",
+        ),
     ];
     for (i, (text, needle)) in cases.into_iter().enumerate() {
         let path = cfg(&format!("config-{i}.json"), text);
-        fails(&["train", "image", "--data", p(&csv_gz), "--out", nw, "--config", p(&path), "--steps", "1"], needle);
+        fails(
+            &[
+                "train",
+                "image",
+                "--data",
+                p(&csv_gz),
+                "--out",
+                nw,
+                "--config",
+                p(&path),
+                "--steps",
+                "1",
+            ],
+            needle,
+        );
     }
-    assert!(!never.join("model.safetensors").exists(), "no failed run wrote a model");
+    assert!(
+        !never.join("model.safetensors").exists(),
+        "no failed run wrote a model"
+    );
 }

@@ -13,7 +13,13 @@ fn model() -> String {
 #[test]
 fn training_writes_a_complete_model_folder() {
     let dir = tiny_text_model();
-    for file in ["config.json", "model.safetensors", "MODEL.md", "metrics.csv", "loss.png"] {
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "MODEL.md",
+        "metrics.csv",
+        "loss.png",
+    ] {
         assert!(dir.join(file).exists(), "{file} missing");
     }
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
@@ -21,14 +27,30 @@ fn training_writes_a_complete_model_folder() {
     let png = image::open(dir.join("loss.png")).unwrap();
     assert_eq!((png.width(), png.height()), (800, 480));
     let card = std::fs::read_to_string(dir.join("MODEL.md")).unwrap();
-    assert!(card.contains("nats/token") && card.contains("jielong train text"), "{card}");
+    assert!(
+        card.contains("nats/token") && card.contains("jielong train text"),
+        "{card}"
+    );
 }
 
 #[test]
 fn json_output_has_the_new_tokens_only_and_seeds_reproduce() {
     let m = model();
     let run = |seed: &str| -> Value {
-        let o = ok(&["generate", "text", "--model", &m, "--prompt", "ROMEO:", "--max-new-tokens", "20", "--seed", seed, "--format", "json"]);
+        let o = ok(&[
+            "generate",
+            "text",
+            "--model",
+            &m,
+            "--prompt",
+            "ROMEO:",
+            "--max-new-tokens",
+            "20",
+            "--seed",
+            seed,
+            "--format",
+            "json",
+        ]);
         serde_json::from_str(stdout(&o).trim()).unwrap()
     };
     let a = run("7");
@@ -39,8 +61,26 @@ fn json_output_has_the_new_tokens_only_and_seeds_reproduce() {
     assert_ne!(a["ids"], run("8")["ids"]);
 
     // --prompt-ids gives the same as the text it encodes.
-    let ids: Vec<String> = a["prompt_ids"].as_array().unwrap().iter().map(|v| v.to_string()).collect();
-    let o = ok(&["generate", "text", "--model", &m, "--prompt-ids", &ids.join(","), "--max-new-tokens", "20", "--seed", "7", "--format", "json"]);
+    let ids: Vec<String> = a["prompt_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let o = ok(&[
+        "generate",
+        "text",
+        "--model",
+        &m,
+        "--prompt-ids",
+        &ids.join(","),
+        "--max-new-tokens",
+        "20",
+        "--seed",
+        "7",
+        "--format",
+        "json",
+    ]);
     let b: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(a["ids"], b["ids"]);
 }
@@ -48,7 +88,21 @@ fn json_output_has_the_new_tokens_only_and_seeds_reproduce() {
 #[test]
 fn greedy_is_deterministic_and_show_probs_marks_each_draw() {
     let m = model();
-    let o = ok(&["generate", "text", "--model", &m, "--prompt", "KING", "--max-new-tokens", "6", "--greedy", "--show-probs", "3", "--format", "json"]);
+    let o = ok(&[
+        "generate",
+        "text",
+        "--model",
+        &m,
+        "--prompt",
+        "KING",
+        "--max-new-tokens",
+        "6",
+        "--greedy",
+        "--show-probs",
+        "3",
+        "--format",
+        "json",
+    ]);
     let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     let steps = v["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 6);
@@ -60,7 +114,18 @@ fn greedy_is_deterministic_and_show_probs_marks_each_draw() {
         let p: Vec<f64> = top.iter().map(|t| t["prob"].as_f64().unwrap()).collect();
         assert!(p[0] >= p[1] && p[1] >= p[2]);
     }
-    let o = ok(&["generate", "text", "--model", &m, "--prompt", "KING", "--max-new-tokens", "4", "--show-probs", "2"]);
+    let o = ok(&[
+        "generate",
+        "text",
+        "--model",
+        &m,
+        "--prompt",
+        "KING",
+        "--max-new-tokens",
+        "4",
+        "--show-probs",
+        "2",
+    ]);
     let out = stdout(&o);
     assert_eq!(out.lines().filter(|l| l.contains('%')).count(), 4, "{out}");
     assert!(out.contains('*') || out.contains("drawn"));
@@ -69,16 +134,54 @@ fn greedy_is_deterministic_and_show_probs_marks_each_draw() {
 #[test]
 fn stop_strings_and_context_overflow() {
     let m = model();
-    let o = ok(&["generate", "text", "--model", &m, "--prompt", "ROMEO:", "--max-new-tokens", "200", "--stop", "\n", "--format", "json", "--seed", "1"]);
+    let o = ok(&[
+        "generate",
+        "text",
+        "--model",
+        &m,
+        "--prompt",
+        "ROMEO:",
+        "--max-new-tokens",
+        "200",
+        "--stop",
+        "\n",
+        "--format",
+        "json",
+        "--seed",
+        "1",
+    ]);
     let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert!(!v["text"].as_str().unwrap().contains('\n'));
     // The tiny model's context is 48 tokens: without --slide generation stops there and says so.
-    let o = ok(&["generate", "text", "--model", &m, "--prompt", "ROMEO:", "--max-new-tokens", "100", "--format", "json"]);
+    let o = ok(&[
+        "generate",
+        "text",
+        "--model",
+        &m,
+        "--prompt",
+        "ROMEO:",
+        "--max-new-tokens",
+        "100",
+        "--format",
+        "json",
+    ]);
     let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["finish"], "context_full");
     assert_eq!(v["ids"].as_array().unwrap().len(), 48 - 6 + 1);
     assert!(stderr(&o).contains("--slide"));
-    let o = ok(&["generate", "text", "--model", &m, "--prompt", "ROMEO:", "--max-new-tokens", "100", "--slide", "--format", "json"]);
+    let o = ok(&[
+        "generate",
+        "text",
+        "--model",
+        &m,
+        "--prompt",
+        "ROMEO:",
+        "--max-new-tokens",
+        "100",
+        "--slide",
+        "--format",
+        "json",
+    ]);
     let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["ids"].as_array().unwrap().len(), 100);
 }
@@ -87,25 +190,68 @@ fn stop_strings_and_context_overflow() {
 fn eval_reports_nats_and_bits() {
     let m = model();
     let data = scratch().join("shakespeare-100k.txt");
-    let o = ok(&["eval", "text", "--model", &m, "--data", data.to_str().unwrap(), "--part", "heldout", "--format", "json"]);
+    let o = ok(&[
+        "eval",
+        "text",
+        "--model",
+        &m,
+        "--data",
+        data.to_str().unwrap(),
+        "--part",
+        "heldout",
+        "--format",
+        "json",
+    ]);
     let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     let nats = v["nats_per_token"].as_f64().unwrap();
     assert!((v["bits_per_token"].as_f64().unwrap() - nats / std::f64::consts::LN_2).abs() < 1e-9);
     // 10% of 100,000 characters, less the first one (nothing predicts it).
     assert_eq!(v["tokens"], 9_999);
-    assert!(nats < (65f64).ln(), "a trained model beats uniform over the alphabet: {nats}");
+    assert!(
+        nats < (65f64).ln(),
+        "a trained model beats uniform over the alphabet: {nats}"
+    );
 }
 
 #[test]
 fn bad_inputs_get_clear_errors() {
     let m = model();
     let missing = scratch().join("no-such-model");
-    fails(&["generate", "text", "--model", missing.to_str().unwrap(), "--prompt", "a"], "does not exist");
-    fails(&["generate", "text", "--model", &m, "--prompt", ""], "empty");
+    fails(
+        &[
+            "generate",
+            "text",
+            "--model",
+            missing.to_str().unwrap(),
+            "--prompt",
+            "a",
+        ],
+        "does not exist",
+    );
+    fails(
+        &["generate", "text", "--model", &m, "--prompt", ""],
+        "empty",
+    );
     fails(&["generate", "text", "--model", &m], "--prompt");
-    fails(&["generate", "text", "--model", &m, "--prompt", "ROMEO 接龍"], "not in this model's vocabulary");
-    fails(&["generate", "text", "--model", &m, "--prompt-ids", "1,2,999"], "outside");
-    fails(&["generate", "text", "--model", &m, "--prompt", "x".repeat(60).as_str()], "context");
+    fails(
+        &["generate", "text", "--model", &m, "--prompt", "ROMEO 接龍"],
+        "not in this model's vocabulary",
+    );
+    fails(
+        &["generate", "text", "--model", &m, "--prompt-ids", "1,2,999"],
+        "outside",
+    );
+    fails(
+        &[
+            "generate",
+            "text",
+            "--model",
+            &m,
+            "--prompt",
+            "x".repeat(60).as_str(),
+        ],
+        "context",
+    );
     for (flag, value, needle) in [
         ("--temperature", "0", "temperature"),
         ("--temperature", "-1", "temperature"),
@@ -116,37 +262,151 @@ fn bad_inputs_get_clear_errors() {
         ("--show-probs", "0", "show-probs"),
         ("--count", "0", "count"),
     ] {
-        fails(&["generate", "text", "--model", &m, "--prompt", "A", flag, value], needle);
+        fails(
+            &[
+                "generate", "text", "--model", &m, "--prompt", "A", flag, value,
+            ],
+            needle,
+        );
     }
     // A text model is not an image or audio model, and a text file is not a model.
-    fails(&["generate", "image", "--model", &m, "--out", scratch().join("x.png").to_str().unwrap()], "text model");
-    fails(&["eval", "audio", "--model", &m, "--data", ".", "--format", "json"], "text model");
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            &m,
+            "--out",
+            scratch().join("x.png").to_str().unwrap(),
+        ],
+        "text model",
+    );
+    fails(
+        &[
+            "eval", "audio", "--model", &m, "--data", ".", "--format", "json",
+        ],
+        "text model",
+    );
 
     // Corrupt model files.
     let broken = scratch().join("broken-model");
     std::fs::create_dir_all(&broken).unwrap();
-    std::fs::copy(tiny_text_model().join("config.json"), broken.join("config.json")).unwrap();
+    std::fs::copy(
+        tiny_text_model().join("config.json"),
+        broken.join("config.json"),
+    )
+    .unwrap();
     std::fs::write(broken.join("model.safetensors"), b"garbage").unwrap();
-    fails(&["generate", "text", "--model", broken.to_str().unwrap(), "--prompt", "A"], "safetensors");
+    fails(
+        &[
+            "generate",
+            "text",
+            "--model",
+            broken.to_str().unwrap(),
+            "--prompt",
+            "A",
+        ],
+        "safetensors",
+    );
     std::fs::write(broken.join("config.json"), b"{ not json").unwrap();
-    fails(&["generate", "text", "--model", broken.to_str().unwrap(), "--prompt", "A"], "not valid JSON");
+    fails(
+        &[
+            "generate",
+            "text",
+            "--model",
+            broken.to_str().unwrap(),
+            "--prompt",
+            "A",
+        ],
+        "not valid JSON",
+    );
 
     // Training data problems.
     let out = scratch().join("never-written");
-    fails(&["train", "text", "--data", missing.to_str().unwrap(), "--out", out.to_str().unwrap()], "cannot read");
+    fails(
+        &[
+            "train",
+            "text",
+            "--data",
+            missing.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "cannot read",
+    );
     let empty = scratch().join("empty.txt");
     std::fs::write(&empty, b"").unwrap();
-    fails(&["train", "text", "--data", empty.to_str().unwrap(), "--out", out.to_str().unwrap()], "empty");
+    fails(
+        &[
+            "train",
+            "text",
+            "--data",
+            empty.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "empty",
+    );
     let binary = scratch().join("binary.txt");
     std::fs::write(&binary, [0xffu8, 0xfe, 0x00, 0x80]).unwrap();
-    fails(&["train", "text", "--data", binary.to_str().unwrap(), "--out", out.to_str().unwrap()], "not UTF-8");
+    fails(
+        &[
+            "train",
+            "text",
+            "--data",
+            binary.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "not UTF-8",
+    );
     let data = scratch().join("shakespeare-100k.txt");
-    fails(&["train", "text", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--resume"], "nothing to resume");
+    fails(
+        &[
+            "train",
+            "text",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--resume",
+        ],
+        "nothing to resume",
+    );
     let bad_config = scratch().join("bad-config.json");
     std::fs::write(&bad_config, r#"{"model": {"hiden": 3}}"#).unwrap();
-    fails(&["train", "text", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--config", bad_config.to_str().unwrap()], "hiden");
-    fails(&["eval", "text", "--model", &m, "--data", missing.to_str().unwrap(), "--format", "json"], "cannot read");
-    fails(&["generate", "text", "--model", &m, "--prompt", "A", "--device", "tpu"], "unknown device");
+    fails(
+        &[
+            "train",
+            "text",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--config",
+            bad_config.to_str().unwrap(),
+        ],
+        "hiden",
+    );
+    fails(
+        &[
+            "eval",
+            "text",
+            "--model",
+            &m,
+            "--data",
+            missing.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        "cannot read",
+    );
+    fails(
+        &[
+            "generate", "text", "--model", &m, "--prompt", "A", "--device", "tpu",
+        ],
+        "unknown device",
+    );
 }
 
 #[test]
@@ -165,10 +425,22 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_with_identical_weights() {
     )
     .unwrap();
     let args = |out: &std::path::Path| {
-        vec!["train".to_string(), "text".into(), "--data".into(), data.display().to_string(), "--out".into(), out.display().to_string(), "--config".into(), config.display().to_string()]
+        vec![
+            "train".to_string(),
+            "text".into(),
+            "--data".into(),
+            data.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--config".into(),
+            config.display().to_string(),
+        ]
     };
     let straight = dir.join("straight");
-    ok(&args(&straight).iter().map(String::as_str).collect::<Vec<_>>());
+    ok(&args(&straight)
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
 
     // Start a second run, interrupt it once its first checkpoint exists, as Ctrl-C would.
     let broken = dir.join("broken");
@@ -180,14 +452,26 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_with_identical_weights() {
     while !broken.join("checkpoint/state.json").exists() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("--resume"), "the user is told how to continue: {err}");
-    let state: Value = serde_json::from_str(&std::fs::read_to_string(broken.join("checkpoint/state.json")).unwrap()).unwrap();
+    assert!(
+        err.contains("--resume"),
+        "the user is told how to continue: {err}"
+    );
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(broken.join("checkpoint/state.json")).unwrap(),
+    )
+    .unwrap();
     let stopped = state["step"].as_u64().unwrap();
-    assert!(stopped < 600, "the run was interrupted early (at step {stopped})");
+    assert!(
+        stopped < 600,
+        "the run was interrupted early (at step {stopped})"
+    );
 
     let mut resume = args(&broken);
     resume.push("--resume".into());
@@ -196,5 +480,9 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_with_identical_weights() {
     let b = std::fs::read(broken.join("model.safetensors")).unwrap();
     assert!(a == b, "resumed weights differ from the uninterrupted run");
     let csv = std::fs::read_to_string(broken.join("metrics.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 601, "one metrics row per step across the interruption");
+    assert_eq!(
+        csv.lines().count(),
+        601,
+        "one metrics row per step across the interruption"
+    );
 }

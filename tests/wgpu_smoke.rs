@@ -16,19 +16,36 @@ fn wgpu_matches_flex_and_trains() {
     let ids = vec![vec![1u32, 5, 9, 2, 7, 3]];
     let a = Decoder::forward(&cpu, &ids, &mut cpu.new_cache(), Positions::All).unwrap();
     let b = Decoder::forward(&gpu, &ids, &mut gpu.new_cache(), Positions::All).unwrap();
-    let diff = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let diff = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
     assert!(diff < 1e-3, "wgpu and flex logits differ by {diff}");
 
     // Cached decoding on the GPU agrees with the full pass.
     let mut cache = gpu.new_cache();
     Decoder::forward(&gpu, &[ids[0][..4].to_vec()], &mut cache, Positions::All).unwrap();
     let last = Decoder::forward(&gpu, &[ids[0][4..].to_vec()], &mut cache, Positions::All).unwrap();
-    let d = last.last(0).iter().zip(b.last(0)).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let d = last
+        .last(0)
+        .iter()
+        .zip(b.last(0))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
     assert!(d < 1e-3, "cached wgpu decoding differs by {d}");
 
     // One training step runs and lowers the loss on a repeated batch.
-    let data = Sequences { seqs: vec![(0..200u32).map(|i| i % 29).collect()], ..Default::default() };
-    let train = TrainConfig { batch_size: 2, seq_len: 8, ..Default::default() };
+    let data = Sequences {
+        seqs: vec![(0..200u32).map(|i| i % 29).collect()],
+        ..Default::default()
+    };
+    let train = TrainConfig {
+        batch_size: 2,
+        seq_len: 8,
+        ..Default::default()
+    };
     let mut stepper = Stepper::new(&config, &train, &gpu_device).unwrap();
     let batch = data.batch(0, 0, 2, 8);
     let (first, _) = stepper.step(&batch, 1e-2).unwrap();

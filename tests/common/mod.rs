@@ -8,11 +8,16 @@ use std::sync::OnceLock;
 
 /// The shared data folder beside the checkout (read-only in CI).
 pub fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel)
 }
 
 pub fn jielong(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_jielong")).args(args).output().expect("the jielong binary runs")
+    Command::new(env!("CARGO_BIN_EXE_jielong"))
+        .args(args)
+        .output()
+        .expect("the jielong binary runs")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -26,7 +31,11 @@ pub fn stderr(o: &Output) -> String {
 /// Runs and expects success, showing stderr otherwise.
 pub fn ok(args: &[&str]) -> Output {
     let o = jielong(args);
-    assert!(o.status.success(), "jielong {args:?} failed:\n{}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "jielong {args:?} failed:\n{}",
+        stderr(&o)
+    );
     o
 }
 
@@ -35,9 +44,19 @@ pub fn ok(args: &[&str]) -> Output {
 pub fn fails(args: &[&str], needle: &str) {
     let o = jielong(args);
     let err = stderr(&o);
-    assert!(!o.status.success(), "jielong {args:?} should fail but succeeded:\n{}", stdout(&o));
-    assert!(!err.contains("panicked"), "jielong {args:?} panicked:\n{err}");
-    assert!(err.to_lowercase().contains(&needle.to_lowercase()), "jielong {args:?}: expected {needle:?} in:\n{err}");
+    assert!(
+        !o.status.success(),
+        "jielong {args:?} should fail but succeeded:\n{}",
+        stdout(&o)
+    );
+    assert!(
+        !err.contains("panicked"),
+        "jielong {args:?} panicked:\n{err}"
+    );
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "jielong {args:?}: expected {needle:?} in:\n{err}"
+    );
 }
 
 /// A scratch folder for this test binary, emptied at its start: inside cargo's temporary
@@ -69,7 +88,16 @@ pub fn tiny_text_model() -> &'static Path {
         )
         .unwrap();
         let out = dir.join("tiny-text");
-        ok(&["train", "text", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--config", config.to_str().unwrap()]);
+        ok(&[
+            "train",
+            "text",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ]);
         out
     })
 }
@@ -85,7 +113,8 @@ pub fn p(path: &Path) -> &str {
 pub fn ok_json(args: &[&str]) -> serde_json::Value {
     let o = ok(args);
     let out = stdout(&o);
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("jielong {args:?} printed no JSON ({e}):\n{out}"))
+    serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("jielong {args:?} printed no JSON ({e}):\n{out}"))
 }
 
 /// Trains a `modality` model on `data` into `out` with the JSON training config `config`
@@ -93,14 +122,32 @@ pub fn ok_json(args: &[&str]) -> serde_json::Value {
 pub fn train_with(modality: &str, data: &Path, out: &Path, config: &str) -> Output {
     let config_path = out.with_extension("json");
     std::fs::write(&config_path, config).unwrap();
-    ok(&["train", modality, "--data", p(data), "--out", p(out), "--config", p(&config_path)])
+    ok(&[
+        "train",
+        modality,
+        "--data",
+        p(data),
+        "--out",
+        p(out),
+        "--config",
+        p(&config_path),
+    ])
 }
 
 /// The bytes of a gzip file, unpacked with the system's `gzip` (no Rust gzip crate is a
 /// dev-dependency of the root package).
 pub fn gunzip(path: &Path) -> Vec<u8> {
-    let o = Command::new("gzip").arg("-dc").arg(path).output().expect("gzip runs");
-    assert!(o.status.success(), "gzip -dc {} failed: {}", path.display(), String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("gzip")
+        .arg("-dc")
+        .arg(path)
+        .output()
+        .expect("gzip runs");
+    assert!(
+        o.status.success(),
+        "gzip -dc {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
     o.stdout
 }
 

@@ -62,10 +62,17 @@ pub fn analyse(samples: &[f32], rate: u32) -> Result<Analysis> {
     };
     let energy: Vec<f64> = starts
         .iter()
-        .map(|&s| samples[s..s + n].iter().map(|&x| x as f64 * x as f64).sum::<f64>() / n as f64)
+        .map(|&s| {
+            samples[s..s + n]
+                .iter()
+                .map(|&x| x as f64 * x as f64)
+                .sum::<f64>()
+                / n as f64
+        })
         .collect();
     let loudest = energy.iter().cloned().fold(0.0, f64::max);
-    let threshold = (loudest * db_to_power(-VOICED_BELOW_LOUDEST_DB)).max(db_to_power(VOICED_FLOOR_DBFS));
+    let threshold =
+        (loudest * db_to_power(-VOICED_BELOW_LOUDEST_DB)).max(db_to_power(VOICED_FLOOR_DBFS));
 
     let window = hann(n);
     let fft = FftPlanner::<f64>::new().plan_fft_forward(n);

@@ -180,7 +180,10 @@ impl AudioCodec {
     /// without classes.
     pub fn unlabelled_start(&self) -> u32 {
         // `specials` always gives one or the other.
-        self.vocab.unconditional.or(self.vocab.bos).unwrap_or(LEVELS as u32)
+        self.vocab
+            .unconditional
+            .or(self.vocab.bos)
+            .unwrap_or(LEVELS as u32)
     }
 
     /// The END token.
@@ -213,12 +216,20 @@ impl AudioCodec {
         let quantisation: Quantisation = obj
             .get("quantisation")
             .and_then(Value::as_str)
-            .context("the audio codec section has no \"quantisation\" string (\"mu-law\" or \"linear\")")?
+            .context(
+                "the audio codec section has no \"quantisation\" string (\"mu-law\" or \"linear\")",
+            )?
             .parse()?;
-        if let Some(levels) = obj.get("levels").filter(|l| l.as_u64() != Some(LEVELS as u64)) {
+        if let Some(levels) = obj
+            .get("levels")
+            .filter(|l| l.as_u64() != Some(LEVELS as u64))
+        {
             bail!("the audio codec has {levels} levels; only {LEVELS} are supported");
         }
-        if let Some(mu) = obj.get("mu").filter(|m| !m.is_null() && m.as_f64() != Some(MU as f64)) {
+        if let Some(mu) = obj
+            .get("mu")
+            .filter(|m| !m.is_null() && m.as_f64() != Some(MU as f64))
+        {
             bail!("the audio codec has mu = {mu}; only {MU} is supported");
         }
         let rate = obj
@@ -266,7 +277,10 @@ impl Codec for AudioCodec {
             .enumerate()
             .map(|(i, &id)| match self.token_to_sample(id) {
                 Some(x) => Ok(x),
-                None => bail!("token {i} ({}) is not an audio sample", self.token_label(id)),
+                None => bail!(
+                    "token {i} ({}) is not an audio sample",
+                    self.token_label(id)
+                ),
             })
             .collect()
     }
@@ -279,7 +293,9 @@ impl Codec for AudioCodec {
             };
             format!("{short} {id} ({x:+.4})")
         } else {
-            self.vocab.special_label(id).unwrap_or_else(|| format!("[? {id}]"))
+            self.vocab
+                .special_label(id)
+                .unwrap_or_else(|| format!("[? {id}]"))
         }
     }
 }
@@ -294,7 +310,12 @@ mod tests {
         assert_eq!(plain.vocab().size(), 258);
         assert_eq!(plain.unlabelled_start(), 256); // BOS
         assert_eq!(plain.end(), 257);
-        let digits = AudioCodec::new(Quantisation::MuLaw, 8000, (0..10).map(|d| d.to_string()).collect()).unwrap();
+        let digits = AudioCodec::new(
+            Quantisation::MuLaw,
+            8000,
+            (0..10).map(|d| d.to_string()).collect(),
+        )
+        .unwrap();
         assert_eq!(digits.end(), 256);
         assert_eq!(digits.unlabelled_start(), 257);
         assert_eq!(digits.class_of("7").unwrap(), 265);

@@ -123,7 +123,10 @@ pub struct AudioDataset {
 pub fn training_sources(shared_audio: &Path, espeak_digits: &Path) -> Vec<Source> {
     vec![
         Source::new(espeak_digits, LabelRule::FileName),
-        Source::new(shared_audio.join(ASTERISK_PROMPTS_ARCHIVE), LabelRule::Unlabelled),
+        Source::new(
+            shared_audio.join(ASTERISK_PROMPTS_ARCHIVE),
+            LabelRule::Unlabelled,
+        ),
         Source::new(shared_audio.join(MUSIC_TRACK), LabelRule::Unlabelled),
     ]
 }
@@ -131,7 +134,11 @@ pub fn training_sources(shared_audio: &Path, espeak_digits: &Path) -> Vec<Source
 /// The held-out recorded digits `0.wav..9.wav`, in order.
 pub fn held_out_digit_files(shared_audio: &Path) -> Vec<PathBuf> {
     (0..10)
-        .map(|d| shared_audio.join(ASTERISK_DIGITS_DIR).join(format!("{d}.wav")))
+        .map(|d| {
+            shared_audio
+                .join(ASTERISK_DIGITS_DIR)
+                .join(format!("{d}.wav"))
+        })
         .collect()
 }
 
@@ -180,7 +187,8 @@ fn default_rule(path: &Path) -> LabelRule {
 
 /// Parses a manifest: `PATH [names|none|transcript=FILE]` per line, paths relative to it.
 pub fn read_manifest(path: &Path) -> Result<Vec<Source>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the manifest {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the manifest {}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut sources = Vec::new();
     for (number, line) in text.lines().enumerate() {
@@ -234,7 +242,14 @@ fn read_source(source: &Source, rate: u32, dataset: &mut AudioDataset) -> Result
     } else if is_archive(path) {
         let dir = tempfile::tempdir().context("cannot make a temporary folder to extract into")?;
         extract(path, dir.path())?;
-        read_folder(dir.path(), path, source, transcripts.as_ref(), rate, dataset)
+        read_folder(
+            dir.path(),
+            path,
+            source,
+            transcripts.as_ref(),
+            rate,
+            dataset,
+        )
     } else if has_extension(path, &[".wav"]) {
         let label = label_for(
             path,
@@ -277,7 +292,8 @@ fn read_folder(
         if transcripts.is_some() && label.is_none() {
             without_transcript += 1;
         }
-        let samples = read_wav(&file, rate).map_err(|e| e.context(format!("in {}", shown.display())))?;
+        let samples =
+            read_wav(&file, rate).map_err(|e| e.context(format!("in {}", shown.display())))?;
         dataset.clips.push(LabelledClip {
             samples,
             label,
@@ -293,10 +309,19 @@ fn read_folder(
     Ok(())
 }
 
-fn label_for(file: &Path, relative: &Path, source: &Source, transcripts: Option<&Transcripts>) -> Option<String> {
+fn label_for(
+    file: &Path,
+    relative: &Path,
+    source: &Source,
+    transcripts: Option<&Transcripts>,
+) -> Option<String> {
     match &source.labels {
-        LabelRule::FileName => file.file_name().and_then(|n| label_from_name(&n.to_string_lossy())),
-        LabelRule::Transcript(_) => transcripts.and_then(|t| t.find(relative)).map(str::to_owned),
+        LabelRule::FileName => file
+            .file_name()
+            .and_then(|n| label_from_name(&n.to_string_lossy())),
+        LabelRule::Transcript(_) => transcripts
+            .and_then(|t| t.find(relative))
+            .map(str::to_owned),
         LabelRule::Unlabelled => None,
     }
 }
@@ -312,7 +337,8 @@ fn wav_files(root: &Path) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        let entries = std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
         for entry in entries {
             let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
             let path = entry.path();
@@ -339,7 +365,11 @@ fn has_extension(path: &Path, extensions: &[&str]) -> bool {
 }
 
 fn is_archive(path: &Path) -> bool {
-    path.is_file() && has_extension(path, &[".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tar"])
+    path.is_file()
+        && has_extension(
+            path,
+            &[".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tar"],
+        )
 }
 
 /// Extracts a tar archive with the system's `tar` (it knows every compression).
@@ -369,8 +399,8 @@ pub struct Transcripts {
 
 impl Transcripts {
     pub fn read(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read the transcripts {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the transcripts {}", path.display()))?;
         let mut by_name = BTreeMap::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -386,7 +416,11 @@ impl Transcripts {
             };
             let (name, transcript) = (name.trim(), transcript.trim());
             if name.is_empty() || transcript.is_empty() {
-                bail!("{} line {}: an empty name or transcript", path.display(), number + 1);
+                bail!(
+                    "{} line {}: an empty name or transcript",
+                    path.display(),
+                    number + 1
+                );
             }
             by_name.insert(name.to_owned(), transcript.to_owned());
         }
@@ -408,7 +442,10 @@ impl Transcripts {
     /// the longest tail of it that is a name (`en_US_f_Allison/digits/7` finds `digits/7`), or
     /// the one name that ends with it (`7`, read inside `digits/`, finds `digits/7`).
     pub fn find(&self, relative: &Path) -> Option<&str> {
-        let key = relative.with_extension("").to_string_lossy().replace('\\', "/");
+        let key = relative
+            .with_extension("")
+            .to_string_lossy()
+            .replace('\\', "/");
         let mut tail = key.as_str();
         loop {
             if let Some(t) = self.by_name.get(tail) {
@@ -420,7 +457,10 @@ impl Transcripts {
             }
         }
         let suffix = format!("/{key}");
-        let mut matches = self.by_name.iter().filter(|(name, _)| name.ends_with(&suffix));
+        let mut matches = self
+            .by_name
+            .iter()
+            .filter(|(name, _)| name.ends_with(&suffix));
         match (matches.next(), matches.next()) {
             (Some((_, t)), None) => Some(t),
             _ => None,
@@ -431,7 +471,11 @@ impl Transcripts {
 impl AudioDataset {
     /// The distinct labels, numbers in numeric order first, then names in alphabetical order.
     pub fn classes(&self) -> Vec<String> {
-        let set: BTreeSet<&str> = self.clips.iter().filter_map(|c| c.label.as_deref()).collect();
+        let set: BTreeSet<&str> = self
+            .clips
+            .iter()
+            .filter_map(|c| c.label.as_deref())
+            .collect();
         let mut classes: Vec<String> = set.into_iter().map(str::to_owned).collect();
         classes.sort_by(|a, b| match (a.parse::<u64>(), b.parse::<u64>()) {
             (Ok(x), Ok(y)) => x.cmp(&y).then(a.cmp(b)),
@@ -471,7 +515,12 @@ impl AudioDataset {
             } else {
                 String::new()
             };
-            let _ = write!(s, " in {} classes ({}{more})", classes.len(), shown.join(", "));
+            let _ = write!(
+                s,
+                " in {} classes ({}{more})",
+                classes.len(),
+                shown.join(", ")
+            );
         }
         let _ = write!(s, ", {} unlabelled", self.clips.len() - labelled);
         s
@@ -553,7 +602,9 @@ impl HeldOut {
         let mut canonical = Vec::with_capacity(files.len());
         for file in files {
             let samples = read_wav(file, rate).context("cannot read a held-out clip")?;
-            let label = file.file_name().and_then(|n| label_from_name(&n.to_string_lossy()));
+            let label = file
+                .file_name()
+                .and_then(|n| label_from_name(&n.to_string_lossy()));
             clips.push(LabelledClip {
                 samples,
                 label,
@@ -561,7 +612,11 @@ impl HeldOut {
             });
             canonical.push(file.canonicalize().unwrap_or_else(|_| file.clone()));
         }
-        Ok(Self { rate, clips, canonical })
+        Ok(Self {
+            rate,
+            clips,
+            canonical,
+        })
     }
 
     /// The held-out clips, to score or to listen to (never to train on).
@@ -582,7 +637,10 @@ impl HeldOut {
     /// The held-out file that `clip` is (same path) or copies (nearly the same samples: a copy,
     /// a resampled or re-encoded copy), if any.
     pub fn matches(&self, clip: &LabelledClip) -> Option<&Path> {
-        let path = clip.source.canonicalize().unwrap_or_else(|_| clip.source.clone());
+        let path = clip
+            .source
+            .canonicalize()
+            .unwrap_or_else(|_| clip.source.clone());
         if let Some(i) = self.canonical.iter().position(|p| *p == path) {
             return Some(&self.clips[i].source);
         }
@@ -643,7 +701,11 @@ fn same_recording(a: &[f32], b: &[f32]) -> bool {
 /// unconditional token, and labelled ones are shown unconditionally with probability
 /// [`LABEL_DROPOUT`]); otherwise every clip starts with the unconditional token (or BOS for a
 /// codec without classes).
-pub fn to_sequences(codec: &AudioCodec, clips: &[LabelledClip], conditional: bool) -> Result<Sequences> {
+pub fn to_sequences(
+    codec: &AudioCodec,
+    clips: &[LabelledClip],
+    conditional: bool,
+) -> Result<Sequences> {
     if conditional && codec.classes().is_empty() {
         bail!("conditional training needs class labels, but the codec has none");
     }

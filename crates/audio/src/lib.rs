@@ -7,11 +7,14 @@
 //!   and the token sequences the trainer reads.
 //! - [`prompt`]: a recording's first seconds as a prompt, the real-time factor.
 //! - [`analysis`]: spectral flatness and energy (speech vs silence vs noise), unigram entropy.
+//! - [`classify`]: a spoken-digit classifier (mel cepstra, dynamic time warping, nearest
+//!   reference clip), to check that generated clips say the class asked for.
 //! - [`plot`]: waveform and spectrogram pictures.
 //!
 //! This crate knows no tensors: it depends on jielong-core only.
 
 pub mod analysis;
+pub mod classify;
 pub mod codec;
 pub mod datasets;
 pub mod plot;
@@ -19,6 +22,9 @@ pub mod prompt;
 pub mod wav;
 
 pub use analysis::{Analysis, analyse, entropy_bits, unigram_entropy};
+pub use classify::{
+    Accuracy, ClassAccuracy, ClassifierSettings, DigitClassifier, Features, dtw_distance,
+};
 pub use codec::{AudioCodec, DEFAULT_RATE, Quantisation};
 pub use datasets::{
     AudioDataset, DIGIT_WORDS, HeldOut, LabelRule, LabelledClip, Source, digit_classes, digit_word,

@@ -61,13 +61,18 @@ pub fn plot_png(clips: &[(&str, &[f32])], rate: u32) -> Result<Vec<u8>> {
             .flat_map(|s| s.db.iter().flatten())
             .cloned()
             .fold(f64::NEG_INFINITY, f64::max);
-        for ((area, (title, samples)), stft) in root.split_evenly((clips.len(), 1)).iter().zip(clips).zip(&spectrograms)
+        for ((area, (title, samples)), stft) in root
+            .split_evenly((clips.len(), 1))
+            .iter()
+            .zip(clips)
+            .zip(&spectrograms)
         {
             draw_clip(area, title, samples, stft, loudest, rate)?;
         }
         root.present().map_err(draw_error)?;
     }
-    let image = image::RgbImage::from_raw(width, height, pixels).context("the picture buffer has the wrong size")?;
+    let image = image::RgbImage::from_raw(width, height, pixels)
+        .context("the picture buffer has the wrong size")?;
     let mut png = Cursor::new(Vec::new());
     image
         .write_to(&mut png, image::ImageFormat::Png)
@@ -77,7 +82,8 @@ pub fn plot_png(clips: &[(&str, &[f32])], rate: u32) -> Result<Vec<u8>> {
 
 fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
+    let ok = *REGISTERED
+        .get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
     if ok {
         Ok(())
     } else {
@@ -91,7 +97,14 @@ fn draw_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
-fn draw_clip(area: &Area, title: &str, samples: &[f32], stft: &Spectrogram, max_db: f64, rate: u32) -> Result<()> {
+fn draw_clip(
+    area: &Area,
+    title: &str,
+    samples: &[f32],
+    stft: &Spectrogram,
+    max_db: f64,
+    rate: u32,
+) -> Result<()> {
     let seconds = (samples.len() as f64 / rate as f64).max(1.0 / rate as f64);
     let (top, bottom) = area.split_vertically(150);
 
@@ -154,7 +167,10 @@ fn draw_clip(area: &Area, title: &str, samples: &[f32], stft: &Spectrogram, max_
             let level = ((db - (max_db - DYNAMIC_RANGE_DB)) / DYNAMIC_RANGE_DB).clamp(0.0, 1.0);
             let y0 = (k as f64 - 0.5).max(0.0) * bin_hz;
             let y1 = ((k as f64 + 0.5) * bin_hz).min(nyquist);
-            Rectangle::new([(t0, y0), ((t0 + frame_s).min(seconds), y1)], colour(level).filled())
+            Rectangle::new(
+                [(t0, y0), ((t0 + frame_s).min(seconds), y1)],
+                colour(level).filled(),
+            )
         })
     }))
     .map_err(draw_error)?;
@@ -188,7 +204,12 @@ impl Spectrogram {
                 *b = Complex::new(x as f64 * window[i], 0.0);
             }
             fft.process(&mut buf);
-            db.push(buf[..=n / 2].iter().map(|c| 20.0 * (c.norm() + 1e-9).log10()).collect());
+            db.push(
+                buf[..=n / 2]
+                    .iter()
+                    .map(|c| 20.0 * (c.norm() + 1e-9).log10())
+                    .collect(),
+            );
             starts.push(start);
             start += hop;
         }

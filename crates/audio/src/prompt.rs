@@ -20,13 +20,20 @@ pub struct AudioPrompt {
 }
 
 /// The first `keep_seconds` of `samples` (already at the codec's rate) as a prompt.
-pub fn prompt_from_samples(codec: &AudioCodec, samples: &[f32], keep_seconds: f64) -> Result<AudioPrompt> {
+pub fn prompt_from_samples(
+    codec: &AudioCodec,
+    samples: &[f32],
+    keep_seconds: f64,
+) -> Result<AudioPrompt> {
     if !keep_seconds.is_finite() || keep_seconds <= 0.0 {
         bail!("the seconds of prompt audio to keep must be a positive number, not {keep_seconds}");
     }
     let keep = (keep_seconds * codec.rate() as f64).round() as usize;
     if keep == 0 {
-        bail!("{keep_seconds} s is less than one sample at {} Hz", codec.rate());
+        bail!(
+            "{keep_seconds} s is less than one sample at {} Hz",
+            codec.rate()
+        );
     }
     if keep > samples.len() {
         bail!(

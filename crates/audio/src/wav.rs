@@ -30,8 +30,8 @@ impl WavInfo {
 /// `round(frames * target_rate / rate)` samples.
 pub fn read_wav(path: &Path, target_rate: u32) -> Result<Vec<f32>> {
     let (samples, info) = read_wav_native(path)?;
-    let out =
-        resample(&samples, info.rate, target_rate).with_context(|| format!("cannot resample {}", path.display()))?;
+    let out = resample(&samples, info.rate, target_rate)
+        .with_context(|| format!("cannot resample {}", path.display()))?;
     if out.is_empty() {
         bail!(
             "{} is too short: less than one sample at {target_rate} Hz",
@@ -43,7 +43,8 @@ pub fn read_wav(path: &Path, target_rate: u32) -> Result<Vec<f32>> {
 
 /// Reads a WAV file as mono samples in [-1, 1] at its own rate, with its header.
 pub fn read_wav_native(path: &Path) -> Result<(Vec<f32>, WavInfo)> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = hound::WavReader::new(std::io::BufReader::new(file))
         .with_context(|| format!("{} is not a readable WAV file", path.display()))?;
     let spec = reader.spec();
@@ -75,7 +76,15 @@ pub fn read_wav_native(path: &Path) -> Result<(Vec<f32>, WavInfo)> {
         }
         reader
             .samples::<f32>()
-            .map(|s| s.map(|x| if x.is_finite() { x.clamp(-1.0, 1.0) } else { 0.0 }))
+            .map(|s| {
+                s.map(|x| {
+                    if x.is_finite() {
+                        x.clamp(-1.0, 1.0)
+                    } else {
+                        0.0
+                    }
+                })
+            })
             .collect::<Result<_, _>>()
     } else {
         if !(1..=32).contains(&info.bits) {
@@ -166,7 +175,11 @@ pub fn wav_bytes(samples: &[f32], rate: u32) -> Result<Vec<u8>> {
     {
         let mut writer = hound::WavWriter::new(&mut bytes, spec)?;
         for &x in samples {
-            let x = if x.is_finite() { x.clamp(-1.0, 1.0) } else { 0.0 };
+            let x = if x.is_finite() {
+                x.clamp(-1.0, 1.0)
+            } else {
+                0.0
+            };
             writer.write_sample((x * i16::MAX as f32).round() as i16)?;
         }
         writer.finalize()?;
@@ -176,6 +189,7 @@ pub fn wav_bytes(samples: &[f32], rate: u32) -> Result<Vec<u8>> {
 
 /// Writes `samples` as a 16-bit PCM mono WAV file, atomically (a reader never sees half a file).
 pub fn write_wav(path: &Path, samples: &[f32], rate: u32) -> Result<()> {
-    let bytes = wav_bytes(samples, rate).with_context(|| format!("cannot encode {}", path.display()))?;
+    let bytes =
+        wav_bytes(samples, rate).with_context(|| format!("cannot encode {}", path.display()))?;
     jielong_core::write_atomic(path, &bytes)
 }

@@ -10,7 +10,9 @@ use rand_chacha::ChaCha8Rng;
 
 fn white_noise(seed: u64, n: usize, amplitude: f32) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|_| rng.gen_range(-amplitude..amplitude)).collect()
+    (0..n)
+        .map(|_| rng.gen_range(-amplitude..amplitude))
+        .collect()
 }
 
 #[test]
@@ -31,14 +33,24 @@ fn real_digits_are_far_less_flat_than_white_noise() {
     let digits_mean = flat.iter().sum::<f64>() / flat.len() as f64;
 
     let noise: Vec<f64> = (0..10)
-        .map(|seed| analyse(&white_noise(seed, 8000, 0.5), 8000).unwrap().flatness.unwrap())
+        .map(|seed| {
+            analyse(&white_noise(seed, 8000, 0.5), 8000)
+                .unwrap()
+                .flatness
+                .unwrap()
+        })
         .collect();
     let noise_mean = noise.iter().sum::<f64>() / noise.len() as f64;
-    println!("mean spectral flatness: real digits {digits_mean:.4} (each {flat:.4?}), white noise {noise_mean:.4}");
+    println!(
+        "mean spectral flatness: real digits {digits_mean:.4} (each {flat:.4?}), white noise {noise_mean:.4}"
+    );
     assert!(digits_mean < 0.05, "real digits: {digits_mean}");
     assert!(flat.iter().all(|&f| f < 0.1), "{flat:?}");
     // e^-γ = 0.5615 for the periodogram of white noise.
-    assert!((noise_mean - 0.5615).abs() < 0.03, "white noise: {noise_mean}");
+    assert!(
+        (noise_mean - 0.5615).abs() < 0.03,
+        "white noise: {noise_mean}"
+    );
     assert!(noise.iter().all(|&f| f > 0.45));
 }
 
@@ -65,7 +77,10 @@ fn a_tone_is_flatter_than_nothing_and_silence_has_no_energy() {
     let seven = &digits.clips()[7].samples;
     let mut padded = seven.clone();
     padded.extend(vec![0.0; 8000]);
-    let (a, b) = (analyse(seven, 8000).unwrap(), analyse(&padded, 8000).unwrap());
+    let (a, b) = (
+        analyse(seven, 8000).unwrap(),
+        analyse(&padded, 8000).unwrap(),
+    );
     assert_eq!(a.voiced_frames, b.voiced_frames);
     assert!((a.flatness.unwrap() - b.flatness.unwrap()).abs() < 1e-9);
 }
@@ -90,14 +105,20 @@ fn entropy_of_known_distributions() {
 #[test]
 fn unigram_entropy_of_real_digits_and_noise() {
     let digits = HeldOut::asterisk_digits(&shared_audio(), 8000).unwrap();
-    let clips: Vec<&[f32]> = digits.clips().iter().map(|c| c.samples.as_slice()).collect();
+    let clips: Vec<&[f32]> = digits
+        .clips()
+        .iter()
+        .map(|c| c.samples.as_slice())
+        .collect();
     let noise = white_noise(3, 80_000, 1.0);
     let mut report = Vec::new();
     for q in [Quantisation::MuLaw, Quantisation::Linear] {
         let codec = AudioCodec::new(q, 8000, Vec::new()).unwrap();
         let speech = unigram_entropy(&codec, &clips).unwrap();
         let hiss = unigram_entropy(&codec, &[&noise]).unwrap();
-        report.push(format!("{q}: digits {speech:.3} bits/sample, uniform noise {hiss:.3}"));
+        report.push(format!(
+            "{q}: digits {speech:.3} bits/sample, uniform noise {hiss:.3}"
+        ));
         assert!(speech > 1.0 && speech < 8.0);
         assert!(hiss > 5.0 && hiss <= 8.0);
     }
@@ -115,5 +136,8 @@ fn real_time_factor_is_audio_seconds_per_wall_second() {
     // Two seconds of 8 kHz audio made in four seconds: half real time.
     let rtf = real_time_factor(16_000, 8000, std::time::Duration::from_secs(4)).unwrap();
     assert!((rtf - 0.5).abs() < 1e-12);
-    assert_eq!(real_time_factor(16_000, 8000, std::time::Duration::ZERO), None);
+    assert_eq!(
+        real_time_factor(16_000, 8000, std::time::Duration::ZERO),
+        None
+    );
 }

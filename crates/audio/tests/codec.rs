@@ -53,7 +53,10 @@ fn mu_law_is_finer_than_linear_near_zero_and_coarser_at_full_scale() {
         "near zero: mu-law {mu_small}, linear {lin_small}"
     );
     let (mu_loud, lin_loud) = (worst(&mu, 0.9, 1.0), worst(&lin, 0.9, 1.0));
-    assert!(mu_loud > lin_loud, "full scale: mu-law {mu_loud}, linear {lin_loud}");
+    assert!(
+        mu_loud > lin_loud,
+        "full scale: mu-law {mu_loud}, linear {lin_loud}"
+    );
     // Distinct levels used by quiet speech (|x| < 0.05): many more with mu-law.
     let quiet: Vec<f32> = (0..1000).map(|i| -0.05 + i as f32 / 10_000.0).collect();
     let distinct = |c: &AudioCodec| {
@@ -107,10 +110,17 @@ fn vocabulary_has_end_then_conditioning_tokens() {
     assert_eq!(c.token_label(256), "[END]");
     let label = c.token_label(200);
     assert!(label.starts_with("mu 200 (+0."), "{label}");
-    assert!(codec(Quantisation::Linear).token_label(0).starts_with("lin 0 (-0.99"));
+    assert!(
+        codec(Quantisation::Linear)
+            .token_label(0)
+            .starts_with("lin 0 (-0.99")
+    );
     // Without classes a BOS starts every sequence, so generation always has a first token.
     let plain = codec(Quantisation::MuLaw);
-    assert_eq!(plain.vocab().start_token(None).unwrap(), Some(plain.unlabelled_start()));
+    assert_eq!(
+        plain.vocab().start_token(None).unwrap(),
+        Some(plain.unlabelled_start())
+    );
 }
 
 #[test]
@@ -124,7 +134,10 @@ fn config_json_round_trips_and_explains_bad_input() {
         assert_eq!(AudioCodec::from_json(&j).unwrap(), c);
         // Through text, as it goes to config.json.
         let text = serde_json::to_string_pretty(&j).unwrap();
-        assert_eq!(AudioCodec::from_json(&serde_json::from_str(&text).unwrap()).unwrap(), c);
+        assert_eq!(
+            AudioCodec::from_json(&serde_json::from_str(&text).unwrap()).unwrap(),
+            c
+        );
     }
     let cases = [
         (json!([1, 2]), "not a JSON object"),

@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{repo_root, shared_audio};
-use jielong_audio::datasets::{ASTERISK_PROMPTS_ARCHIVE, ASTERISK_TRANSCRIPTS, MUSIC_TRACK, label_from_name};
+use jielong_audio::datasets::{
+    ASTERISK_PROMPTS_ARCHIVE, ASTERISK_TRANSCRIPTS, MUSIC_TRACK, label_from_name,
+};
 use jielong_audio::{
-    AudioCodec, HeldOut, LabelRule, Quantisation, Source, digit_classes, digit_word, held_out_digit_files,
-    open_dataset, open_sources, prompt_from_samples, prompt_from_wav, read_wav, to_sequences, training_sources,
-    write_wav,
+    AudioCodec, HeldOut, LabelRule, Quantisation, Source, digit_classes, digit_word,
+    held_out_digit_files, open_dataset, open_sources, prompt_from_samples, prompt_from_wav,
+    read_wav, to_sequences, training_sources, write_wav,
 };
 use jielong_core::Codec;
 
@@ -30,14 +32,20 @@ fn frames(path: &Path) -> usize {
 
 #[test]
 fn labels_come_from_the_leading_token_of_the_name() {
-    assert_eq!(label_from_name("7_en-us_s130_p35.wav").as_deref(), Some("7"));
+    assert_eq!(
+        label_from_name("7_en-us_s130_p35.wav").as_deref(),
+        Some("7")
+    );
     assert_eq!(label_from_name("3.wav").as_deref(), Some("3"));
     assert_eq!(label_from_name("yes_01.WAV").as_deref(), Some("yes"));
     assert_eq!(label_from_name(".wav"), None);
     assert_eq!(digit_word("7"), Some("seven"));
     assert_eq!(digit_word("0"), Some("zero"));
     assert_eq!(digit_word("10"), None);
-    assert_eq!(digit_classes(), ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    assert_eq!(
+        digit_classes(),
+        ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+    );
 }
 
 #[test]
@@ -68,7 +76,10 @@ fn a_folder_of_recorded_digits_is_labelled_from_names() {
     let empty = tempfile::tempdir().unwrap();
     let err = format!("{:#}", open_dataset(empty.path(), 8000).unwrap_err());
     assert!(err.contains("no .wav files"), "{err}");
-    let err = format!("{:#}", open_dataset(&dir.path().join("nope"), 8000).unwrap_err());
+    let err = format!(
+        "{:#}",
+        open_dataset(&dir.path().join("nope"), 8000).unwrap_err()
+    );
     assert!(err.contains("does not exist"), "{err}");
     std::fs::write(dir.path().join("5_broken.wav"), "RIFF garbage").unwrap();
     let err = format!("{:#}", open_dataset(dir.path(), 8000).unwrap_err());
@@ -106,7 +117,12 @@ fn transcripts_label_extracted_prompts() {
     // A small folder of a few prompts, keeping their sub-folders, plus a manifest naming the
     // transcript file.
     let dir = tempfile::tempdir().unwrap();
-    let names = ["vm-INBOX", "all-circuits-busy-now", "digits/h-1", "letters/z"];
+    let names = [
+        "vm-INBOX",
+        "all-circuits-busy-now",
+        "digits/h-1",
+        "letters/z",
+    ];
     for name in names {
         let to = dir.path().join("prompts").join(format!("{name}.wav"));
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -131,7 +147,11 @@ fn transcripts_label_extracted_prompts() {
             .unwrap()
             .with_extension("");
         let name = name.to_string_lossy();
-        assert_eq!(clip.label.as_deref(), Some(transcript_of(&name).as_str()), "{name}");
+        assert_eq!(
+            clip.label.as_deref(),
+            Some(transcript_of(&name).as_str()),
+            "{name}"
+        );
     }
     assert!(ds.notes.is_empty(), "{:?}", ds.notes);
 
@@ -152,7 +172,10 @@ fn transcripts_label_extracted_prompts() {
     let err = format!(
         "{:#}",
         open_sources(
-            &[Source::new(dir.path().join("prompts"), LabelRule::Transcript(bad))],
+            &[Source::new(
+                dir.path().join("prompts"),
+                LabelRule::Transcript(bad)
+            )],
             8000
         )
         .unwrap_err()
@@ -180,14 +203,20 @@ fn the_prompts_archive_holds_the_held_out_digits_and_the_guard_catches_them() {
     assert_eq!(seven.label.as_deref(), Some("seven"));
 
     let err = format!("{:#}", held.check(&ds.clips).unwrap_err());
-    assert!(err.contains("held-out") && err.contains("digits/7.wav"), "{err}");
+    assert!(
+        err.contains("held-out") && err.contains("digits/7.wav"),
+        "{err}"
+    );
     let removed = ds.remove_held_out(&held).unwrap();
     let mut removed: Vec<String> = removed
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     removed.sort();
-    assert_eq!(removed, (0..10).map(|d| format!("{d}.wav")).collect::<Vec<_>>());
+    assert_eq!(
+        removed,
+        (0..10).map(|d| format!("{d}.wav")).collect::<Vec<_>>()
+    );
     assert_eq!(ds.clips.len(), 558);
     held.check(&ds.clips).unwrap();
 }
@@ -220,7 +249,10 @@ fn the_guard_refuses_held_out_digits_by_path_and_by_resampled_content() {
     // The standard training sources never list the held-out folder.
     let espeak = dir.path().join("espeak");
     for source in training_sources(&shared, &espeak) {
-        assert!(!source.path.starts_with(shared.join("asterisk_digits")), "{source:?}");
+        assert!(
+            !source.path.starts_with(shared.join("asterisk_digits")),
+            "{source:?}"
+        );
     }
     // Rates must agree.
     let mut ds16 = open_dataset(dir.path(), 16_000).unwrap();
@@ -250,7 +282,10 @@ fn espeak_script_small_mode_makes_a_balanced_labelled_set() {
     for name in &names {
         let parts: Vec<&str> = name.trim_end_matches(".wav").split('_').collect();
         assert_eq!(parts.len(), 4, "{name}");
-        assert!(parts[2].starts_with('s') && parts[3].starts_with('p'), "{name}");
+        assert!(
+            parts[2].starts_with('s') && parts[3].starts_with('p'),
+            "{name}"
+        );
         let spec = hound::WavReader::open(out.join(name)).unwrap().spec();
         assert_eq!((spec.sample_rate, spec.channels), (22_050, 1), "{name}");
     }
@@ -267,7 +302,11 @@ fn espeak_script_small_mode_makes_a_balanced_labelled_set() {
     }
     for clip in &ds.clips {
         let seconds = clip.samples.len() as f64 / 8000.0;
-        assert!(seconds > 0.2 && seconds < 2.0, "{:?}: {seconds} s", clip.source);
+        assert!(
+            seconds > 0.2 && seconds < 2.0,
+            "{:?}: {seconds} s",
+            clip.source
+        );
     }
     // Synthetic digits are not the held-out recordings.
     HeldOut::asterisk_digits(&shared_audio(), 8000)
@@ -320,7 +359,10 @@ fn a_manifest_combines_digits_and_music_and_long_clips_are_cut() {
         std::fs::write(&manifest, "digits names\nmissing.wav\n").unwrap();
         open_dataset(&manifest, 8000).unwrap_err()
     });
-    assert!(err.contains("line 2") && err.contains("missing.wav"), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("missing.wav"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -346,7 +388,10 @@ fn sequences_start_with_the_class_or_unconditional_token_and_end_with_end() {
         };
         assert_eq!(seq[0], start);
         assert_eq!(*seq.last().unwrap(), v.end.unwrap());
-        assert_eq!(&seq[1..seq.len() - 1], codec.encode(&clip.samples).unwrap().as_slice());
+        assert_eq!(
+            &seq[1..seq.len() - 1],
+            codec.encode(&clip.samples).unwrap().as_slice()
+        );
     }
     seqs.check(v.size()).unwrap();
 
@@ -357,8 +402,15 @@ fn sequences_start_with_the_class_or_unconditional_token_and_end_with_end() {
     // A codec without classes starts with BOS.
     let classless = AudioCodec::default();
     let s = to_sequences(&classless, &ds.clips, false).unwrap();
-    assert!(s.seqs.iter().all(|q| q[0] == classless.vocab().bos.unwrap()));
-    let err = format!("{:#}", to_sequences(&classless, &ds.clips, true).unwrap_err());
+    assert!(
+        s.seqs
+            .iter()
+            .all(|q| q[0] == classless.vocab().bos.unwrap())
+    );
+    let err = format!(
+        "{:#}",
+        to_sequences(&classless, &ds.clips, true).unwrap_err()
+    );
     assert!(err.contains("needs class labels"), "{err}");
     // A label the codec does not know.
     let two = AudioCodec::new(Quantisation::MuLaw, 8000, vec!["3".into()]).unwrap();

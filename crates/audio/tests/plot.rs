@@ -35,7 +35,14 @@ fn plot_writes_a_png_of_the_expected_size_with_a_bright_harmonic() {
     let (top, bottom) = (2 * 400, 3 * 400);
     let brightness = |y: u32| {
         (100..970)
-            .map(|x| image.get_pixel(x, y).0.iter().map(|&c| c as u32).sum::<u32>())
+            .map(|x| {
+                image
+                    .get_pixel(x, y)
+                    .0
+                    .iter()
+                    .map(|&c| c as u32)
+                    .sum::<u32>()
+            })
             .sum::<u32>()
     };
     let rows: Vec<u32> = (top + 160..bottom - 40).collect();
@@ -43,9 +50,17 @@ fn plot_writes_a_png_of_the_expected_size_with_a_bright_harmonic() {
     let plot_top = top + 150 + 6;
     let plot_bottom = bottom - 6 - 30;
     let frac = (plot_bottom - brightest) as f64 / (plot_bottom - plot_top) as f64;
-    assert!((frac - 0.25).abs() < 0.05, "the 1 kHz line is at {frac} of the height");
+    assert!(
+        (frac - 0.25).abs() < 0.05,
+        "the 1 kHz line is at {frac} of the height"
+    );
 
     assert!(plot(&dir.path().join("none.png"), &[], 8000).is_err());
     // Empty and very short clips still draw.
-    plot(&dir.path().join("short.png"), &[("empty", &[]), ("one", &[0.5])], 8000).unwrap();
+    plot(
+        &dir.path().join("short.png"),
+        &[("empty", &[]), ("one", &[0.5])],
+        8000,
+    )
+    .unwrap();
 }

@@ -9,8 +9,20 @@ use hound::{SampleFormat, WavSpec, WavWriter};
 use jielong_audio::{read_wav, read_wav_native, write_wav};
 
 /// Writes a sine (left channel at `amplitude`, other channels at half of it) in the given format.
-fn write_test_wav(path: &Path, rate: u32, channels: u16, bits: u16, float: bool, seconds: f32, amplitude: f32) {
-    let format = if float { SampleFormat::Float } else { SampleFormat::Int };
+fn write_test_wav(
+    path: &Path,
+    rate: u32,
+    channels: u16,
+    bits: u16,
+    float: bool,
+    seconds: f32,
+    amplitude: f32,
+) {
+    let format = if float {
+        SampleFormat::Float
+    } else {
+        SampleFormat::Int
+    };
     let spec = WavSpec {
         channels,
         sample_rate: rate,
@@ -51,7 +63,9 @@ fn odd_rates_and_formats_become_8_khz_mono_at_the_right_pitch_length_and_level()
         (6_000, 1, 16, false, 0.003), // upsampling
     ];
     for (rate, channels, bits, float, tolerance) in cases {
-        let path = dir.path().join(format!("sine_{rate}_{channels}ch_{bits}bit.wav"));
+        let path = dir
+            .path()
+            .join(format!("sine_{rate}_{channels}ch_{bits}bit.wav"));
         let seconds = 1.3;
         write_test_wav(&path, rate, channels, bits, float, seconds, 0.6);
         let input_len = (seconds * rate as f32).round() as f64;
@@ -64,7 +78,10 @@ fn odd_rates_and_formats_become_8_khz_mono_at_the_right_pitch_length_and_level()
         );
 
         let freq = peak_frequency(&out, 8000);
-        assert!((freq - 440.0).abs() < 1.0, "{rate} Hz: the sine is at {freq} Hz");
+        assert!(
+            (freq - 440.0).abs() < 1.0,
+            "{rate} Hz: the sine is at {freq} Hz"
+        );
 
         // Mono is the mean of the channels: left at 0.6, the others at 0.3.
         let amplitude = (0.6 + 0.3 * (channels - 1) as f32) / channels as f32;
@@ -75,7 +92,10 @@ fn odd_rates_and_formats_become_8_khz_mono_at_the_right_pitch_length_and_level()
         let worst = (edge..out.len() - edge)
             .map(|i| (out[i] - ideal[i]).abs())
             .fold(0.0f32, f32::max);
-        assert!(worst < tolerance, "{rate} Hz {bits}-bit: worst error {worst}");
+        assert!(
+            worst < tolerance,
+            "{rate} Hz {bits}-bit: worst error {worst}"
+        );
         let tail = &out[out.len() - 200..out.len() - edge];
         assert!(
             (rms(tail) - amplitude as f64 / 2f64.sqrt()).abs() < 0.02,
@@ -90,7 +110,10 @@ fn native_reading_reports_the_header() {
     let path = dir.path().join("s.wav");
     write_test_wav(&path, 11_025, 2, 8, false, 0.5, 0.5);
     let (samples, info) = read_wav_native(&path).unwrap();
-    assert_eq!((info.rate, info.channels, info.bits, info.float), (11_025, 2, 8, false));
+    assert_eq!(
+        (info.rate, info.channels, info.bits, info.float),
+        (11_025, 2, 8, false)
+    );
     assert_eq!(samples.len() as u32, info.frames);
     assert!(samples.iter().all(|x| x.abs() <= 1.0));
 }
@@ -104,7 +127,10 @@ fn written_wavs_read_back_within_16_bit_precision() {
     write_wav(&path, &x, 8000).unwrap();
     let reader = hound::WavReader::open(&path).unwrap();
     let spec = reader.spec();
-    assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (1, 8000, 16));
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (1, 8000, 16)
+    );
     let back = read_wav(&path, 8000).unwrap();
     assert_eq!(back.len(), x.len());
     for (a, b) in x.iter().zip(&back) {
@@ -121,7 +147,10 @@ fn bad_inputs_give_errors_naming_the_file() {
     let text = dir.path().join("notes.wav");
     std::fs::write(&text, "this is not audio").unwrap();
     let err = format!("{:#}", read_wav(&text, 8000).unwrap_err());
-    assert!(err.contains("notes.wav") && err.contains("not a readable WAV"), "{err}");
+    assert!(
+        err.contains("notes.wav") && err.contains("not a readable WAV"),
+        "{err}"
+    );
 
     let empty = dir.path().join("empty.wav");
     let spec = WavSpec {
@@ -132,11 +161,17 @@ fn bad_inputs_give_errors_naming_the_file() {
     };
     WavWriter::create(&empty, spec).unwrap().finalize().unwrap();
     let err = format!("{:#}", read_wav(&empty, 8000).unwrap_err());
-    assert!(err.contains("empty.wav") && err.contains("no samples"), "{err}");
+    assert!(
+        err.contains("empty.wav") && err.contains("no samples"),
+        "{err}"
+    );
 
     let missing = dir.path().join("missing.wav");
     let err = format!("{:#}", read_wav(&missing, 8000).unwrap_err());
-    assert!(err.contains("missing.wav") && err.contains("cannot open"), "{err}");
+    assert!(
+        err.contains("missing.wav") && err.contains("cannot open"),
+        "{err}"
+    );
 
     // A WAV cut short in its data: its header promises more samples than there are.
     let cut = dir.path().join("cut.wav");
@@ -159,7 +194,10 @@ fn bad_inputs_give_errors_naming_the_file() {
     w.write_sample(1000i16).unwrap();
     w.finalize().unwrap();
     let err = format!("{:#}", read_wav(&tiny, 8000).unwrap_err());
-    assert!(err.contains("tiny.wav") && err.contains("too short"), "{err}");
+    assert!(
+        err.contains("tiny.wav") && err.contains("too short"),
+        "{err}"
+    );
 
     let err = format!(
         "{:#}",

@@ -56,20 +56,54 @@ fn generation_speed(model: &Transformer, batch: usize, tokens: usize) -> Result<
     config.overflow = Overflow::Slide;
     let prompts = vec![vec![0u32]; batch];
     // One short warm-up run so that first-call allocations are not measured.
-    let warm = GenerateConfig { max_new_tokens: 4, ..config.clone() };
-    generate(model, &mut model.new_cache(), &prompts, &warm, &mut |_| {}, &mut |_, _| false)?;
+    let warm = GenerateConfig {
+        max_new_tokens: 4,
+        ..config.clone()
+    };
+    generate(
+        model,
+        &mut model.new_cache(),
+        &prompts,
+        &warm,
+        &mut |_| {},
+        &mut |_, _| false,
+    )?;
     let t = Instant::now();
-    let out = generate(model, &mut model.new_cache(), &prompts, &config, &mut |_| {}, &mut |_, _| false)?;
+    let out = generate(
+        model,
+        &mut model.new_cache(),
+        &prompts,
+        &config,
+        &mut |_| {},
+        &mut |_, _| false,
+    )?;
     let drawn: usize = out.iter().map(|g| g.ids.len()).sum();
     Ok(drawn as f64 / t.elapsed().as_secs_f64())
 }
 
 /// Training tokens per second on random tokens (forward, backward and AdamW), the first step
 /// not counted.
-fn training_speed(model: &Transformer, device: &jielong_nn::burn::tensor::Device, batch: usize, len: usize, steps: usize) -> Result<f64> {
+fn training_speed(
+    model: &Transformer,
+    device: &jielong_nn::burn::tensor::Device,
+    batch: usize,
+    len: usize,
+    steps: usize,
+) -> Result<f64> {
     let vocab = model.config.vocab_size as u32;
-    let data = Sequences { seqs: vec![(0..200_000u32).map(|i| i.wrapping_mul(2_654_435_761) % vocab).collect()], ..Default::default() };
-    let config = TrainConfig { batch_size: batch, seq_len: len, ..Default::default() };
+    let data = Sequences {
+        seqs: vec![
+            (0..200_000u32)
+                .map(|i| i.wrapping_mul(2_654_435_761) % vocab)
+                .collect(),
+        ],
+        ..Default::default()
+    };
+    let config = TrainConfig {
+        batch_size: batch,
+        seq_len: len,
+        ..Default::default()
+    };
     let mut stepper = Stepper::new(&model.config, &config, device)?;
     stepper.step(&data.batch(0, 0, batch, len), 1e-4)?;
     let t = Instant::now();

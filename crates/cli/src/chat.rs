@@ -30,7 +30,15 @@ pub fn run(a: ChatArgs) -> Result<()> {
 
     let interactive = std::io::stdin().is_terminal();
     if interactive {
-        eprintln!("chatting with {} ({} template). /reset, /probs K, /quit", a.model.display(), if chat.template.builtin { "built-in" } else { "the model's" });
+        eprintln!(
+            "chatting with {} ({} template). /reset, /probs K, /quit",
+            a.model.display(),
+            if chat.template.builtin {
+                "built-in"
+            } else {
+                "the model's"
+            }
+        );
     }
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
@@ -52,11 +60,18 @@ pub fn run(a: ChatArgs) -> Result<()> {
             ["/probs", k] => match k.parse::<usize>() {
                 Ok(k) => {
                     config.show_top = k;
-                    eprintln!("[showing the {k} most likely tokens at each step{}]", if k == 0 { " — off" } else { "" });
+                    eprintln!(
+                        "[showing the {k} most likely tokens at each step{}]",
+                        if k == 0 { " — off" } else { "" }
+                    );
                 }
-                Err(_) => eprintln!("[/probs needs a number, e.g. /probs 5; /probs 0 turns it off]"),
+                Err(_) => {
+                    eprintln!("[/probs needs a number, e.g. /probs 5; /probs 0 turns it off]")
+                }
             },
-            [cmd, ..] if cmd.starts_with('/') => eprintln!("[unknown command {cmd}: /reset, /probs K, /quit]"),
+            [cmd, ..] if cmd.starts_with('/') => {
+                eprintln!("[unknown command {cmd}: /reset, /probs K, /quit]")
+            }
             _ => {
                 if let Err(e) = chat.turn(input, &config, seed_for(a.sampling.seed, chat.turns)) {
                     eprintln!("error: {e:#}");
@@ -87,7 +102,13 @@ struct Chat<'a> {
 }
 
 impl<'a> Chat<'a> {
-    fn new(folder: &ModelFolder, model: &'a Transformer, codec: &'a TextCodec, template: ChatTemplate, system: Option<&str>) -> Result<Self> {
+    fn new(
+        folder: &ModelFolder,
+        model: &'a Transformer,
+        codec: &'a TextCodec,
+        template: ChatTemplate,
+        system: Option<&str>,
+    ) -> Result<Self> {
         let mut stop_ids = loaded::text_end_ids(folder, codec);
         let mut single = |text: &str| {
             if let Ok(ids) = codec.encode_text(text) {
@@ -104,9 +125,25 @@ impl<'a> Chat<'a> {
         }
         stop_ids.sort_unstable();
         stop_ids.dedup();
-        let stop_strings = if template.builtin { vec!["\nuser:".to_string(), "\nsystem:".to_string()] } else { Vec::new() };
-        let messages = system.map(|s| vec![Message::new("system", s)]).unwrap_or_default();
-        Ok(Self { model, codec, template, messages, fed: Vec::new(), cache: model.new_cache(), stop_ids, stop_strings, turns: 0 })
+        let stop_strings = if template.builtin {
+            vec!["\nuser:".to_string(), "\nsystem:".to_string()]
+        } else {
+            Vec::new()
+        };
+        let messages = system
+            .map(|s| vec![Message::new("system", s)])
+            .unwrap_or_default();
+        Ok(Self {
+            model,
+            codec,
+            template,
+            messages,
+            fed: Vec::new(),
+            cache: model.new_cache(),
+            stop_ids,
+            stop_strings,
+            turns: 0,
+        })
     }
 
     fn reset(&mut self) {
@@ -118,7 +155,8 @@ impl<'a> Chat<'a> {
 
     /// The conversation so far plus the assistant's cue, as token ids.
     fn prompt(&self) -> Result<Vec<u32>> {
-        self.codec.encode_text(&self.template.render(&self.messages, true)?)
+        self.codec
+            .encode_text(&self.template.render(&self.messages, true)?)
     }
 
     /// One user turn: render, reuse the cached prefix, feed the rest, stream the reply. On an
@@ -141,9 +179,16 @@ impl<'a> Chat<'a> {
         let mut dropped = 0;
         if ids.len() + config.max_new_tokens > context {
             while ids.len() + config.max_new_tokens > context || ids.len() > context / 2 {
-                let first = self.messages.iter().position(|m| m.role != "system").expect("the new user message");
+                let first = self
+                    .messages
+                    .iter()
+                    .position(|m| m.role != "system")
+                    .expect("the new user message");
                 // The exchange: a user message and the replies up to the next user message.
-                let next_user = self.messages[first + 1..].iter().position(|m| m.role == "user").map(|i| first + 1 + i);
+                let next_user = self.messages[first + 1..]
+                    .iter()
+                    .position(|m| m.role == "user")
+                    .map(|i| first + 1 + i);
                 let Some(next_user) = next_user else { break };
                 self.messages.drain(first..next_user);
                 dropped += 1;
@@ -156,13 +201,20 @@ impl<'a> Chat<'a> {
                     config.max_new_tokens
                 );
             }
-            eprintln!("[context full: dropped the {dropped} oldest exchange(s), re-encoding the rest once]");
+            eprintln!(
+                "[context full: dropped the {dropped} oldest exchange(s), re-encoding the rest once]"
+            );
             self.fed.clear();
             self.cache = self.model.new_cache();
         }
 
         // Keep the cached prefix that the re-rendered conversation still starts with.
-        let mut common = self.fed.iter().zip(&ids).take_while(|(a, b)| a == b).count();
+        let mut common = self
+            .fed
+            .iter()
+            .zip(&ids)
+            .take_while(|(a, b)| a == b)
+            .count();
         if common == ids.len() {
             common -= 1; // something must be fed to get the next logits
         }
@@ -170,7 +222,12 @@ impl<'a> Chat<'a> {
         self.fed.truncate(common);
         let reused = common;
         self.turns += 1;
-        eprintln!("[turn {}: {} new tokens fed, {} reused from the cache]", self.turns, ids.len() - reused, reused);
+        eprintln!(
+            "[turn {}: {} new tokens fed, {} reused from the cache]",
+            self.turns,
+            ids.len() - reused,
+            reused
+        );
 
         let mut turn_config = config.clone();
         turn_config.seed = seed;
@@ -183,13 +240,28 @@ impl<'a> Chat<'a> {
         // Replies cut by a stop string are printed whole at the end, so the string never shows.
         let streaming = turn_config.show_top == 0 && stop_strings.is_empty();
         let mut on_event = |e: Event| {
-            if let Event::Token { seq: 0, id, prob, top, step } = e {
+            if let Event::Token {
+                seq: 0,
+                id,
+                prob,
+                top,
+                step,
+            } = e
+            {
                 if turn_config.ends.contains(&id) {
                     return;
                 }
                 if turn_config.show_top > 0 {
-                    steps.push(Step { id, prob, top: top.to_vec() });
-                    let _ = writeln!(stdout, "{}", probs::render(step, steps.last().expect("just pushed"), &label));
+                    steps.push(Step {
+                        id,
+                        prob,
+                        top: top.to_vec(),
+                    });
+                    let _ = writeln!(
+                        stdout,
+                        "{}",
+                        probs::render(step, steps.last().expect("just pushed"), &label)
+                    );
                 } else if let (true, Ok(piece)) = (streaming, stream.push(id)) {
                     let _ = write!(stdout, "{piece}");
                     let _ = stdout.flush();
@@ -197,9 +269,20 @@ impl<'a> Chat<'a> {
             }
         };
         let mut stop = |_: usize, new: &[u32]| {
-            !stop_strings.is_empty() && codec.decode_text(new).is_ok_and(|t| find_stop(&t, &stop_strings).is_some())
+            !stop_strings.is_empty()
+                && codec
+                    .decode_text(new)
+                    .is_ok_and(|t| find_stop(&t, &stop_strings).is_some())
         };
-        let g = generate(self.model, &mut self.cache, &[ids.clone()], &turn_config, &mut on_event, &mut stop)?.remove(0);
+        let g = generate(
+            self.model,
+            &mut self.cache,
+            &[ids.clone()],
+            &turn_config,
+            &mut on_event,
+            &mut stop,
+        )?
+        .remove(0);
         let mut reply = self.codec.decode_text(&g.ids)?;
         if let Some(cut) = find_stop(&reply, &self.stop_strings) {
             reply.truncate(cut);
@@ -217,7 +300,8 @@ impl<'a> Chat<'a> {
         all.extend(&g.ids);
         all.truncate(self.model.cache_len(&self.cache));
         self.fed = all;
-        self.messages.push(Message::new("assistant", reply.trim_end()));
+        self.messages
+            .push(Message::new("assistant", reply.trim_end()));
         Ok(())
     }
 }

@@ -9,7 +9,9 @@ use crate::loaded;
 
 pub fn run(a: EvalArgs) -> Result<()> {
     if a.part == Part::Heldout && a.modality != Modality::Text {
-        bail!("--part heldout is for text files; image and audio datasets carry their own held-out split");
+        bail!(
+            "--part heldout is for text files; image and audio datasets carry their own held-out split"
+        );
     }
     let (folder, model) = loaded::open_model(&a.model, a.modality, &a.device)?;
     let (score, extra) = match a.modality {
@@ -20,14 +22,20 @@ pub fn run(a: EvalArgs) -> Result<()> {
                 Part::All => text,
                 Part::Heldout => {
                     let Some(fraction) = folder.raw["data"]["heldout"].as_f64() else {
-                        bail!("{} does not record a held-out fraction: use --part all", a.model.display());
+                        bail!(
+                            "{} does not record a held-out fraction: use --part all",
+                            a.model.display()
+                        );
                     };
                     jielong_text::TextCorpus::split(text, fraction)?.heldout
                 }
             };
             let ids = codec.encode_text(&text)?;
             if ids.len() < 2 {
-                bail!("{} is too short to score: it needs at least two tokens", a.data.display());
+                bail!(
+                    "{} is too short to score: it needs at least two tokens",
+                    a.data.display()
+                );
             }
             let ws = windows(&ids, 0, model.config.context_len)?;
             (score(&model, &ws, &|_| true)?, Value::Null)

@@ -1,20 +1,31 @@
 //! `jielong eval audio`: bits per sample on held-out clips, beside the clips' mu-law unigram
-//! entropy (what a model that ignores context would pay).
+//! entropy (what a model that ignores context would pay), and with `--check-classes N` how
+//! many drawn clips a nearest-neighbour classifier on those clips hears as the class asked for.
 
-use anyhow::Result;
-use jielong_audio::{AudioCodec, open_dataset, to_sequences, unigram_entropy};
+use anyhow::{Context, Result, bail};
+use jielong_audio::{
+    AudioCodec, AudioDataset, DigitClassifier, open_dataset, to_sequences, unigram_entropy,
+};
 use jielong_core::{Codec, Score, score, windows};
 use jielong_nn::{ModelFolder, Transformer};
 use serde_json::{Value, json};
 
 use crate::args::EvalArgs;
 
-pub fn score_clips(folder: &ModelFolder, model: &Transformer, a: &EvalArgs) -> Result<(Score, Value)> {
+pub fn score_clips(
+    folder: &ModelFolder,
+    model: &Transformer,
+    a: &EvalArgs,
+) -> Result<(Score, Value)> {
     let codec = AudioCodec::from_json(&folder.codec)?;
     let dataset = open_dataset(&a.data, codec.rate())?;
     // Clips labelled with one of the model's classes are scored conditioned on it.
     let conditional = !codec.classes().is_empty()
-        && dataset.clips.iter().all(|c| c.label.as_ref().is_some_and(|l| codec.classes().contains(l)));
+        && dataset.clips.iter().all(|c| {
+            c.label
+                .as_ref()
+                .is_some_and(|l| codec.classes().contains(l))
+        });
     let seqs = to_sequences(&codec, &dataset.clips, conditional)?;
     let mut ws = Vec::new();
     for s in &seqs.seqs {
@@ -24,14 +35,65 @@ pub fn score_clips(folder: &ModelFolder, model: &Transformer, a: &EvalArgs) -> R
     let total = score(model, &ws, &|t| vocab.is_content(t))?;
     let clips: Vec<&[f32]> = dataset.clips.iter().map(|c| c.samples.as_slice()).collect();
     let unigram = unigram_entropy(&codec, &clips)?;
-    Ok((
-        total,
-        json!({
-            "bits_per_sample": total.bits_per_token(),
-            "clips": dataset.clips.len(),
-            "conditioned_on_labels": conditional,
-            "unigram_entropy_bits": unigram,
-            "bits_below_unigram": unigram - total.bits_per_token(),
-        }),
-    ))
+    let mut extra = json!({
+        "bits_per_sample": total.bits_per_token(),
+        "clips": dataset.clips.len(),
+        "conditioned_on_labels": conditional,
+        "unigram_entropy_bits": unigram,
+        "bits_below_unigram": unigram - total.bits_per_token(),
+    });
+    if let Some(n) = a.check_classes {
+        extra["class_check"] = check_classes(model, &codec, &dataset, n)?;
+    }
+    Ok((total, extra))
+}
+
+/// Draws `n` one-second clips per class and classifies them against the dataset's labelled
+/// clips (mel cepstra, dynamic time warping, nearest reference). Chance is one in the number
+/// of classes.
+fn check_classes(
+    model: &Transformer,
+    codec: &AudioCodec,
+    dataset: &AudioDataset,
+    n: usize,
+) -> Result<Value> {
+    if codec.classes().is_empty() {
+        bail!("--check-classes needs a class-conditional model");
+    }
+    if n == 0 {
+        bail!("--check-classes must be at least 1");
+    }
+    let classifier = DigitClassifier::train(&dataset.clips, codec.rate())
+        .context("the clips given with --data are the classifier's references")?;
+    let (mut clips, mut wanted) = (Vec::new(), Vec::new());
+    for (c, name) in codec.classes().iter().enumerate() {
+        let Some(index) = classifier.class_index(name) else {
+            bail!(
+                "the references have no clip of class {name:?}, which the model can be asked for"
+            );
+        };
+        eprintln!("drawing {n} one-second clips of class {name} ...");
+        let drawn = crate::generate_audio::draw(
+            model,
+            codec,
+            Some(name),
+            1.0,
+            n,
+            c as u64 * 1000,
+            &[],
+            &mut |_| {},
+        )?;
+        clips.extend(drawn.into_iter().map(|clip| clip.samples));
+        wanted.extend(std::iter::repeat_n(index, n));
+    }
+    let acc = classifier.evaluate(&clips, &wanted)?;
+    Ok(json!({
+        "samples_per_class": n,
+        "references": classifier.references(),
+        "recognised": acc.overall(),
+        "chance": 1.0 / classifier.classes().len() as f64,
+        "per_class": acc.per_class.iter().map(|c| json!({
+            "class": c.class, "correct": c.correct, "total": c.total, "unclassified": c.unclassified,
+        })).collect::<Vec<_>>(),
+    }))
 }

@@ -9,15 +9,27 @@ use serde_json::{Value, json};
 
 use crate::args::EvalArgs;
 
-pub fn score_images(folder: &ModelFolder, model: &Transformer, a: &EvalArgs) -> Result<(Score, Value)> {
+pub fn score_images(
+    folder: &ModelFolder,
+    model: &Transformer,
+    a: &EvalArgs,
+) -> Result<(Score, Value)> {
     let codec = ImageCodec::from_json(&folder.codec, &folder.dir)?;
     let size = Some((codec.width(), codec.height()));
     let dataset = open_dataset_with(&a.data, &DatasetOptions { size, index: None })?;
     // An MNIST folder's t10k files; otherwise the dataset's held-out split, or all of it.
-    let images = if dataset.heldout.is_empty() { &dataset.train } else { &dataset.heldout };
+    let images = if dataset.heldout.is_empty() {
+        &dataset.train
+    } else {
+        &dataset.heldout
+    };
     let conditional = !codec.classes().is_empty() && dataset.is_labelled();
     if conditional && dataset.classes != codec.classes() {
-        bail!("the dataset's classes ({}) are not the model's ({})", dataset.classes.join(", "), codec.classes().join(", "));
+        bail!(
+            "the dataset's classes ({}) are not the model's ({})",
+            dataset.classes.join(", "),
+            codec.classes().join(", ")
+        );
     }
     let seqs = to_sequences(&codec, images, conditional)?;
     let mut ws = Vec::new();
@@ -38,7 +50,12 @@ pub fn score_images(folder: &ModelFolder, model: &Transformer, a: &EvalArgs) -> 
 }
 
 /// Draws `n` images per class and classifies them with a 5-NN vote on binarised pixels.
-fn check_classes(model: &Transformer, codec: &ImageCodec, dataset: &jielong_image::ImageDataset, n: usize) -> Result<Value> {
+fn check_classes(
+    model: &Transformer,
+    codec: &ImageCodec,
+    dataset: &jielong_image::ImageDataset,
+    n: usize,
+) -> Result<Value> {
     if codec.classes().is_empty() {
         bail!("--check-classes needs a class-conditional model");
     }
@@ -49,7 +66,15 @@ fn check_classes(model: &Transformer, codec: &ImageCodec, dataset: &jielong_imag
     let (mut images, mut wanted) = (Vec::new(), Vec::new());
     for (c, name) in codec.classes().iter().enumerate() {
         eprintln!("drawing {n} images of class {name} ...");
-        images.extend(crate::generate_image::draw(model, codec, Some(name), n, c as u64 * 1000, &[], &mut |_| {})?);
+        images.extend(crate::generate_image::draw(
+            model,
+            codec,
+            Some(name),
+            n,
+            c as u64 * 1000,
+            &[],
+            &mut |_| {},
+        )?);
         wanted.extend(std::iter::repeat_n(c, n));
     }
     let acc = classifier.evaluate(&images, &wanted)?;

@@ -21,18 +21,32 @@ pub fn run(a: ExportArgs) -> Result<()> {
     }
     let codec = loaded::text_codec(&folder)?;
     let vocab = codec.vocab();
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
 
     // The weights already carry Llama's names and layout.
-    let weights = std::fs::read(folder.file("model.safetensors")).with_context(|| format!("cannot read the weights of {}", a.model.display()))?;
+    let weights = std::fs::read(folder.file("model.safetensors"))
+        .with_context(|| format!("cannot read the weights of {}", a.model.display()))?;
     jielong_core::write_atomic(&a.out.join("model.safetensors"), &weights)?;
     let config = to_hf_config(&folder.architecture, vocab.bos, vocab.end)?;
-    jielong_core::write_atomic(&a.out.join("config.json"), serde_json::to_string_pretty(&config)?.as_bytes())?;
+    jielong_core::write_atomic(
+        &a.out.join("config.json"),
+        serde_json::to_string_pretty(&config)?.as_bytes(),
+    )?;
     let generation = json!({ "bos_token_id": vocab.bos, "eos_token_id": vocab.end });
-    jielong_core::write_atomic(&a.out.join("generation_config.json"), serde_json::to_string_pretty(&generation)?.as_bytes())?;
-    let tokenizer = codec.to_hf_tokenizer()?.to_string(true).map_err(|e| anyhow::anyhow!("cannot write the tokenizer: {e}"))?;
+    jielong_core::write_atomic(
+        &a.out.join("generation_config.json"),
+        serde_json::to_string_pretty(&generation)?.as_bytes(),
+    )?;
+    let tokenizer = codec
+        .to_hf_tokenizer()?
+        .to_string(true)
+        .map_err(|e| anyhow::anyhow!("cannot write the tokenizer: {e}"))?;
     jielong_core::write_atomic(&a.out.join("tokenizer.json"), tokenizer.as_bytes())?;
     ModelFolder::open(&a.out).context("the exported folder does not read back")?;
-    eprintln!("wrote a Llama-format Hugging Face folder to {}", a.out.display());
+    eprintln!(
+        "wrote a Llama-format Hugging Face folder to {}",
+        a.out.display()
+    );
     Ok(())
 }

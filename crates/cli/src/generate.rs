@@ -21,8 +21,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 
 /// Collects the `--show-probs` steps of every sequence.
 pub fn record_steps(steps: &mut [Vec<Step>], event: &Event) {
-    if let Event::Token { seq, id, prob, top, .. } = event {
-        steps[*seq].push(Step { id: *id, prob: *prob, top: top.to_vec() });
+    if let Event::Token {
+        seq, id, prob, top, ..
+    } = event
+    {
+        steps[*seq].push(Step {
+            id: *id,
+            prob: *prob,
+            top: top.to_vec(),
+        });
     }
 }
 
@@ -51,7 +58,11 @@ fn text(a: GenerateText) -> Result<()> {
     let mut config = GenerateConfig::new(sampler, a.sampling.seed, a.max_new_tokens);
     config.ends = loaded::text_end_ids(&folder, &codec);
     config.banned = loaded::text_banned(&codec, &config.ends);
-    config.overflow = if a.slide { Overflow::Slide } else { Overflow::Stop };
+    config.overflow = if a.slide {
+        Overflow::Slide
+    } else {
+        Overflow::Stop
+    };
     config.show_top = a.sampling.show_probs.unwrap_or(0);
     config.pad = prompt_ids[0];
 
@@ -61,7 +72,13 @@ fn text(a: GenerateText) -> Result<()> {
     let mut steps: Vec<Vec<Step>> = vec![Vec::new(); a.count];
     let mut stdout = std::io::stdout().lock();
     if streaming {
-        write!(stdout, "{}", a.prompt.clone().unwrap_or_else(|| codec.decode_text(&prompt_ids).unwrap_or_default()))?;
+        write!(
+            stdout,
+            "{}",
+            a.prompt
+                .clone()
+                .unwrap_or_else(|| codec.decode_text(&prompt_ids).unwrap_or_default())
+        )?;
         stdout.flush()?;
     }
     let mut on_event = |e: Event| {
@@ -73,17 +90,37 @@ fn text(a: GenerateText) -> Result<()> {
                     let _ = stdout.flush();
                 }
             }
-            Event::Token { seq: 0, step, .. } if a.sampling.show_probs.is_some() && a.format == Format::Text => {
-                let _ = writeln!(stdout, "{}", probs::render(step, steps[0].last().expect("just recorded"), &label));
+            Event::Token { seq: 0, step, .. }
+                if a.sampling.show_probs.is_some() && a.format == Format::Text =>
+            {
+                let _ = writeln!(
+                    stdout,
+                    "{}",
+                    probs::render(step, steps[0].last().expect("just recorded"), &label)
+                );
             }
-            Event::Slide { kept } => eprintln!("\n[context full: the window slid to the last {kept} tokens]"),
+            Event::Slide { kept } => {
+                eprintln!("\n[context full: the window slid to the last {kept} tokens]")
+            }
             _ => {}
         }
     };
-    let mut stop = |_: usize, ids: &[u32]| !a.stop.is_empty() && codec.decode_text(ids).is_ok_and(|t| find_stop(&t, &a.stop).is_some());
+    let mut stop = |_: usize, ids: &[u32]| {
+        !a.stop.is_empty()
+            && codec
+                .decode_text(ids)
+                .is_ok_and(|t| find_stop(&t, &a.stop).is_some())
+    };
     let prompts = vec![prompt_ids.clone(); a.count];
     let mut cache = model.new_cache();
-    let generations = generate(&model, &mut cache, &prompts, &config, &mut on_event, &mut stop)?;
+    let generations = generate(
+        &model,
+        &mut cache,
+        &prompts,
+        &config,
+        &mut on_event,
+        &mut stop,
+    )?;
 
     for (i, g) in generations.iter().enumerate() {
         let mut text = codec.decode_text(&g.ids)?;
@@ -130,6 +167,8 @@ pub fn finish_name(g: &Generation) -> &'static str {
 /// Tells the user, on stderr, when generation stopped because the context was full.
 pub fn report_finish(g: &Generation, context: usize) {
     if g.finish == jielong_core::Finish::ContextFull {
-        eprintln!("[stopped: the model's context of {context} tokens is full; pass --slide to keep going]");
+        eprintln!(
+            "[stopped: the model's context of {context} tokens is full; pass --slide to keep going]"
+        );
     }
 }

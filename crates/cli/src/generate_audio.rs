@@ -39,13 +39,21 @@ pub fn draw_with(
     }
     let total = (seconds * codec.rate() as f64).round() as usize;
     if total == 0 {
-        bail!("--seconds {seconds} is shorter than one sample at {} Hz", codec.rate());
+        bail!(
+            "--seconds {seconds} is shorter than one sample at {} Hz",
+            codec.rate()
+        );
     }
     if kept.len() >= total {
-        bail!("the prompt ({} samples) is already as long as the clip asked for ({total} samples)", kept.len());
+        bail!(
+            "the prompt ({} samples) is already as long as the clip asked for ({total} samples)",
+            kept.len()
+        );
     }
     let vocab = codec.vocab();
-    let start = vocab.start_token(class)?.ok_or_else(|| anyhow::anyhow!("this model has no start token"))?;
+    let start = vocab
+        .start_token(class)?
+        .ok_or_else(|| anyhow::anyhow!("this model has no start token"))?;
     let mut prompt = vec![start];
     prompt.extend_from_slice(kept);
     let mut config = GenerateConfig::new(sampler, seed, total - kept.len());
@@ -56,7 +64,14 @@ pub fn draw_with(
     config.show_top = show_top;
     config.pad = codec.end();
     let mut cache = model.new_cache();
-    let out = generate(model, &mut cache, &vec![prompt; count], &config, on_event, &mut |_, _| false)?;
+    let out = generate(
+        model,
+        &mut cache,
+        &vec![prompt; count],
+        &config,
+        on_event,
+        &mut |_, _| false,
+    )?;
     out.into_iter()
         .map(|g| {
             let mut ids = kept.to_vec();
@@ -80,7 +95,18 @@ pub fn draw(
     kept: &[u32],
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Vec<Clip>> {
-    draw_with(model, codec, class, seconds, count, SamplerConfig::default(), seed, kept, 0, on_event)
+    draw_with(
+        model,
+        codec,
+        class,
+        seconds,
+        count,
+        SamplerConfig::default(),
+        seed,
+        kept,
+        0,
+        on_event,
+    )
 }
 
 pub fn run(a: GenerateAudio) -> Result<()> {
@@ -101,18 +127,35 @@ pub fn run(a: GenerateAudio) -> Result<()> {
     let mut slides = 0;
     let label = |id: u32| codec.token_label(id);
     let started = Instant::now();
-    let clips = draw_with(&model, &codec, a.class.as_deref(), a.seconds, a.count, sampler, a.sampling.seed, kept, show, &mut |e| {
-        record_steps(&mut steps, &e);
-        match &e {
-            Event::Token { seq: 0, step, .. } if show > 0 => println!("{}", probs::render(*step, steps[0].last().expect("just recorded"), &label)),
-            Event::Slide { .. } => slides += 1,
-            _ => {}
-        }
-    })?;
+    let clips = draw_with(
+        &model,
+        &codec,
+        a.class.as_deref(),
+        a.seconds,
+        a.count,
+        sampler,
+        a.sampling.seed,
+        kept,
+        show,
+        &mut |e| {
+            record_steps(&mut steps, &e);
+            match &e {
+                Event::Token { seq: 0, step, .. } if show > 0 => println!(
+                    "{}",
+                    probs::render(*step, steps[0].last().expect("just recorded"), &label)
+                ),
+                Event::Slide { .. } => slides += 1,
+                _ => {}
+            }
+        },
+    )?;
     let elapsed = started.elapsed();
 
     let rate = codec.rate();
-    let drawn: usize = clips.iter().map(|c| c.ended_at.unwrap_or(c.samples.len()) - kept.len()).sum();
+    let drawn: usize = clips
+        .iter()
+        .map(|c| c.ended_at.unwrap_or(c.samples.len()) - kept.len())
+        .sum();
     for (i, clip) in clips.iter().enumerate() {
         let path = numbered(&a.out, i);
         write_wav(&path, &clip.samples, rate)?;
@@ -121,9 +164,14 @@ pub fn run(a: GenerateAudio) -> Result<()> {
             "wrote {} ({:.2} s at {rate} Hz{}): RMS {:.1} dBFS, spectral flatness {}",
             path.display(),
             clip.samples.len() as f64 / rate as f64,
-            clip.ended_at.map_or(String::new(), |n| format!("; the model ended it at {:.2} s, silence after", n as f64 / rate as f64)),
+            clip.ended_at.map_or(String::new(), |n| format!(
+                "; the model ended it at {:.2} s, silence after",
+                n as f64 / rate as f64
+            )),
             stats.rms_dbfs(),
-            stats.flatness.map_or("n/a (no voiced frames)".into(), |f| format!("{f:.4}")),
+            stats
+                .flatness
+                .map_or("n/a (no voiced frames)".into(), |f| format!("{f:.4}")),
         );
         if let Some(plot_path) = &a.plot {
             let plot_path = numbered(plot_path, i);
@@ -139,7 +187,11 @@ pub fn run(a: GenerateAudio) -> Result<()> {
         "{drawn} samples in {:.1} s: {per_second:.0} samples/s, real-time factor {:.3} (generated samples per second / sample rate){}",
         elapsed.as_secs_f64(),
         per_second / rate as f64,
-        if slides > 0 { format!("; the window slid {slides} times") } else { String::new() }
+        if slides > 0 {
+            format!("; the window slid {slides} times")
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }
@@ -149,7 +201,11 @@ fn numbered(path: &Path, i: usize) -> PathBuf {
     if i == 0 {
         return path.to_path_buf();
     }
-    let stem = path.file_stem().map_or("clip".into(), |s| s.to_string_lossy().to_string());
-    let ext = path.extension().map_or("wav".into(), |e| e.to_string_lossy().to_string());
+    let stem = path
+        .file_stem()
+        .map_or("clip".into(), |s| s.to_string_lossy().to_string());
+    let ext = path
+        .extension()
+        .map_or("wav".into(), |e| e.to_string_lossy().to_string());
     path.with_file_name(format!("{stem}-{i}.{ext}"))
 }

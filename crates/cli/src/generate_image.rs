@@ -29,10 +29,16 @@ pub fn draw_tokens(
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Vec<Vec<u32>>> {
     let vocab = codec.vocab();
-    let start = vocab.start_token(class)?.context("this model has no start token")?;
+    let start = vocab
+        .start_token(class)?
+        .context("this model has no start token")?;
     let per_image = codec.tokens_per_image();
     if per_image + 1 > model.config.context_len {
-        bail!("an image needs {} tokens but the model's context holds {}", per_image + 1, model.config.context_len);
+        bail!(
+            "an image needs {} tokens but the model's context holds {}",
+            per_image + 1,
+            model.config.context_len
+        );
     }
     let mut prompt = vec![start];
     prompt.extend_from_slice(kept);
@@ -42,7 +48,14 @@ pub fn draw_tokens(
     config.show_top = show_top;
     config.pad = start;
     let mut cache = model.new_cache();
-    let out = generate(model, &mut cache, &vec![prompt; count], &config, on_event, &mut |_, _| false)?;
+    let out = generate(
+        model,
+        &mut cache,
+        &vec![prompt; count],
+        &config,
+        on_event,
+        &mut |_, _| false,
+    )?;
     Ok(out
         .into_iter()
         .map(|g| {
@@ -63,10 +76,20 @@ pub fn draw(
     kept: &[u32],
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Vec<RgbImage>> {
-    draw_tokens(model, codec, class, count, SamplerConfig::default(), seed, kept, 0, on_event)?
-        .iter()
-        .map(|ids| codec.decode(ids))
-        .collect()
+    draw_tokens(
+        model,
+        codec,
+        class,
+        count,
+        SamplerConfig::default(),
+        seed,
+        kept,
+        0,
+        on_event,
+    )?
+    .iter()
+    .map(|ids| codec.decode(ids))
+    .collect()
 }
 
 pub fn run(a: GenerateImage) -> Result<()> {
@@ -84,13 +107,20 @@ pub fn run(a: GenerateImage) -> Result<()> {
     let (original, kept) = match (&a.prompt_image, a.keep_rows) {
         (Some(path), Some(rows)) => {
             if rows == 0 || rows >= codec.height() {
-                bail!("--keep-rows must be between 1 and {} (the image is {} rows high)", codec.height() - 1, codec.height());
+                bail!(
+                    "--keep-rows must be between 1 and {} (the image is {} rows high)",
+                    codec.height() - 1,
+                    codec.height()
+                );
             }
             let img = codec.open_image(path)?;
             let tokens = codec.encode(&img)?;
             let keep = codec.tokens_for_rows(rows);
             if keep == 0 {
-                bail!("--keep-rows {rows} is less than one row of tokens ({} pixel rows)", codec.rows_per_token_row());
+                bail!(
+                    "--keep-rows {rows} is less than one row of tokens ({} pixel rows)",
+                    codec.rows_per_token_row()
+                );
             }
             (Some(img), tokens[..keep].to_vec())
         }
@@ -101,19 +131,43 @@ pub fn run(a: GenerateImage) -> Result<()> {
     let mut steps: Vec<Vec<Step>> = vec![Vec::new(); a.count];
     let label = |id: u32| codec.token_label(id);
     let started = Instant::now();
-    let tokens = draw_tokens(&model, &codec, a.class.as_deref(), a.count, sampler, a.sampling.seed, &kept, show, &mut |e| {
-        record_steps(&mut steps, &e);
-        if let (Event::Token { seq: 0, step, .. }, true) = (&e, show > 0) {
-            println!("{}", probs::render(*step, steps[0].last().expect("just recorded"), &label));
-        }
-    })?;
+    let tokens = draw_tokens(
+        &model,
+        &codec,
+        a.class.as_deref(),
+        a.count,
+        sampler,
+        a.sampling.seed,
+        &kept,
+        show,
+        &mut |e| {
+            record_steps(&mut steps, &e);
+            if let (Event::Token { seq: 0, step, .. }, true) = (&e, show > 0) {
+                println!(
+                    "{}",
+                    probs::render(*step, steps[0].last().expect("just recorded"), &label)
+                );
+            }
+        },
+    )?;
     let seconds = started.elapsed().as_secs_f64();
-    let images: Vec<RgbImage> = tokens.iter().map(|ids| codec.decode(ids)).collect::<Result<_>>()?;
+    let images: Vec<RgbImage> = tokens
+        .iter()
+        .map(|ids| codec.decode(ids))
+        .collect::<Result<_>>()?;
 
     let picture = match &original {
         Some(orig) => {
             let kept_rows = codec.rows_for_tokens(kept.len());
-            completion_grid(&[CompletionRow { original: orig.clone(), kept_rows, completions: images.clone() }], a.scale, true)?
+            completion_grid(
+                &[CompletionRow {
+                    original: orig.clone(),
+                    kept_rows,
+                    completions: images.clone(),
+                }],
+                a.scale,
+                true,
+            )?
         }
         None => grid(&images, (a.count as f64).sqrt().ceil() as usize, a.scale)?,
     };
@@ -133,7 +187,9 @@ pub fn run(a: GenerateImage) -> Result<()> {
         a.out.display(),
         a.count,
         if a.count == 1 { "" } else { "s" },
-        a.class.as_ref().map_or(String::new(), |c| format!(" of class {c}")),
+        a.class
+            .as_ref()
+            .map_or(String::new(), |c| format!(" of class {c}")),
         codec.tokens_per_image(),
         drawn as f64 / seconds
     );
@@ -144,10 +200,23 @@ pub fn run(a: GenerateImage) -> Result<()> {
 fn fill_in_frames(codec: &ImageCodec, ids: &[u32]) -> Result<Vec<RgbImage>> {
     let n = ids.len();
     let every = n.div_ceil(60).max(1);
-    let mut frames: Vec<RgbImage> = (0..n).step_by(every).map(|k| codec.decode_partial(&ids[..k])).collect::<Result<_>>()?;
+    let mut frames: Vec<RgbImage> = (0..n)
+        .step_by(every)
+        .map(|k| codec.decode_partial(&ids[..k]))
+        .collect::<Result<_>>()?;
     let done = codec.decode_partial(ids)?;
     frames.extend(std::iter::repeat_n(done, 15));
     // Upscale so the animation is visible.
     let scale = (128 / codec.width().max(codec.height())).max(1);
-    Ok(frames.into_iter().map(|f| image::imageops::resize(&f, f.width() * scale, f.height() * scale, image::imageops::FilterType::Nearest)).collect())
+    Ok(frames
+        .into_iter()
+        .map(|f| {
+            image::imageops::resize(
+                &f,
+                f.width() * scale,
+                f.height() * scale,
+                image::imageops::FilterType::Nearest,
+            )
+        })
+        .collect())
 }

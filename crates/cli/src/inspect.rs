@@ -14,7 +14,12 @@ pub fn tokenize(a: TokenizeArgs) -> Result<()> {
     let codec = if a.tokenizer.is_dir() {
         loaded::text_codec(&ModelFolder::open(&a.tokenizer)?)?
     } else {
-        TextCodec::tokenizer(TextCodec::load_tokenizer(&a.tokenizer)?, "tokenizer.json", None, None)
+        TextCodec::tokenizer(
+            TextCodec::load_tokenizer(&a.tokenizer)?,
+            "tokenizer.json",
+            None,
+            None,
+        )
     };
     let print = |text: &str| -> Result<()> {
         println!("{}", serde_json::to_string(&codec.encode_text(text)?)?);
@@ -40,10 +45,20 @@ pub fn logits(a: LogitsArgs) -> Result<()> {
     if a.prompt_ids.is_empty() {
         bail!("--prompt-ids is empty");
     }
-    let out = Decoder::forward(&model, &[a.prompt_ids.clone()], &mut model.new_cache(), Positions::All)?;
+    let out = Decoder::forward(
+        &model,
+        &[a.prompt_ids.clone()],
+        &mut model.new_cache(),
+        Positions::All,
+    )?;
     let rows: Vec<&[f32]> = (0..out.positions).map(|t| out.row(0, t)).collect();
     let text = serde_json::to_string(&json!({ "logits": rows }))?;
     jielong_core::write_atomic(&a.out, text.as_bytes())?;
-    eprintln!("wrote {} rows of {} logits to {}", out.positions, out.vocab, a.out.display());
+    eprintln!(
+        "wrote {} rows of {} logits to {}",
+        out.positions,
+        out.vocab,
+        a.out.display()
+    );
     Ok(())
 }

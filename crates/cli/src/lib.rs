@@ -5,14 +5,14 @@
 mod args;
 mod bench;
 mod chat;
-mod export;
-mod inspect;
 mod eval;
 mod eval_audio;
 mod eval_image;
+mod export;
 mod generate;
 mod generate_audio;
 mod generate_image;
+mod inspect;
 mod loaded;
 mod plots;
 mod probs;

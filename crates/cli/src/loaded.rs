@@ -20,7 +20,13 @@ pub fn device(args: &DeviceArgs) -> Result<Device> {
 pub fn open_folder(dir: &Path, expected: Modality) -> Result<ModelFolder> {
     let folder = ModelFolder::open(dir)?;
     if folder.modality != expected.name() {
-        let article = |m: &str| if m.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        let article = |m: &str| {
+            if m.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            }
+        };
         bail!(
             "{} is {} {} model, not {} {} model: use `jielong ... {}` with it",
             dir.display(),
@@ -34,7 +40,11 @@ pub fn open_folder(dir: &Path, expected: Modality) -> Result<ModelFolder> {
     Ok(folder)
 }
 
-pub fn open_model(dir: &Path, expected: Modality, device: &DeviceArgs) -> Result<(ModelFolder, Transformer)> {
+pub fn open_model(
+    dir: &Path,
+    expected: Modality,
+    device: &DeviceArgs,
+) -> Result<(ModelFolder, Transformer)> {
     let folder = open_folder(dir, expected)?;
     let model = folder.load(&self::device(device)?)?;
     Ok((folder, model))
@@ -47,7 +57,10 @@ pub fn text_codec(folder: &ModelFolder) -> Result<TextCodec> {
         FolderKind::Native => TextCodec::from_json(&folder.codec, &folder.dir)?,
         FolderKind::HuggingFace => {
             let tokenizer = TextCodec::load_tokenizer(&folder.file("tokenizer.json"))?;
-            let (bos, eos) = (hf_ids(folder, "bos_token_id").first().copied(), hf_ids(folder, "eos_token_id").first().copied());
+            let (bos, eos) = (
+                hf_ids(folder, "bos_token_id").first().copied(),
+                hf_ids(folder, "eos_token_id").first().copied(),
+            );
             TextCodec::tokenizer(tokenizer, "tokenizer.json", bos, eos)
         }
     };
@@ -71,7 +84,10 @@ pub fn hf_ids(folder: &ModelFolder, key: &str) -> Vec<u32> {
     let from = |v: &Value| -> Vec<u32> {
         match &v[key] {
             Value::Number(n) => n.as_u64().map(|i| vec![i as u32]).unwrap_or_default(),
-            Value::Array(a) => a.iter().filter_map(|x| x.as_u64().map(|i| i as u32)).collect(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_u64().map(|i| i as u32))
+                .collect(),
             _ => Vec::new(),
         }
     };
@@ -80,7 +96,11 @@ pub fn hf_ids(folder: &ModelFolder, key: &str) -> Vec<u32> {
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
         .map(|v| from(&v))
         .unwrap_or_default();
-    if generation.is_empty() { from(&folder.raw) } else { generation }
+    if generation.is_empty() {
+        from(&folder.raw)
+    } else {
+        generation
+    }
 }
 
 /// The tokens that end a text: the codec's END and, for Hugging Face folders, every EOS id.
@@ -99,7 +119,11 @@ pub fn text_end_ids(folder: &ModelFolder, codec: &TextCodec) -> Vec<u32> {
 pub fn text_banned(codec: &TextCodec, ends: &[u32]) -> Vec<u32> {
     let mut banned = codec_vocab(codec).never_drawn();
     if let TextCodec::Tokenizer { tokenizer, .. } = codec {
-        banned.extend(["<unk>", "<pad>", "[UNK]", "[PAD]", "<|pad|>"].iter().filter_map(|t| tokenizer.token_to_id(t)));
+        banned.extend(
+            ["<unk>", "<pad>", "[UNK]", "[PAD]", "<|pad|>"]
+                .iter()
+                .filter_map(|t| tokenizer.token_to_id(t)),
+        );
     }
     banned.retain(|id| !ends.contains(id));
     banned.sort_unstable();
@@ -125,6 +149,7 @@ pub fn sampler_config(s: &SamplingArgs) -> Result<SamplerConfig> {
 
 /// Reads a JSON file with a clear error.
 pub fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }

@@ -27,7 +27,9 @@ pub fn loss_curve(path: &Path, metrics: &[Metrics]) -> Result<()> {
         let root = BitMapBackend::with_buffer(&mut pixels, (w, h)).into_drawing_area();
         root.fill(&WHITE)?;
         let last = metrics.last().map_or(1, |m| m.step).max(2) as f64;
-        let losses = metrics.iter().flat_map(|m| std::iter::once(m.train_loss).chain(m.eval_loss));
+        let losses = metrics
+            .iter()
+            .flat_map(|m| std::iter::once(m.train_loss).chain(m.eval_loss));
         let (lo, hi) = losses.fold((f64::MAX, f64::MIN), |(lo, hi), l| (lo.min(l), hi.max(l)));
         let pad = ((hi - lo) * 0.05).max(1e-3);
         let mut chart = ChartBuilder::on(&root)
@@ -36,17 +38,31 @@ pub fn loss_curve(path: &Path, metrics: &[Metrics]) -> Result<()> {
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(0f64..last, (lo - pad)..(hi + pad))?;
-        chart.configure_mesh().x_desc("step").y_desc("nats / token").draw()?;
         chart
-            .draw_series(LineSeries::new(metrics.iter().map(|m| (m.step as f64, m.train_loss)), BLUE.mix(0.5)))?
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("nats / token")
+            .draw()?;
+        chart
+            .draw_series(LineSeries::new(
+                metrics.iter().map(|m| (m.step as f64, m.train_loss)),
+                BLUE.mix(0.5),
+            ))?
             .label("training batch")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-        let eval: Vec<(f64, f64)> = metrics.iter().filter_map(|m| m.eval_loss.map(|e| (m.step as f64, e))).collect();
+        let eval: Vec<(f64, f64)> = metrics
+            .iter()
+            .filter_map(|m| m.eval_loss.map(|e| (m.step as f64, e)))
+            .collect();
         chart
             .draw_series(LineSeries::new(eval.clone(), RED.stroke_width(2)).point_size(3))?
             .label("held out")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()?;
         root.present()?;
     }
     save_png(path, w, h, pixels)
@@ -54,7 +70,8 @@ pub fn loss_curve(path: &Path, metrics: &[Metrics]) -> Result<()> {
 
 /// Encodes an RGB buffer as PNG and writes it atomically.
 pub fn save_png(path: &Path, w: u32, h: u32, pixels: Vec<u8>) -> Result<()> {
-    let img = image::RgbImage::from_raw(w, h, pixels).ok_or_else(|| anyhow::anyhow!("bad picture buffer"))?;
+    let img = image::RgbImage::from_raw(w, h, pixels)
+        .ok_or_else(|| anyhow::anyhow!("bad picture buffer"))?;
     let mut bytes = std::io::Cursor::new(Vec::new());
     img.write_to(&mut bytes, image::ImageFormat::Png)?;
     jielong_core::write_atomic(path, &bytes.into_inner())

@@ -16,7 +16,12 @@ pub fn render(step: usize, s: &Step, label: &dyn Fn(u32) -> String) -> String {
     let mut line = format!("{step:>5} ");
     for &(id, p) in &s.top {
         let mark = if id == s.id { '*' } else { ' ' };
-        line += &format!(" {:>8} {:5.1}% {:<6}{mark}", label(id), 100.0 * p, bar(p, 6));
+        line += &format!(
+            " {:>8} {:5.1}% {:<6}{mark}",
+            label(id),
+            100.0 * p,
+            bar(p, 6)
+        );
     }
     if !s.top.iter().any(|&(id, _)| id == s.id) {
         line += &format!("  drawn {} {:.1}%", label(s.id), 100.0 * s.prob);
@@ -50,7 +55,11 @@ mod tests {
 
     #[test]
     fn renders_the_drawn_token_and_bars() {
-        let s = Step { id: 2, prob: 0.25, top: vec![(1, 0.5), (2, 0.25)] };
+        let s = Step {
+            id: 2,
+            prob: 0.25,
+            top: vec![(1, 0.5), (2, 0.25)],
+        };
         let line = render(3, &s, &|id| format!("t{id}"));
         assert!(line.contains("t1  50.0% ███"));
         assert!(line.contains("t2  25.0% █▌") && line.contains('*'));

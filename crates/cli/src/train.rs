@@ -38,18 +38,32 @@ pub struct ModelSpec {
 
 impl Default for ModelSpec {
     fn default() -> Self {
-        Self { hidden: 192, layers: 4, heads: 6, kv_heads: None, intermediate: None, context: None, tie_embeddings: false, rope_theta: 10000.0 }
+        Self {
+            hidden: 192,
+            layers: 4,
+            heads: 6,
+            kv_heads: None,
+            intermediate: None,
+            context: None,
+            tie_embeddings: false,
+            rope_theta: 10000.0,
+        }
     }
 }
 
 impl ModelSpec {
     pub fn architecture(&self, vocab_size: usize, context: usize) -> Result<TransformerConfig> {
         if self.heads == 0 || self.hidden % self.heads != 0 {
-            bail!("model: hidden ({}) must be a multiple of heads ({})", self.hidden, self.heads);
+            bail!(
+                "model: hidden ({}) must be a multiple of heads ({})",
+                self.hidden,
+                self.heads
+            );
         }
-        let mut a = TransformerConfig::small(vocab_size, self.hidden, self.layers, self.heads, context)
-            .with_tie_embeddings(self.tie_embeddings)
-            .with_rope_theta(self.rope_theta);
+        let mut a =
+            TransformerConfig::small(vocab_size, self.hidden, self.layers, self.heads, context)
+                .with_tie_embeddings(self.tie_embeddings)
+                .with_rope_theta(self.rope_theta);
         a.num_kv_heads = self.kv_heads.unwrap_or(self.heads);
         if let Some(i) = self.intermediate {
             a.intermediate_size = i;
@@ -77,7 +91,11 @@ pub struct RunFile {
 impl RunFile {
     /// A path written in the config file, relative to the file's folder.
     pub fn path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
     }
 }
 
@@ -86,7 +104,8 @@ impl RunFile {
 pub fn section<T: serde::de::DeserializeOwned + Default>(value: &Value, name: &str) -> Result<T> {
     match value {
         Value::Null => Ok(T::default()),
-        v => serde_json::from_value(v.clone()).with_context(|| format!("bad {name} section in the config")),
+        v => serde_json::from_value(v.clone())
+            .with_context(|| format!("bad {name} section in the config")),
     }
 }
 
@@ -119,7 +138,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         file.train.steps = steps;
     }
     if a.resume && !a.out.join("checkpoint").join("state.json").exists() {
-        bail!("nothing to resume in {}: it has no checkpoint/state.json", a.out.display());
+        bail!(
+            "nothing to resume in {}: it has no checkpoint/state.json",
+            a.out.display()
+        );
     }
     let device = loaded::device(&a.device)?;
     eprintln!("reading {} ...", a.data.display());
@@ -128,19 +150,31 @@ pub fn run(a: TrainArgs) -> Result<()> {
         Modality::Image => crate::train_image::prepare(&a.data, &file, &a.out, a.resume)?,
         Modality::Audio => crate::train_audio::prepare(&a.data, &file, &a.out, a.resume)?,
     };
-    let arch = file.model.architecture(prepared.vocab_size, prepared.context)?;
+    let arch = file
+        .model
+        .architecture(prepared.vocab_size, prepared.context)?;
     if file.train.seq_len > arch.context_len {
         file.train.seq_len = arch.context_len;
     }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
     (prepared.save_files)(&a.out)?;
 
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    // Recorded as `jielong ...` whatever the binary was called, so the card reads as a recipe.
+    let command = std::iter::once("jielong".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
     let extra = json!({
         "training": {"command": command, "data": a.data.display().to_string(), "train": file.train},
         "data": prepared.data_json,
     });
-    let run = Run { out: &a.out, modality: a.modality.name(), codec: &prepared.codec_json, extra: &extra };
+    let run = Run {
+        out: &a.out,
+        modality: a.modality.name(),
+        codec: &prepared.codec_json,
+        extra: &extra,
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -148,7 +182,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\ninterrupted: finishing this step and writing a checkpoint (Ctrl-C again to quit now)");
+        eprintln!(
+            "\ninterrupted: finishing this step and writing a checkpoint (Ctrl-C again to quit now)"
+        );
     })
     .context("cannot install the Ctrl-C handler")?;
 
@@ -156,7 +192,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "training {} parameters on {} tokens ({} held out), {} steps of {} x {}",
         arch.num_params(),
         prepared.train.content_tokens(),
-        prepared.heldout.iter().map(|w| w.inputs.len() - w.scored_from).sum::<usize>(),
+        prepared
+            .heldout
+            .iter()
+            .map(|w| w.inputs.len() - w.scored_from)
+            .sum::<usize>(),
         file.train.steps,
         file.train.batch_size,
         file.train.seq_len
@@ -176,7 +216,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     )?;
     progress.bar.finish_and_clear();
     if outcome.interrupted {
-        eprintln!("stopped at step {}; continue with the same command and --resume", outcome.metrics.last().map_or(0, |m| m.step));
+        eprintln!(
+            "stopped at step {}; continue with the same command and --resume",
+            outcome.metrics.last().map_or(0, |m| m.step)
+        );
         return Ok(());
     }
     let last = outcome.metrics.last().context("no training step ran")?;
@@ -193,7 +236,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
         Modality::Image => crate::train_image::sample(&a.out, &outcome.model)?,
         Modality::Audio => crate::train_audio::sample(&a.out, &outcome.model)?,
     };
-    write_model_card(&a, &command, &arch, &file.train, &prepared, &outcome.metrics, &sample)
+    write_model_card(
+        &a,
+        &command,
+        &arch,
+        &file.train,
+        &prepared,
+        &outcome.metrics,
+        &sample,
+    )
 }
 
 /// The progress bar, plus a plain line per evaluation when stderr is not a terminal (logs).
@@ -205,10 +256,16 @@ struct Progress {
 impl Progress {
     fn new(steps: u64) -> Self {
         let tty = std::io::stderr().is_terminal();
-        let bar = if tty { ProgressBar::new(steps) } else { ProgressBar::hidden() };
+        let bar = if tty {
+            ProgressBar::new(steps)
+        } else {
+            ProgressBar::hidden()
+        };
         bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-                .expect("a valid template"),
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+            )
+            .expect("a valid template"),
         );
         Self { bar, tty }
     }
@@ -223,11 +280,20 @@ impl Progress {
             }
             Event::Step(m) => {
                 self.bar.set_position(m.step as u64);
-                self.bar.set_message(format!("loss {:.4} | {:.0} tok/s", m.train_loss, m.tokens_per_second));
+                self.bar.set_message(format!(
+                    "loss {:.4} | {:.0} tok/s",
+                    m.train_loss, m.tokens_per_second
+                ));
                 if let Some(e) = m.eval_loss {
                     let line = format!(
                         "step {:>6}  train {:.4}  held-out {:.4} nats/token ({:.3} bits)  lr {:.2e}  {:.0} tok/s  {:.0} s",
-                        m.step, m.train_loss, e, e / std::f64::consts::LN_2, m.learning_rate, m.tokens_per_second, m.elapsed
+                        m.step,
+                        m.train_loss,
+                        e,
+                        e / std::f64::consts::LN_2,
+                        m.learning_rate,
+                        m.tokens_per_second,
+                        m.elapsed
                     );
                     if self.tty {
                         self.bar.println(line);
@@ -258,7 +324,10 @@ fn write_model_card(
     let last = metrics.last().context("no metrics")?;
     let eval = last.eval_loss.unwrap_or(f64::NAN);
     let tokens_seen = train.steps * train.batch_size * train.seq_len;
-    let name = a.out.file_name().map_or("model".into(), |n| n.to_string_lossy().to_string());
+    let name = a
+        .out
+        .file_name()
+        .map_or("model".into(), |n| n.to_string_lossy().to_string());
     let card = format!(
         "# {name}\n\n\
          A jielong {modality} model: {layers} layers, {hidden} wide, {heads} heads ({kv} key-value heads), \

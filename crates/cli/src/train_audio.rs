@@ -29,7 +29,13 @@ struct CodecSpec {
 
 impl Default for CodecSpec {
     fn default() -> Self {
-        Self { quantisation: "mu-law".into(), rate: 8000, conditional: true, classes: None, piece_seconds: 4.0 }
+        Self {
+            quantisation: "mu-law".into(),
+            rate: 8000,
+            conditional: true,
+            classes: None,
+            piece_seconds: 4.0,
+        }
     }
 }
 
@@ -74,13 +80,23 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
             (dataset.clips.clone(), held.clips().to_vec(), note)
         }
         None if dataset.clips.len() < 10 => {
-            let note = "no held-out clips (fewer than ten clips): the training clips are scored".to_string();
+            let note = "no held-out clips (fewer than ten clips): the training clips are scored"
+                .to_string();
             (dataset.clips.clone(), dataset.clips.clone(), note)
         }
         None => {
-            let (held, train): (Vec<_>, Vec<_>) = dataset.clips.iter().cloned().enumerate().partition(|(i, _)| i % 10 == 9);
+            let (held, train): (Vec<_>, Vec<_>) = dataset
+                .clips
+                .iter()
+                .cloned()
+                .enumerate()
+                .partition(|(i, _)| i % 10 == 9);
             let note = format!("held out: every tenth clip ({})", held.len());
-            (train.into_iter().map(|(_, c)| c).collect::<Vec<_>>(), held.into_iter().map(|(_, c)| c).collect(), note)
+            (
+                train.into_iter().map(|(_, c)| c).collect::<Vec<_>>(),
+                held.into_iter().map(|(_, c)| c).collect(),
+                note,
+            )
         }
     };
     if train_clips.is_empty() {
@@ -90,18 +106,30 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
     let codec = if resume {
         AudioCodec::from_json(&ModelFolder::open(out)?.codec)?
     } else {
-        let classes = if conditional { labels(&train_clips) } else { Vec::new() };
+        let classes = if conditional {
+            labels(&train_clips)
+        } else {
+            Vec::new()
+        };
         AudioCodec::new(quantisation, rate, classes)?
     };
     let conditional = !codec.classes().is_empty();
     let context = file.model.context.unwrap_or(1024);
     let train = to_sequences(&codec, &train_clips, conditional)?;
-    let held_seqs = to_sequences(&codec, &heldout_clips, conditional && heldout_clips.iter().all(|c| c.label.is_some()))?;
+    let held_seqs = to_sequences(
+        &codec,
+        &heldout_clips,
+        conditional && heldout_clips.iter().all(|c| c.label.is_some()),
+    )?;
     let mut heldout = Vec::new();
     for s in &held_seqs.seqs {
         heldout.extend(windows(s, 1, context)?);
     }
-    let seconds: f64 = train_clips.iter().map(|c| c.samples.len() as f64).sum::<f64>() / rate as f64;
+    let seconds: f64 = train_clips
+        .iter()
+        .map(|c| c.samples.len() as f64)
+        .sum::<f64>()
+        / rate as f64;
     let data_note = format!(
         "`{}`: {} training clips ({:.0} s at {rate} Hz, cut into pieces of at most {piece_seconds} s); {}. \
          Tokens: {} with 256 levels{}.",
@@ -110,7 +138,15 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
         seconds,
         held_note,
         quantisation.name(),
-        if conditional { format!(", conditioned on {} classes ({}), label dropout 10%", codec.classes().len(), codec.classes().join(" ")) } else { String::new() },
+        if conditional {
+            format!(
+                ", conditioned on {} classes ({}), label dropout 10%",
+                codec.classes().len(),
+                codec.classes().join(" ")
+            )
+        } else {
+            String::new()
+        },
     );
     let codec_json = codec.to_json();
     Ok(Prepared {
@@ -150,20 +186,47 @@ fn wav_files(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn sample(out: &Path, model: &Transformer) -> Result<String> {
     let folder = ModelFolder::open(out)?;
     let codec = AudioCodec::from_json(&folder.codec)?;
-    let classes: Vec<Option<String>> =
-        if codec.classes().is_empty() { vec![None, None] } else { codec.classes().iter().cloned().map(Some).collect() };
+    let classes: Vec<Option<String>> = if codec.classes().is_empty() {
+        vec![None, None]
+    } else {
+        codec.classes().iter().cloned().map(Some).collect()
+    };
     let dir = out.join("samples");
     std::fs::create_dir_all(&dir)?;
-    let mut lines = vec!["One-second clips drawn at temperature 1, seed 0 (waveform and spectrogram beside each):\n".to_string()];
+    let mut lines = vec![
+        "One-second clips drawn at temperature 1, seed 0 (waveform and spectrogram beside each):\n"
+            .to_string(),
+    ];
     for (i, class) in classes.iter().enumerate() {
-        let clip = crate::generate_audio::draw(model, &codec, class.as_deref(), 1.0, 1, i as u64, &[], &mut |_| {})?
-            .into_iter()
-            .next()
-            .context("no clip drawn")?;
-        let name = class.clone().map_or(format!("unconditional-{i}"), |c| format!("class-{c}"));
-        jielong_audio::write_wav(&dir.join(format!("{name}.wav")), &clip.samples, codec.rate())?;
-        jielong_audio::plot(&dir.join(format!("{name}.png")), &[(name.as_str(), &clip.samples)], codec.rate())?;
-        lines.push(format!("- [{name}.wav](samples/{name}.wav) ![{name}](samples/{name}.png)"));
+        let clip = crate::generate_audio::draw(
+            model,
+            &codec,
+            class.as_deref(),
+            1.0,
+            1,
+            i as u64,
+            &[],
+            &mut |_| {},
+        )?
+        .into_iter()
+        .next()
+        .context("no clip drawn")?;
+        let name = class
+            .clone()
+            .map_or(format!("unconditional-{i}"), |c| format!("class-{c}"));
+        jielong_audio::write_wav(
+            &dir.join(format!("{name}.wav")),
+            &clip.samples,
+            codec.rate(),
+        )?;
+        jielong_audio::plot(
+            &dir.join(format!("{name}.png")),
+            &[(name.as_str(), &clip.samples)],
+            codec.rate(),
+        )?;
+        lines.push(format!(
+            "- [{name}.wav](samples/{name}.wav) ![{name}](samples/{name}.png)"
+        ));
     }
     Ok(lines.join("\n"))
 }

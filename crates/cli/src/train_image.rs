@@ -28,7 +28,12 @@ struct CodecSpec {
 
 impl Default for CodecSpec {
     fn default() -> Self {
-        Self { tokens: "binary".into(), conditional: None, size: None, seed: 0 }
+        Self {
+            tokens: "binary".into(),
+            conditional: None,
+            size: None,
+            seed: 0,
+        }
     }
 }
 
@@ -46,10 +51,19 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
             bail!("codec.size must be [width, height] with positive numbers");
         }
     }
-    let dataset = open_dataset_with(data, &DatasetOptions { size: c.size.map(|[w, h]| (w, h)), index: None })?;
+    let dataset = open_dataset_with(
+        data,
+        &DatasetOptions {
+            size: c.size.map(|[w, h]| (w, h)),
+            index: None,
+        },
+    )?;
     let conditional = match c.conditional {
         Some(true) if !dataset.is_labelled() => {
-            bail!("codec.conditional is true but {} has no class labels", data.display())
+            bail!(
+                "codec.conditional is true but {} has no class labels",
+                data.display()
+            )
         }
         Some(wanted) => wanted,
         None => dataset.is_labelled(),
@@ -58,16 +72,26 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
         let folder = ModelFolder::open(out)?;
         ImageCodec::from_json(&folder.codec, out)?
     } else {
-        eprintln!("fitting {tokens} tokens to {} training images ...", dataset.train.len());
+        eprintln!(
+            "fitting {tokens} tokens to {} training images ...",
+            dataset.train.len()
+        );
         tokens.fit(&dataset, conditional, c.seed)?
     };
     let per_image = codec.tokens_per_image();
     let context = file.model.context.unwrap_or(per_image + 1);
     if context < per_image + 1 {
-        bail!("model.context ({context}) must hold a whole image: {} tokens and a start token", per_image);
+        bail!(
+            "model.context ({context}) must hold a whole image: {} tokens and a start token",
+            per_image
+        );
     }
     let train = to_sequences(&codec, &dataset.train, conditional)?;
-    let heldout_images = if dataset.heldout.is_empty() { &dataset.train } else { &dataset.heldout };
+    let heldout_images = if dataset.heldout.is_empty() {
+        &dataset.train
+    } else {
+        &dataset.heldout
+    };
     let heldout_seqs = to_sequences(&codec, heldout_images, conditional)?;
     let mut heldout = Vec::new();
     for seq in &heldout_seqs.seqs {
@@ -78,14 +102,29 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
         data.display(),
         dataset.train.len(),
         dataset.heldout.len(),
-        if dataset.heldout.is_empty() { " (none: the training images are scored)" } else { "" },
+        if dataset.heldout.is_empty() {
+            " (none: the training images are scored)"
+        } else {
+            ""
+        },
         codec.width(),
         codec.height(),
-        if codec.channels() == 1 { "grey" } else { "colour" },
+        if codec.channels() == 1 {
+            "grey"
+        } else {
+            "colour"
+        },
         tokens,
         per_image,
         codec.vocab().content_size,
-        if conditional { format!(", conditioned on {} classes (label dropout 10%)", dataset.classes.len()) } else { String::new() },
+        if conditional {
+            format!(
+                ", conditioned on {} classes (label dropout 10%)",
+                dataset.classes.len()
+            )
+        } else {
+            String::new()
+        },
     );
     let codec_json = codec.to_json();
     Ok(Prepared {
@@ -104,18 +143,37 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
 pub fn sample(out: &Path, model: &Transformer) -> Result<String> {
     let folder = ModelFolder::open(out)?;
     let codec = ImageCodec::from_json(&folder.codec, out)?;
-    let classes: Vec<Option<String>> =
-        if codec.classes().is_empty() { vec![None] } else { codec.classes().iter().cloned().map(Some).collect() };
+    let classes: Vec<Option<String>> = if codec.classes().is_empty() {
+        vec![None]
+    } else {
+        codec.classes().iter().cloned().map(Some).collect()
+    };
     let per = if classes.len() == 1 { 16 } else { 4 };
     let mut images = Vec::new();
     for class in &classes {
-        images.extend(crate::generate_image::draw(model, &codec, class.as_deref(), per, 0, &[], &mut |_| {})?);
+        images.extend(crate::generate_image::draw(
+            model,
+            &codec,
+            class.as_deref(),
+            per,
+            0,
+            &[],
+            &mut |_| {},
+        )?);
     }
     let grid = jielong_image::grid(&images, per.max(4), 3)?;
     jielong_image::save_png(&grid, &out.join("samples.png"))?;
     Ok(format!(
         "{} drawn at temperature 1, seed 0{}:\n\n![samples](samples.png)\n",
-        if per == 16 { "Sixteen images".to_string() } else { format!("{per} images per class, one class per row") },
-        if per == 16 { "" } else { " (rows in class order)" }
+        if per == 16 {
+            "Sixteen images".to_string()
+        } else {
+            format!("{per} images per class, one class per row")
+        },
+        if per == 16 {
+            ""
+        } else {
+            " (rows in class order)"
+        }
     ))
 }

@@ -26,7 +26,11 @@ struct CodecSpec {
 
 impl Default for CodecSpec {
     fn default() -> Self {
-        Self { kind: "chars".into(), vocab_size: 1024, file: None }
+        Self {
+            kind: "chars".into(),
+            vocab_size: 1024,
+            file: None,
+        }
     }
 }
 
@@ -57,14 +61,27 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
             "chars" => TextCodec::chars_of(&text)?,
             "bytes" => TextCodec::bytes(),
             "bpe" => {
-                eprintln!("training a byte-level BPE of {} tokens on the training text ...", spec.vocab_size);
-                TextCodec::tokenizer(train_bpe(&corpus.train, spec.vocab_size)?, "tokenizer.json", None, None)
+                eprintln!(
+                    "training a byte-level BPE of {} tokens on the training text ...",
+                    spec.vocab_size
+                );
+                TextCodec::tokenizer(
+                    train_bpe(&corpus.train, spec.vocab_size)?,
+                    "tokenizer.json",
+                    None,
+                    None,
+                )
             }
             "tokenizer" => {
                 let Some(path) = &spec.file else {
                     bail!("codec: a tokenizer codec needs \"file\": the path of a tokenizer.json");
                 };
-                TextCodec::tokenizer(TextCodec::load_tokenizer(&file.path(path))?, "tokenizer.json", None, None)
+                TextCodec::tokenizer(
+                    TextCodec::load_tokenizer(&file.path(path))?,
+                    "tokenizer.json",
+                    None,
+                    None,
+                )
             }
             other => bail!("codec: unknown text codec {other:?} (chars, bytes, bpe or tokenizer)"),
         }
@@ -72,9 +89,16 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
     let train = to_sequences(&codec, &corpus.train)?;
     let heldout_ids = codec.encode_text(&corpus.heldout)?;
     let context = file.model.context.unwrap_or(128);
-    let heldout = if heldout_ids.len() >= 2 { windows(&heldout_ids, 0, context)? } else { Vec::new() };
+    let heldout = if heldout_ids.len() >= 2 {
+        windows(&heldout_ids, 0, context)?
+    } else {
+        Vec::new()
+    };
     if heldout.is_empty() {
-        bail!("the held-out part of {} is too short to score: raise data.heldout", data.display());
+        bail!(
+            "the held-out part of {} is too short to score: raise data.heldout",
+            data.display()
+        );
     }
     let sample_prompt: String = corpus.heldout.chars().take(40).collect();
     let data_note = format!(
@@ -105,13 +129,26 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
 pub fn sample(out: &Path, model: &Transformer) -> Result<String> {
     let folder = ModelFolder::open(out)?;
     let codec = loaded::text_codec(&folder)?;
-    let prompt = folder.raw["data"]["sample_prompt"].as_str().unwrap_or("The ").to_string();
+    let prompt = folder.raw["data"]["sample_prompt"]
+        .as_str()
+        .unwrap_or("The ")
+        .to_string();
     let ids = codec.encode_prompt(&prompt)?;
-    let sampler = SamplerConfig { temperature: 0.8, ..Default::default() };
+    let sampler = SamplerConfig {
+        temperature: 0.8,
+        ..Default::default()
+    };
     let mut config = GenerateConfig::new(sampler, 0, 500);
     config.overflow = Overflow::Slide;
     let mut cache = model.new_cache();
-    let g = generate(model, &mut cache, &[ids], &config, &mut |_| {}, &mut |_, _| false)?;
+    let g = generate(
+        model,
+        &mut cache,
+        &[ids],
+        &config,
+        &mut |_| {},
+        &mut |_, _| false,
+    )?;
     let text = codec.decode_text(&g[0].ids)?;
     Ok(format!(
         "Prompt (the start of the held-out text), then 500 tokens drawn at temperature 0.8, seed 0:\n\n```\n{prompt}{text}\n```"

@@ -71,11 +71,11 @@ impl Vocab {
         if self.classes.is_empty() {
             bail!("this model has no class labels: drop --class");
         }
-        let index = self
-            .classes
-            .iter()
-            .position(|c| c == name)
-            .or_else(|| name.parse::<usize>().ok().filter(|&i| i < self.classes.len()));
+        let index = self.classes.iter().position(|c| c == name).or_else(|| {
+            name.parse::<usize>()
+                .ok()
+                .filter(|&i| i < self.classes.len())
+        });
         match index {
             Some(i) => Ok(self.first_class + i as u32),
             None => bail!(
@@ -98,7 +98,10 @@ impl Vocab {
     /// conditioning tokens. END stays allowed; a caller bans it separately when a sequence has a
     /// fixed length.
     pub fn never_drawn(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = [self.bos, self.pad, self.unconditional].into_iter().flatten().collect();
+        let mut ids: Vec<u32> = [self.bos, self.pad, self.unconditional]
+            .into_iter()
+            .flatten()
+            .collect();
         ids.extend((0..self.classes.len() as u32).map(|i| self.first_class + i));
         ids
     }
@@ -113,8 +116,12 @@ impl Vocab {
             Some("[PAD]".into())
         } else if Some(id) == self.unconditional {
             Some("[UNCOND]".into())
-        } else if id >= self.first_class && ((id - self.first_class) as usize) < self.classes.len() {
-            Some(format!("[CLASS {}]", self.classes[(id - self.first_class) as usize]))
+        } else if id >= self.first_class && ((id - self.first_class) as usize) < self.classes.len()
+        {
+            Some(format!(
+                "[CLASS {}]",
+                self.classes[(id - self.first_class) as usize]
+            ))
         } else {
             None
         }
@@ -157,14 +164,27 @@ mod tests {
     fn specials_follow_content_in_fixed_order() {
         let v = Vocab::new(
             10,
-            Specials { bos: true, end: true, pad: false, classes: vec!["a".into(), "b".into()] },
+            Specials {
+                bos: true,
+                end: true,
+                pad: false,
+                classes: vec!["a".into(), "b".into()],
+            },
         );
-        assert_eq!((v.bos, v.end, v.pad, v.unconditional), (Some(10), Some(11), None, Some(12)));
+        assert_eq!(
+            (v.bos, v.end, v.pad, v.unconditional),
+            (Some(10), Some(11), None, Some(12))
+        );
         assert_eq!(v.first_class, 13);
         assert_eq!(v.size(), 15);
         assert_eq!(v.class_token("b").unwrap(), 14);
         assert_eq!(v.class_token("0").unwrap(), 13);
-        assert!(v.class_token("c").unwrap_err().to_string().contains("unknown class"));
+        assert!(
+            v.class_token("c")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown class")
+        );
         assert_eq!(v.special_label(14).unwrap(), "[CLASS b]");
         assert_eq!(v.special_label(3), None);
         assert!(v.check_ids(&[0, 14]).is_ok());
@@ -173,7 +193,13 @@ mod tests {
 
     #[test]
     fn no_classes_means_no_unconditional_token() {
-        let v = Vocab::new(4, Specials { end: true, ..Default::default() });
+        let v = Vocab::new(
+            4,
+            Specials {
+                end: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(v.unconditional, None);
         assert_eq!(v.size(), 5);
         assert!(v.class_token("1").is_err());

@@ -32,14 +32,22 @@ pub struct Batch {
 
 impl Sequences {
     pub fn content_tokens(&self) -> usize {
-        self.seqs.iter().map(|s| s.len().saturating_sub(self.prefix)).sum()
+        self.seqs
+            .iter()
+            .map(|s| s.len().saturating_sub(self.prefix))
+            .sum()
     }
 
     pub fn check(&self, vocab_size: usize) -> Result<()> {
         if self.seqs.is_empty() || self.content_tokens() == 0 {
             bail!("the dataset is empty");
         }
-        if let Some(&bad) = self.seqs.iter().flatten().find(|&&id| id as usize >= vocab_size) {
+        if let Some(&bad) = self
+            .seqs
+            .iter()
+            .flatten()
+            .find(|&&id| id as usize >= vocab_size)
+        {
             bail!("the dataset has token {bad}, outside the vocabulary of {vocab_size}");
         }
         Ok(())
@@ -55,8 +63,11 @@ impl Sequences {
     pub fn batch(&self, seed: u64, step: u64, batch: usize, len: usize) -> Batch {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let span = len + 1 - self.prefix; // content tokens per window
-        let starts: Vec<usize> =
-            self.seqs.iter().map(|s| s.len().saturating_sub(self.prefix).saturating_sub(span) + 1).collect();
+        let starts: Vec<usize> = self
+            .seqs
+            .iter()
+            .map(|s| s.len().saturating_sub(self.prefix).saturating_sub(span) + 1)
+            .collect();
         let total: usize = starts.iter().sum();
         let mut out = Batch {
             batch,
@@ -107,7 +118,10 @@ mod tests {
 
     #[test]
     fn text_windows_are_contiguous_slices_and_reproducible() {
-        let text = Sequences { seqs: vec![(0..100).collect()], ..Default::default() };
+        let text = Sequences {
+            seqs: vec![(0..100).collect()],
+            ..Default::default()
+        };
         let b = text.batch(1, 5, 4, 10);
         assert_eq!(b, text.batch(1, 5, 4, 10));
         assert_ne!(b.inputs, text.batch(1, 6, 4, 10).inputs);
@@ -143,7 +157,11 @@ mod tests {
 
     #[test]
     fn crops_do_not_score_the_token_cut_from_its_context() {
-        let clip = Sequences { seqs: vec![std::iter::once(7).chain(100..200).collect()], prefix: 1, ..Default::default() };
+        let clip = Sequences {
+            seqs: vec![std::iter::once(7).chain(100..200).collect()],
+            prefix: 1,
+            ..Default::default()
+        };
         let mut saw_crop = false;
         for step in 0..20 {
             let b = clip.batch(0, step, 1, 16);

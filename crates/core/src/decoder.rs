@@ -28,7 +28,12 @@ impl Logits {
                 data.len()
             );
         }
-        Ok(Self { batch, positions, vocab, data })
+        Ok(Self {
+            batch,
+            positions,
+            vocab,
+            data,
+        })
     }
 
     /// The logits after position `position` of sequence `seq`.
@@ -64,13 +69,25 @@ pub trait Decoder {
 
     /// Feeds `ids` (`[batch][new]`, the same `new` for every sequence) after what `cache` holds
     /// and returns the next-token logits for the requested positions.
-    fn forward(&self, ids: &[Vec<u32>], cache: &mut Self::Cache, positions: Positions) -> Result<Logits>;
+    fn forward(
+        &self,
+        ids: &[Vec<u32>],
+        cache: &mut Self::Cache,
+        positions: Positions,
+    ) -> Result<Logits>;
 }
 
 /// Checks the shape rules every decoder shares: a non-empty batch of equal-length, non-empty
 /// rows of in-vocabulary ids that fit in the context after the cache. Returns the row length.
-pub fn check_feed(ids: &[Vec<u32>], vocab_size: usize, cached: usize, context: usize) -> Result<usize> {
-    let Some(first) = ids.first() else { bail!("no sequences to feed") };
+pub fn check_feed(
+    ids: &[Vec<u32>],
+    vocab_size: usize,
+    cached: usize,
+    context: usize,
+) -> Result<usize> {
+    let Some(first) = ids.first() else {
+        bail!("no sequences to feed")
+    };
     let len = first.len();
     if len == 0 {
         bail!("nothing to feed: every sequence needs at least one token");

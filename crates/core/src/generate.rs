@@ -56,7 +56,13 @@ impl GenerateConfig {
 pub enum Event<'a> {
     /// Sequence `seq` drew `id` (with probability `prob`) as its `step`-th new token; `top` holds
     /// the most likely candidates of the distribution it was drawn from.
-    Token { seq: usize, step: usize, id: u32, prob: f32, top: &'a [(u32, f32)] },
+    Token {
+        seq: usize,
+        step: usize,
+        id: u32,
+        prob: f32,
+        top: &'a [(u32, f32)],
+    },
     /// The window slid: the cache was rebuilt from the last `kept` tokens of each sequence.
     Slide { kept: usize },
 }
@@ -94,7 +100,9 @@ pub fn generate<D: Decoder>(
     stop: &mut dyn FnMut(usize, &[u32]) -> bool,
 ) -> Result<Vec<Generation>> {
     let context = decoder.context_len();
-    let Some(prompt_len) = prompts.first().map(Vec::len) else { bail!("no prompts to continue") };
+    let Some(prompt_len) = prompts.first().map(Vec::len) else {
+        bail!("no prompts to continue")
+    };
     if prompt_len == 0 {
         bail!("the prompt is empty: give at least one token");
     }
@@ -106,7 +114,10 @@ pub fn generate<D: Decoder>(
         bail!("the cache already holds the whole prompt: nothing new to feed");
     }
     if config.keep_prefix >= context / 2 {
-        bail!("the kept prefix ({}) must be shorter than half the context ({context})", config.keep_prefix);
+        bail!(
+            "the kept prefix ({}) must be shorter than half the context ({context})",
+            config.keep_prefix
+        );
     }
 
     let mut samplers = (0..prompts.len())
@@ -115,7 +126,13 @@ pub fn generate<D: Decoder>(
     // `rows` is what each sequence has been fed (finished ones continue with PAD), so every row
     // has the same length and a slid window can be rebuilt from it.
     let mut rows: Vec<Vec<u32>> = prompts.to_vec();
-    let mut out: Vec<Generation> = prompts.iter().map(|_| Generation { ids: Vec::new(), finish: Finish::MaxTokens }).collect();
+    let mut out: Vec<Generation> = prompts
+        .iter()
+        .map(|_| Generation {
+            ids: Vec::new(),
+            finish: Finish::MaxTokens,
+        })
+        .collect();
     let mut active = vec![true; prompts.len()];
 
     let mut feed: Vec<Vec<u32>> = rows.iter().map(|r| r[cached..].to_vec()).collect();
@@ -140,7 +157,13 @@ pub fn generate<D: Decoder>(
             let dist = sampler.distribution(logits.last(seq), &rows[seq], &config.banned)?;
             let id = sampler.draw(&dist);
             let top = dist.top(config.show_top);
-            on_event(Event::Token { seq, step, id, prob: dist.prob(id), top: &top });
+            on_event(Event::Token {
+                seq,
+                step,
+                id,
+                prob: dist.prob(id),
+                top: &top,
+            });
             if config.ends.contains(&id) {
                 active[seq] = false;
                 out[seq].finish = Finish::End;
@@ -153,13 +176,23 @@ pub fn generate<D: Decoder>(
             }
         }
         for seq in 0..rows.len() {
-            let next = if active[seq] { *out[seq].ids.last().expect("an active sequence drew a token") } else { config.pad };
+            let next = if active[seq] {
+                *out[seq]
+                    .ids
+                    .last()
+                    .expect("an active sequence drew a token")
+            } else {
+                config.pad
+            };
             rows[seq].push(next);
         }
         if !active.iter().any(|&a| a) || step + 1 == config.max_new_tokens {
             break;
         }
-        feed = rows.iter().map(|r| vec![*r.last().expect("rows are never empty")]).collect();
+        feed = rows
+            .iter()
+            .map(|r| vec![*r.last().expect("rows are never empty")])
+            .collect();
         if decoder.cache_len(cache) + 1 > context {
             match config.overflow {
                 Overflow::Stop => {
@@ -168,7 +201,9 @@ pub fn generate<D: Decoder>(
                     }
                     break;
                 }
-                Overflow::Slide => feed = slide(decoder, cache, &rows, config.keep_prefix, on_event),
+                Overflow::Slide => {
+                    feed = slide(decoder, cache, &rows, config.keep_prefix, on_event)
+                }
             }
         }
     }
@@ -184,7 +219,9 @@ fn slide<D: Decoder>(
     keep_prefix: usize,
     on_event: &mut dyn FnMut(Event),
 ) -> Vec<Vec<u32>> {
-    let recent = (decoder.context_len() / 2).saturating_sub(keep_prefix).max(1);
+    let recent = (decoder.context_len() / 2)
+        .saturating_sub(keep_prefix)
+        .max(1);
     *cache = decoder.new_cache(rows.len());
     let window: Vec<Vec<u32>> = rows
         .iter()
@@ -194,7 +231,9 @@ fn slide<D: Decoder>(
             w
         })
         .collect();
-    on_event(Event::Slide { kept: window[0].len() });
+    on_event(Event::Slide {
+        kept: window[0].len(),
+    });
     window
 }
 
@@ -224,34 +263,60 @@ mod tests {
         fn cache_len(&self, cache: &Self::Cache) -> usize {
             cache[0].len()
         }
-        fn forward(&self, ids: &[Vec<u32>], cache: &mut Self::Cache, positions: Positions) -> Result<Logits> {
+        fn forward(
+            &self,
+            ids: &[Vec<u32>],
+            cache: &mut Self::Cache,
+            positions: Positions,
+        ) -> Result<Logits> {
             let len = check_feed(ids, self.vocab, self.cache_len(cache), self.context)?;
             let mut data = Vec::new();
             for (row, c) in ids.iter().zip(cache.iter_mut()) {
                 c.extend_from_slice(row);
-                let fed: &[u32] = if positions == Positions::Last { &row[len - 1..] } else { row };
+                let fed: &[u32] = if positions == Positions::Last {
+                    &row[len - 1..]
+                } else {
+                    row
+                };
                 for &t in fed {
                     let mut l = vec![0.0; self.vocab];
                     l[(t as usize + 1) % self.vocab] = 10.0;
                     data.extend(l);
                 }
             }
-            Logits::new(ids.len(), if positions == Positions::Last { 1 } else { len }, self.vocab, data)
+            Logits::new(
+                ids.len(),
+                if positions == Positions::Last { 1 } else { len },
+                self.vocab,
+                data,
+            )
         }
     }
 
     fn greedy(max: usize) -> GenerateConfig {
-        GenerateConfig::new(SamplerConfig { greedy: true, ..Default::default() }, 0, max)
+        GenerateConfig::new(
+            SamplerConfig {
+                greedy: true,
+                ..Default::default()
+            },
+            0,
+            max,
+        )
     }
 
     fn run(d: &Counter, prompts: &[Vec<u32>], config: &GenerateConfig) -> Result<Vec<Generation>> {
         let mut cache = d.new_cache(prompts.len());
-        generate(d, &mut cache, prompts, config, &mut |_| {}, &mut |_, _| false)
+        generate(d, &mut cache, prompts, config, &mut |_| {}, &mut |_, _| {
+            false
+        })
     }
 
     #[test]
     fn greedy_follows_the_model() {
-        let d = Counter { vocab: 10, context: 64 };
+        let d = Counter {
+            vocab: 10,
+            context: 64,
+        };
         let g = run(&d, &[vec![3]], &greedy(5)).unwrap();
         assert_eq!(g[0].ids, vec![4, 5, 6, 7, 8]);
         assert_eq!(g[0].finish, Finish::MaxTokens);
@@ -259,7 +324,10 @@ mod tests {
 
     #[test]
     fn end_stops_each_sequence_on_its_own() {
-        let d = Counter { vocab: 10, context: 64 };
+        let d = Counter {
+            vocab: 10,
+            context: 64,
+        };
         let mut config = greedy(20);
         config.ends = vec![7];
         let g = run(&d, &[vec![2], vec![5]], &config).unwrap();
@@ -270,11 +338,22 @@ mod tests {
 
     #[test]
     fn banned_tokens_are_never_drawn_and_stop_rules_fire() {
-        let d = Counter { vocab: 10, context: 64 };
+        let d = Counter {
+            vocab: 10,
+            context: 64,
+        };
         let mut config = greedy(20);
         config.banned = vec![5];
         let mut cache = d.new_cache(1);
-        let g = generate(&d, &mut cache, &[vec![3]], &config, &mut |_| {}, &mut |_, ids| ids.len() == 3).unwrap();
+        let g = generate(
+            &d,
+            &mut cache,
+            &[vec![3]],
+            &config,
+            &mut |_| {},
+            &mut |_, ids| ids.len() == 3,
+        )
+        .unwrap();
         assert!(!g[0].ids.contains(&5));
         assert_eq!(g[0].ids.len(), 3);
         assert_eq!(g[0].finish, Finish::Stopped);
@@ -282,17 +361,32 @@ mod tests {
 
     #[test]
     fn context_overflow_stops_or_slides() {
-        let d = Counter { vocab: 10, context: 8 };
+        let d = Counter {
+            vocab: 10,
+            context: 8,
+        };
         let g = run(&d, &[vec![0, 1, 2]], &greedy(100)).unwrap();
         assert_eq!(g[0].finish, Finish::ContextFull);
-        assert_eq!(g[0].ids.len(), 6, "3 prompt tokens + 5 fed = 8 positions, then one more drawn");
+        assert_eq!(
+            g[0].ids.len(),
+            6,
+            "3 prompt tokens + 5 fed = 8 positions, then one more drawn"
+        );
 
         let mut config = greedy(30);
         config.overflow = Overflow::Slide;
         config.keep_prefix = 1;
         let mut slides = 0;
         let mut cache = d.new_cache(1);
-        let g = generate(&d, &mut cache, &[vec![0, 1, 2]], &config, &mut |e| slides += matches!(e, Event::Slide { .. }) as usize, &mut |_, _| false).unwrap();
+        let g = generate(
+            &d,
+            &mut cache,
+            &[vec![0, 1, 2]],
+            &config,
+            &mut |e| slides += matches!(e, Event::Slide { .. }) as usize,
+            &mut |_, _| false,
+        )
+        .unwrap();
         assert_eq!(g[0].ids.len(), 30);
         assert_eq!(g[0].ids[29], (2 + 30) % 10);
         assert!(slides > 0);
@@ -301,12 +395,20 @@ mod tests {
         assert!(cache[0].len() <= 8);
 
         // A prompt longer than the context is an error unless the window slides.
-        assert!(run(&d, &[vec![1; 9]], &greedy(1)).unwrap_err().to_string().contains("context"));
+        assert!(
+            run(&d, &[vec![1; 9]], &greedy(1))
+                .unwrap_err()
+                .to_string()
+                .contains("context")
+        );
     }
 
     #[test]
     fn bad_prompts_are_errors() {
-        let d = Counter { vocab: 10, context: 8 };
+        let d = Counter {
+            vocab: 10,
+            context: 8,
+        };
         assert!(run(&d, &[vec![]], &greedy(1)).is_err());
         assert!(run(&d, &[vec![1], vec![1, 2]], &greedy(1)).is_err());
         assert!(run(&d, &[vec![11]], &greedy(1)).is_err());
@@ -314,19 +416,32 @@ mod tests {
 
     #[test]
     fn events_report_every_drawn_token() {
-        let d = Counter { vocab: 10, context: 64 };
+        let d = Counter {
+            vocab: 10,
+            context: 64,
+        };
         let mut config = greedy(4);
         config.show_top = 3;
         let mut seen = Vec::new();
         let mut cache = d.new_cache(2);
-        generate(&d, &mut cache, &[vec![1], vec![2]], &config, &mut |e| {
-            if let Event::Token { seq, id, prob, top, .. } = e {
-                assert_eq!(top.len(), 3);
-                assert_eq!(top[0].0, id);
-                assert!(prob > 0.99);
-                seen.push((seq, id));
-            }
-        }, &mut |_, _| false)
+        generate(
+            &d,
+            &mut cache,
+            &[vec![1], vec![2]],
+            &config,
+            &mut |e| {
+                if let Event::Token {
+                    seq, id, prob, top, ..
+                } = e
+                {
+                    assert_eq!(top.len(), 3);
+                    assert_eq!(top[0].0, id);
+                    assert!(prob > 0.99);
+                    seen.push((seq, id));
+                }
+            },
+            &mut |_, _| false,
+        )
         .unwrap();
         assert_eq!(seen.len(), 8);
     }

@@ -27,7 +27,14 @@ pub struct SamplerConfig {
 
 impl Default for SamplerConfig {
     fn default() -> Self {
-        Self { greedy: false, temperature: 1.0, top_k: None, top_p: None, min_p: None, repetition_penalty: 1.0 }
+        Self {
+            greedy: false,
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+            min_p: None,
+            repetition_penalty: 1.0,
+        }
     }
 }
 
@@ -35,7 +42,10 @@ impl SamplerConfig {
     /// Rejects settings that make no distribution.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            bail!("--temperature must be a positive number (got {}); use --greedy for argmax", self.temperature);
+            bail!(
+                "--temperature must be a positive number (got {}); use --greedy for argmax",
+                self.temperature
+            );
         }
         if self.top_k == Some(0) {
             bail!("--top-k must be at least 1");
@@ -51,7 +61,10 @@ impl SamplerConfig {
             }
         }
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
-            bail!("--repetition-penalty must be a positive number (got {})", self.repetition_penalty);
+            bail!(
+                "--repetition-penalty must be a positive number (got {})",
+                self.repetition_penalty
+            );
         }
         Ok(())
     }
@@ -67,7 +80,10 @@ pub struct Distribution {
 
 impl Distribution {
     pub fn prob(&self, id: u32) -> f32 {
-        self.candidates.iter().find(|c| c.0 == id).map_or(0.0, |c| c.1)
+        self.candidates
+            .iter()
+            .find(|c| c.0 == id)
+            .map_or(0.0, |c| c.1)
     }
 
     /// The `k` most likely candidates, most likely first (ties: lower id first).
@@ -88,7 +104,12 @@ impl Distribution {
 
     /// The most likely candidate (ties: the lowest id).
     pub fn argmax(&self) -> u32 {
-        self.candidates.iter().copied().min_by(by_prob).expect("a distribution is never empty").0
+        self.candidates
+            .iter()
+            .copied()
+            .min_by(by_prob)
+            .expect("a distribution is never empty")
+            .0
     }
 }
 
@@ -106,7 +127,10 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(config: SamplerConfig, seed: u64) -> Result<Self> {
         config.validate()?;
-        Ok(Self { config, rng: ChaCha8Rng::seed_from_u64(seed) })
+        Ok(Self {
+            config,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        })
     }
 
     pub fn config(&self) -> &SamplerConfig {
@@ -118,7 +142,12 @@ impl Sampler {
     ///
     /// Greedy returns the full softmax (at temperature 1), so that what a greedy choice passed
     /// over can still be shown.
-    pub fn distribution(&self, logits: &[f32], history: &[u32], banned: &[u32]) -> Result<Distribution> {
+    pub fn distribution(
+        &self,
+        logits: &[f32],
+        history: &[u32],
+        banned: &[u32],
+    ) -> Result<Distribution> {
         let mut scores = logits.to_vec();
         if self.config.repetition_penalty != 1.0 {
             let r = self.config.repetition_penalty;
@@ -137,17 +166,27 @@ impl Sampler {
                 *s = f32::NEG_INFINITY;
             }
         }
-        let temperature = if self.config.greedy { 1.0 } else { self.config.temperature };
+        let temperature = if self.config.greedy {
+            1.0
+        } else {
+            self.config.temperature
+        };
         if scores.iter().any(|s| s.is_nan()) {
             bail!("the model produced NaN logits");
         }
         // Candidates in id order; ranked (by score, then id) only when a filter needs it, since
         // sorting a large vocabulary every step costs more than the rest of the sampler.
-        let mut order: Vec<u32> = (0..scores.len() as u32).filter(|&i| scores[i as usize] > f32::NEG_INFINITY).collect();
+        let mut order: Vec<u32> = (0..scores.len() as u32)
+            .filter(|&i| scores[i as usize] > f32::NEG_INFINITY)
+            .collect();
         if order.is_empty() {
             bail!("no token can be drawn: every logit is -inf or banned");
         }
-        let by_score = |a: &u32, b: &u32| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b));
+        let by_score = |a: &u32, b: &u32| {
+            scores[*b as usize]
+                .total_cmp(&scores[*a as usize])
+                .then(a.cmp(b))
+        };
         let filtering = !self.config.greedy;
         let mut ranked = false;
         if let (Some(k), true) = (self.config.top_k, filtering) {
@@ -163,9 +202,14 @@ impl Sampler {
             ranked = true;
         }
 
-        let max = order.iter().map(|&i| scores[i as usize]).fold(f32::NEG_INFINITY, f32::max) as f64;
-        let mut probs: Vec<f64> =
-            order.iter().map(|&i| ((scores[i as usize] as f64 - max) / temperature as f64).exp()).collect();
+        let max = order
+            .iter()
+            .map(|&i| scores[i as usize])
+            .fold(f32::NEG_INFINITY, f32::max) as f64;
+        let mut probs: Vec<f64> = order
+            .iter()
+            .map(|&i| ((scores[i as usize] as f64 - max) / temperature as f64).exp())
+            .collect();
         normalise(&mut probs);
 
         if filtering {
@@ -182,14 +226,24 @@ impl Sampler {
             }
             if let Some(m) = self.config.min_p {
                 let floor = probs.iter().copied().fold(0.0, f64::max) * m as f64;
-                let (kept_ids, kept_probs): (Vec<u32>, Vec<f64>) =
-                    order.iter().copied().zip(probs.iter().copied()).filter(|&(_, q)| q >= floor).unzip();
+                let (kept_ids, kept_probs): (Vec<u32>, Vec<f64>) = order
+                    .iter()
+                    .copied()
+                    .zip(probs.iter().copied())
+                    .filter(|&(_, q)| q >= floor)
+                    .unzip();
                 order = kept_ids;
                 probs = kept_probs;
                 normalise(&mut probs);
             }
         }
-        Ok(Distribution { candidates: order.into_iter().zip(probs.into_iter().map(|q| q as f32)).collect(), ranked })
+        Ok(Distribution {
+            candidates: order
+                .into_iter()
+                .zip(probs.into_iter().map(|q| q as f32))
+                .collect(),
+            ranked,
+        })
     }
 
     /// Draws one token from a distribution (the first one when greedy).
@@ -205,7 +259,10 @@ impl Sampler {
                 return id;
             }
         }
-        dist.candidates.last().expect("a distribution is never empty").0
+        dist.candidates
+            .last()
+            .expect("a distribution is never empty")
+            .0
     }
 }
 
@@ -226,7 +283,10 @@ mod tests {
 
     #[test]
     fn greedy_is_argmax() {
-        let mut s = sampler(SamplerConfig { greedy: true, ..Default::default() });
+        let mut s = sampler(SamplerConfig {
+            greedy: true,
+            ..Default::default()
+        });
         for _ in 0..5 {
             let d = s.distribution(&LOGITS, &[], &[]).unwrap();
             assert_eq!(s.draw(&d), 1);
@@ -238,7 +298,10 @@ mod tests {
 
     #[test]
     fn top_k_never_draws_outside_the_k() {
-        let mut s = sampler(SamplerConfig { top_k: Some(2), ..Default::default() });
+        let mut s = sampler(SamplerConfig {
+            top_k: Some(2),
+            ..Default::default()
+        });
         let d = s.distribution(&LOGITS, &[], &[]).unwrap();
         assert_eq!(d.candidates.len(), 2);
         for _ in 0..2000 {
@@ -249,37 +312,65 @@ mod tests {
 
     #[test]
     fn top_p_keeps_the_smallest_set_reaching_the_mass() {
-        let full = sampler(SamplerConfig::default()).distribution(&LOGITS, &[], &[]).unwrap();
-        let s = sampler(SamplerConfig { top_p: Some(0.7), ..Default::default() });
+        let full = sampler(SamplerConfig::default())
+            .distribution(&LOGITS, &[], &[])
+            .unwrap();
+        let s = sampler(SamplerConfig {
+            top_p: Some(0.7),
+            ..Default::default()
+        });
         let d = s.distribution(&LOGITS, &[], &[]).unwrap();
         let kept = d.candidates.len();
         let ranked = full.top(6);
         let mass_kept: f32 = ranked[..kept].iter().map(|c| c.1).sum();
         let mass_before: f32 = ranked[..kept - 1].iter().map(|c| c.1).sum();
-        assert!(mass_kept >= 0.7 && mass_before < 0.7, "{mass_before} {mass_kept}");
+        assert!(
+            mass_kept >= 0.7 && mass_before < 0.7,
+            "{mass_before} {mass_kept}"
+        );
         let total: f32 = d.candidates.iter().map(|c| c.1).sum();
         assert!((total - 1.0).abs() < 1e-5);
     }
 
     #[test]
     fn min_p_drops_unlikely_tokens() {
-        let s = sampler(SamplerConfig { min_p: Some(0.5), ..Default::default() });
+        let s = sampler(SamplerConfig {
+            min_p: Some(0.5),
+            ..Default::default()
+        });
         let d = s.distribution(&LOGITS, &[], &[]).unwrap();
         // p(4)/p(1) = e^-0.5 = 0.61 stays, p(2)/p(1) = e^-1 = 0.37 goes.
-        assert_eq!(d.top(10).iter().map(|c| c.0).collect::<Vec<_>>(), vec![1, 4]);
+        assert_eq!(
+            d.top(10).iter().map(|c| c.0).collect::<Vec<_>>(),
+            vec![1, 4]
+        );
     }
 
     #[test]
     fn temperature_sharpens_and_flattens() {
-        let p = |t: f32| sampler(SamplerConfig { temperature: t, ..Default::default() }).distribution(&LOGITS, &[], &[]).unwrap().prob(1);
+        let p = |t: f32| {
+            sampler(SamplerConfig {
+                temperature: t,
+                ..Default::default()
+            })
+            .distribution(&LOGITS, &[], &[])
+            .unwrap()
+            .prob(1)
+        };
         assert!(p(0.5) > p(1.0) && p(1.0) > p(2.0));
     }
 
     #[test]
     fn repetition_penalty_lowers_seen_tokens() {
-        let plain = sampler(SamplerConfig::default()).distribution(&LOGITS, &[1], &[]).unwrap();
-        let penalised =
-            sampler(SamplerConfig { repetition_penalty: 1.5, ..Default::default() }).distribution(&LOGITS, &[1], &[]).unwrap();
+        let plain = sampler(SamplerConfig::default())
+            .distribution(&LOGITS, &[1], &[])
+            .unwrap();
+        let penalised = sampler(SamplerConfig {
+            repetition_penalty: 1.5,
+            ..Default::default()
+        })
+        .distribution(&LOGITS, &[1], &[])
+        .unwrap();
         assert!(penalised.prob(1) < plain.prob(1));
         assert!(penalised.prob(4) > plain.prob(4));
     }
@@ -287,7 +378,9 @@ mod tests {
     #[test]
     fn same_seed_same_draws_and_frequencies_follow_probabilities() {
         let config = SamplerConfig::default();
-        let d = sampler(config.clone()).distribution(&LOGITS, &[], &[]).unwrap();
+        let d = sampler(config.clone())
+            .distribution(&LOGITS, &[], &[])
+            .unwrap();
         let draws = |seed| {
             let mut s = Sampler::new(config.clone(), seed).unwrap();
             (0..20000).map(|_| s.draw(&d)).collect::<Vec<_>>()
@@ -304,13 +397,34 @@ mod tests {
     #[test]
     fn nonsense_settings_are_rejected() {
         for bad in [
-            SamplerConfig { temperature: 0.0, ..Default::default() },
-            SamplerConfig { temperature: f32::NAN, ..Default::default() },
-            SamplerConfig { top_k: Some(0), ..Default::default() },
-            SamplerConfig { top_p: Some(1.5), ..Default::default() },
-            SamplerConfig { top_p: Some(0.0), ..Default::default() },
-            SamplerConfig { min_p: Some(1.0), ..Default::default() },
-            SamplerConfig { repetition_penalty: -1.0, ..Default::default() },
+            SamplerConfig {
+                temperature: 0.0,
+                ..Default::default()
+            },
+            SamplerConfig {
+                temperature: f32::NAN,
+                ..Default::default()
+            },
+            SamplerConfig {
+                top_k: Some(0),
+                ..Default::default()
+            },
+            SamplerConfig {
+                top_p: Some(1.5),
+                ..Default::default()
+            },
+            SamplerConfig {
+                top_p: Some(0.0),
+                ..Default::default()
+            },
+            SamplerConfig {
+                min_p: Some(1.0),
+                ..Default::default()
+            },
+            SamplerConfig {
+                repetition_penalty: -1.0,
+                ..Default::default()
+            },
         ] {
             assert!(Sampler::new(bad.clone(), 0).is_err(), "{bad:?} accepted");
         }

@@ -20,7 +20,9 @@ pub struct Window {
 /// Without a prefix the very first token has nothing to be predicted from and is skipped.
 pub fn windows(sequence: &[u32], prefix: usize, context: usize) -> Result<Vec<Window>> {
     if prefix + 2 > context {
-        bail!("a context of {context} tokens cannot hold a prefix of {prefix} and a token to predict");
+        bail!(
+            "a context of {context} tokens cannot hold a prefix of {prefix} and a token to predict"
+        );
     }
     let first_target = prefix.max(1);
     let per_window = context - prefix.max(1) + if prefix == 0 { 1 } else { 0 };
@@ -36,7 +38,11 @@ pub fn windows(sequence: &[u32], prefix: usize, context: usize) -> Result<Vec<Wi
         targets.extend_from_slice(&sequence[a..b]);
         let scored_from = inputs.len() - (b - a);
         debug_assert!(inputs.len() <= context);
-        out.push(Window { inputs, targets, scored_from });
+        out.push(Window {
+            inputs,
+            targets,
+            scored_from,
+        });
         a = b;
     }
     Ok(out)
@@ -60,7 +66,11 @@ impl Score {
 
 /// Scores windows with a decoder, batching windows of equal length. `counts(target)` says
 /// whether a target is a content token that counts (END or label tokens may not).
-pub fn score<D: Decoder>(decoder: &D, windows: &[Window], counts: &dyn Fn(u32) -> bool) -> Result<Score> {
+pub fn score<D: Decoder>(
+    decoder: &D,
+    windows: &[Window],
+    counts: &dyn Fn(u32) -> bool,
+) -> Result<Score> {
     let mut order: Vec<usize> = (0..windows.len()).collect();
     order.sort_by_key(|&i| windows[i].inputs.len());
     // Keep each batch's logits under ~64 MB.
@@ -70,7 +80,10 @@ pub fn score<D: Decoder>(decoder: &D, windows: &[Window], counts: &dyn Fn(u32) -
     while i < order.len() {
         let len = windows[order[i]].inputs.len();
         let mut j = i;
-        while j < order.len() && windows[order[j]].inputs.len() == len && (j - i + 1) * len <= budget.max(len) {
+        while j < order.len()
+            && windows[order[j]].inputs.len() == len
+            && (j - i + 1) * len <= budget.max(len)
+        {
             j += 1;
         }
         let batch: Vec<&Window> = order[i..j].iter().map(|&k| &windows[k]).collect();
@@ -94,7 +107,12 @@ pub fn score<D: Decoder>(decoder: &D, windows: &[Window], counts: &dyn Fn(u32) -
 /// -log softmax(logits)[target], computed stably in f64.
 pub fn nll(logits: &[f32], target: u32) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let log_sum = logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln() + max;
+    let log_sum = logits
+        .iter()
+        .map(|&l| (l as f64 - max).exp())
+        .sum::<f64>()
+        .ln()
+        + max;
     log_sum - logits[target as usize] as f64
 }
 
@@ -103,7 +121,9 @@ mod tests {
     use super::*;
 
     fn predicted(ws: &[Window]) -> Vec<u32> {
-        ws.iter().flat_map(|w| w.targets[w.scored_from..].to_vec()).collect()
+        ws.iter()
+            .flat_map(|w| w.targets[w.scored_from..].to_vec())
+            .collect()
     }
 
     #[test]

@@ -105,16 +105,31 @@ impl ImageCodec {
     /// A codec for `width` x `height` images. `classes` empty: an unconditional model whose
     /// sequences start with BOS; otherwise sequences start with a class token or the
     /// unconditional token.
-    pub fn new(width: u32, height: u32, tokens: Tokenisation, classes: Vec<String>) -> Result<Self> {
+    pub fn new(
+        width: u32,
+        height: u32,
+        tokens: Tokenisation,
+        classes: Vec<String>,
+    ) -> Result<Self> {
         if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
-            bail!("images of {width}x{height} are not supported (each side 1 to {MAX_SIDE} pixels)");
+            bail!(
+                "images of {width}x{height} are not supported (each side 1 to {MAX_SIDE} pixels)"
+            );
         }
         match &tokens {
             Tokenisation::Grey { levels } if !GREY_LEVELS.contains(levels) => {
-                bail!("grey tokens have {} to {} levels, not {levels}", GREY_LEVELS.start(), GREY_LEVELS.end())
+                bail!(
+                    "grey tokens have {} to {} levels, not {levels}",
+                    GREY_LEVELS.start(),
+                    GREY_LEVELS.end()
+                )
             }
             Tokenisation::BinaryBlocks { block } if !BLOCK_SIDES.contains(block) => {
-                bail!("binary blocks are {} to {} pixels wide, not {block}", BLOCK_SIDES.start(), BLOCK_SIDES.end())
+                bail!(
+                    "binary blocks are {} to {} pixels wide, not {block}",
+                    BLOCK_SIDES.start(),
+                    BLOCK_SIDES.end()
+                )
             }
             _ => {}
         }
@@ -122,30 +137,65 @@ impl ImageCodec {
         if !width.is_multiple_of(cell) || !height.is_multiple_of(cell) {
             bail!(
                 "{cell}x{cell} {} do not tile {width}x{height} images: choose a size that divides both sides",
-                if matches!(tokens, Tokenisation::Patches(_)) { "patches" } else { "blocks" }
+                if matches!(tokens, Tokenisation::Patches(_)) {
+                    "patches"
+                } else {
+                    "blocks"
+                }
             );
         }
-        if let Some(dup) = classes.iter().enumerate().find(|(i, c)| classes[..*i].contains(c)) {
+        if let Some(dup) = classes
+            .iter()
+            .enumerate()
+            .find(|(i, c)| classes[..*i].contains(c))
+        {
             bail!("class {:?} is listed twice", dup.1);
         }
-        let vocab =
-            Vocab::new(tokens.content_size(), Specials { bos: classes.is_empty(), end: false, pad: false, classes });
-        Ok(Self { width, height, tokens, vocab })
+        let vocab = Vocab::new(
+            tokens.content_size(),
+            Specials {
+                bos: classes.is_empty(),
+                end: false,
+                pad: false,
+                classes,
+            },
+        );
+        Ok(Self {
+            width,
+            height,
+            tokens,
+            vocab,
+        })
     }
 
     pub fn grey(width: u32, height: u32, levels: u32, classes: Vec<String>) -> Result<Self> {
         Self::new(width, height, Tokenisation::Grey { levels }, classes)
     }
 
-    pub fn binary_blocks(width: u32, height: u32, block: u32, classes: Vec<String>) -> Result<Self> {
+    pub fn binary_blocks(
+        width: u32,
+        height: u32,
+        block: u32,
+        classes: Vec<String>,
+    ) -> Result<Self> {
         Self::new(width, height, Tokenisation::BinaryBlocks { block }, classes)
     }
 
-    pub fn palette(width: u32, height: u32, palette: Palette, classes: Vec<String>) -> Result<Self> {
+    pub fn palette(
+        width: u32,
+        height: u32,
+        palette: Palette,
+        classes: Vec<String>,
+    ) -> Result<Self> {
         Self::new(width, height, Tokenisation::Palette(palette), classes)
     }
 
-    pub fn patches(width: u32, height: u32, codebook: Codebook, classes: Vec<String>) -> Result<Self> {
+    pub fn patches(
+        width: u32,
+        height: u32,
+        codebook: Codebook,
+        classes: Vec<String>,
+    ) -> Result<Self> {
         Self::new(width, height, Tokenisation::Patches(codebook), classes)
     }
 
@@ -213,7 +263,11 @@ impl ImageCodec {
     /// and for prompt images.
     pub fn fit_image(&self, img: &DynamicImage) -> RgbImage {
         let rgb = pixels::resize_to(&pixels::on_white(img), self.width, self.height);
-        if self.channels() == 1 { pixels::to_grey(&rgb) } else { rgb }
+        if self.channels() == 1 {
+            pixels::to_grey(&rgb)
+        } else {
+            rgb
+        }
     }
 
     /// Reads an image file (PNG or GIF) and fits it to this model with [`Self::fit_image`]:
@@ -232,12 +286,19 @@ impl ImageCodec {
     /// generated yet are painted [`NEUTRAL`] grey. Frames of an image filling in.
     pub fn decode_partial(&self, ids: &[u32]) -> Result<RgbImage> {
         if ids.len() > self.tokens_per_image() {
-            bail!("{} tokens are more than one image holds ({})", ids.len(), self.tokens_per_image());
+            bail!(
+                "{} tokens are more than one image holds ({})",
+                ids.len(),
+                self.tokens_per_image()
+            );
         }
         let mut img = RgbImage::from_pixel(self.width, self.height, NEUTRAL);
         for (cell, &id) in ids.iter().enumerate() {
             if !self.vocab.is_content(id) {
-                bail!("token {id} at position {cell} is {}, not part of an image", self.token_label(id));
+                bail!(
+                    "token {id} at position {cell} is {}, not part of an image",
+                    self.token_label(id)
+                );
             }
             self.paint(&mut img, cell, id);
         }
@@ -263,7 +324,11 @@ impl ImageCodec {
                     sum += (luma(*a) as f64 - luma(*b) as f64).powi(2);
                     count += 1;
                 } else {
-                    sum += a.0.iter().zip(b.0).map(|(&x, y)| (x as f64 - y as f64).powi(2)).sum::<f64>();
+                    sum +=
+                        a.0.iter()
+                            .zip(b.0)
+                            .map(|(&x, y)| (x as f64 - y as f64).powi(2))
+                            .sum::<f64>();
                     count += 3;
                 }
             }
@@ -272,7 +337,11 @@ impl ImageCodec {
             bail!("no images to measure the reconstruction error on");
         }
         let mse = sum / count as f64;
-        let psnr = if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() };
+        let psnr = if mse == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (255.0f64 * 255.0 / mse).log10()
+        };
         Ok(Reconstruction { mse, psnr })
     }
 
@@ -332,8 +401,12 @@ impl ImageCodec {
                 .context("the image codec section's \"classes\" must be a list of names")?,
         };
         let tokens = match kind {
-            "grey" => Tokenisation::Grey { levels: section.u32("levels")? },
-            "binary_blocks" => Tokenisation::BinaryBlocks { block: section.u32("block")? },
+            "grey" => Tokenisation::Grey {
+                levels: section.u32("levels")?,
+            },
+            "binary_blocks" => Tokenisation::BinaryBlocks {
+                block: section.u32("block")?,
+            },
             "palette" => {
                 let palette = Palette::load(&dir.join(section.file("palette_file")?))?;
                 section.expect_count("colours", palette.len(), "the palette file")?;
@@ -342,14 +415,19 @@ impl ImageCodec {
             "patches" => {
                 let book = Codebook::load(&dir.join(section.file("codebook_file")?))?;
                 section.expect_count("codebook_size", book.len(), "the codebook file")?;
-                section.expect_count("patch", book.patch() as usize, "the codebook file's patch side")?;
+                section.expect_count(
+                    "patch",
+                    book.patch() as usize,
+                    "the codebook file's patch side",
+                )?;
                 Tokenisation::Patches(book)
             }
             other => bail!(
                 "unknown image codec kind {other:?} in config.json (expected grey, binary_blocks, palette or patches)"
             ),
         };
-        let codec = Self::new(width, height, tokens, classes).context("bad image codec section in config.json")?;
+        let codec = Self::new(width, height, tokens, classes)
+            .context("bad image codec section in config.json")?;
         section.expect_count("channels", codec.channels() as usize, "this codec")?;
         section.expect_count("tokens_per_image", codec.tokens_per_image(), "this codec")?;
         section.expect_count("vocab_size", codec.vocab.size(), "this codec")?;
@@ -359,7 +437,13 @@ impl ImageCodec {
     /// Checks the size of an image before encoding.
     fn check_size(&self, img: &RgbImage) -> Result<()> {
         if img.dimensions() != (self.width, self.height) {
-            bail!("image is {}x{}, this model's images are {}x{}", img.width(), img.height(), self.width, self.height);
+            bail!(
+                "image is {}x{}, this model's images are {}x{}",
+                img.width(),
+                img.height(),
+                self.width,
+                self.height
+            );
         }
         Ok(())
     }
@@ -405,7 +489,11 @@ impl ImageCodec {
                 let n = block * block;
                 for i in 0..n {
                     let on = id >> (n - 1 - i) & 1 == 1;
-                    img.put_pixel(x0 + i % block, y0 + i / block, Rgb([if on { 255 } else { 0 }; 3]));
+                    img.put_pixel(
+                        x0 + i % block,
+                        y0 + i / block,
+                        Rgb([if on { 255 } else { 0 }; 3]),
+                    );
                 }
             }
             Tokenisation::Palette(p) => img.put_pixel(x0, y0, p.colour(id).unwrap_or(NEUTRAL)),
@@ -440,7 +528,9 @@ impl Codec for ImageCodec {
     fn encode(&self, img: &RgbImage) -> Result<Vec<u32>> {
         self.check_size(img)?;
         let mut buf = Vec::new();
-        Ok((0..self.tokens_per_image()).map(|cell| self.read(img, cell, &mut buf)).collect())
+        Ok((0..self.tokens_per_image())
+            .map(|cell| self.read(img, cell, &mut buf))
+            .collect())
     }
 
     fn decode(&self, ids: &[u32]) -> Result<RgbImage> {
@@ -462,7 +552,9 @@ impl Codec for ImageCodec {
             return format!("token {id} (outside the vocabulary)");
         }
         match &self.tokens {
-            Tokenisation::Grey { levels } => format!("level {id} (grey {})", grey_value(id, *levels)),
+            Tokenisation::Grey { levels } => {
+                format!("level {id} (grey {})", grey_value(id, *levels))
+            }
             Tokenisation::BinaryBlocks { block } => {
                 let n = (block * block) as usize;
                 format!("block {id:0n$b}")
@@ -481,11 +573,15 @@ impl Section<'_> {
         if !self.0.is_object() {
             bail!("the image codec section of config.json is not a JSON object");
         }
-        self.0.get(key).with_context(|| format!("the image codec section of config.json has no {key:?}"))
+        self.0
+            .get(key)
+            .with_context(|| format!("the image codec section of config.json has no {key:?}"))
     }
 
     fn str(&self, key: &str) -> Result<&str> {
-        self.get(key)?.as_str().with_context(|| format!("the image codec's {key:?} must be a string"))
+        self.get(key)?
+            .as_str()
+            .with_context(|| format!("the image codec's {key:?} must be a string"))
     }
 
     fn u32(&self, key: &str) -> Result<u32> {
@@ -499,7 +595,9 @@ impl Section<'_> {
     fn file(&self, key: &str) -> Result<&str> {
         let name = self.str(key)?;
         if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
-            bail!("the image codec's {key:?} must be a file name inside the model folder, not {name:?}");
+            bail!(
+                "the image codec's {key:?} must be a file name inside the model folder, not {name:?}"
+            );
         }
         Ok(name)
     }
@@ -511,7 +609,9 @@ impl Section<'_> {
         }
         let written = self.u32(key)? as usize;
         if written != actual {
-            bail!("config.json says the image codec's {key:?} is {written} but {what} has {actual}");
+            bail!(
+                "config.json says the image codec's {key:?} is {written} but {what} has {actual}"
+            );
         }
         Ok(())
     }

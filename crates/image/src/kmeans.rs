@@ -50,7 +50,9 @@ pub fn nearest(p: &[f32], centres: &[f32], dim: usize) -> (usize, f32) {
 /// not depend on how the work is split).
 fn assign(points: &Points, centres: &[f32]) -> Vec<(usize, f32)> {
     let n = points.len();
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n.max(1));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(n.max(1));
     let chunk = n.div_ceil(threads.max(1)).max(1);
     let mut out = vec![(0, 0.0); n];
     std::thread::scope(|s| {
@@ -81,9 +83,15 @@ pub fn fit(points: &Points, k: usize, seed: u64) -> Vec<f32> {
     let total: f64 = points.weights.iter().sum();
     let first = pick(&points.weights, total, &mut rng);
     centres.extend_from_slice(points.point(first));
-    let mut best: Vec<f32> = (0..n).map(|i| distance2(points.point(i), &centres[..dim])).collect();
+    let mut best: Vec<f32> = (0..n)
+        .map(|i| distance2(points.point(i), &centres[..dim]))
+        .collect();
     while centres.len() / dim < k {
-        let scores: Vec<f64> = best.iter().zip(&points.weights).map(|(&d, &w)| d as f64 * w).collect();
+        let scores: Vec<f64> = best
+            .iter()
+            .zip(&points.weights)
+            .map(|(&d, &w)| d as f64 * w)
+            .collect();
         let sum: f64 = scores.iter().sum();
         if sum <= 0.0 {
             break; // every distinct point is already a centre
@@ -165,7 +173,11 @@ mod tests {
                 coords.extend([c + d as f32, c - d as f32]);
             }
         }
-        let points = Points { dim: 2, weights: vec![1.0; 15], coords };
+        let points = Points {
+            dim: 2,
+            weights: vec![1.0; 15],
+            coords,
+        };
         let centres = fit(&points, 3, 7);
         assert_eq!(centres, fit(&points, 3, 7));
         let mut xs: Vec<f32> = centres.chunks(2).map(|c| c[0]).collect();
@@ -175,7 +187,11 @@ mod tests {
 
     #[test]
     fn never_more_centres_than_distinct_points() {
-        let points = Points { dim: 1, coords: vec![1.0, 5.0], weights: vec![3.0, 1.0] };
+        let points = Points {
+            dim: 1,
+            coords: vec![1.0, 5.0],
+            weights: vec![3.0, 1.0],
+        };
         assert_eq!(fit(&points, 8, 0).len(), 2);
     }
 }

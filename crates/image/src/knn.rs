@@ -48,14 +48,20 @@ pub struct Accuracy {
 
 impl Accuracy {
     pub fn overall(&self) -> f64 {
-        if self.total == 0 { 0.0 } else { self.correct as f64 / self.total as f64 }
+        if self.total == 0 {
+            0.0
+        } else {
+            self.correct as f64 / self.total as f64
+        }
     }
 }
 
 impl DigitClassifier {
     /// Keeps `images` (all labelled, all the same size) as the references.
     pub fn train(images: &[LabelledImage], classes: &[String]) -> Result<Self> {
-        let Some(first) = images.first() else { bail!("the classifier needs reference images") };
+        let Some(first) = images.first() else {
+            bail!("the classifier needs reference images")
+        };
         if classes.is_empty() {
             bail!("the classifier needs class names");
         }
@@ -72,8 +78,13 @@ impl DigitClassifier {
         for (i, l) in images.iter().enumerate() {
             let label = match l.label {
                 Some(c) if c < classes.len() => c,
-                Some(c) => bail!("reference image {i} has label {c}, but there are {} classes", classes.len()),
-                None => bail!("reference image {i} has no label: the classifier needs a labelled dataset"),
+                Some(c) => bail!(
+                    "reference image {i} has label {c}, but there are {} classes",
+                    classes.len()
+                ),
+                None => bail!(
+                    "reference image {i} has no label: the classifier needs a labelled dataset"
+                ),
             };
             let packed = out.pack(&l.image)?;
             out.bits.extend(packed);
@@ -102,7 +113,11 @@ impl DigitClassifier {
         let query = self.pack(img)?;
         let mut best: Vec<(u32, usize)> = Vec::with_capacity(K + 1); // (distance, reference), sorted
         for (r, reference) in self.bits.chunks_exact(self.words).enumerate() {
-            let d: u32 = reference.iter().zip(&query).map(|(a, b)| (a ^ b).count_ones()).sum();
+            let d: u32 = reference
+                .iter()
+                .zip(&query)
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum();
             if best.len() < K || d < best[best.len() - 1].0 {
                 let at = best.partition_point(|&(bd, _)| bd <= d);
                 best.insert(at, (d, r));
@@ -115,7 +130,10 @@ impl DigitClassifier {
         }
         let top = votes.iter().copied().max().unwrap_or(0);
         // `best` is nearest first, so the first tied class met is the one with the nearest image.
-        let winner = best.iter().map(|&(_, r)| self.labels[r]).find(|&c| votes[c] == top);
+        let winner = best
+            .iter()
+            .map(|&(_, r)| self.labels[r])
+            .find(|&c| votes[c] == top);
         winner.ok_or_else(|| anyhow::anyhow!("the classifier has no reference images"))
     }
 
@@ -133,7 +151,10 @@ impl DigitClassifier {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("classifying failed"))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("classifying failed")))
+                })
                 .collect()
         });
         let mut out = Vec::with_capacity(images.len());
@@ -146,20 +167,38 @@ impl DigitClassifier {
     /// How many of `images` are recognised as their `wanted` class, per class and overall.
     pub fn evaluate(&self, images: &[RgbImage], wanted: &[usize]) -> Result<Accuracy> {
         if images.len() != wanted.len() {
-            bail!("{} images but {} wanted classes", images.len(), wanted.len());
+            bail!(
+                "{} images but {} wanted classes",
+                images.len(),
+                wanted.len()
+            );
         }
         if let Some(&bad) = wanted.iter().find(|&&c| c >= self.classes.len()) {
-            bail!("class {bad} does not exist (the classifier knows {})", self.classes.len());
+            bail!(
+                "class {bad} does not exist (the classifier knows {})",
+                self.classes.len()
+            );
         }
         let got = self.classify_many(images)?;
-        let mut per_class: Vec<ClassAccuracy> =
-            self.classes.iter().map(|c| ClassAccuracy { class: c.clone(), correct: 0, total: 0 }).collect();
+        let mut per_class: Vec<ClassAccuracy> = self
+            .classes
+            .iter()
+            .map(|c| ClassAccuracy {
+                class: c.clone(),
+                correct: 0,
+                total: 0,
+            })
+            .collect();
         for (&w, &g) in wanted.iter().zip(&got) {
             per_class[w].total += 1;
             per_class[w].correct += (w == g) as usize;
         }
         let correct = per_class.iter().map(|c| c.correct).sum();
-        Ok(Accuracy { per_class, correct, total: images.len() })
+        Ok(Accuracy {
+            per_class,
+            correct,
+            total: images.len(),
+        })
     }
 
     /// The image's binarised pixels, 64 to a word, in raster order.

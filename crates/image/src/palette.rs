@@ -35,24 +35,37 @@ impl Palette {
             bail!("a palette needs at least one colour");
         }
         if colours.len() > 65_536 {
-            bail!("a palette of {} colours is too large (65,536 at most)", colours.len());
+            bail!(
+                "a palette of {} colours is too large (65,536 at most)",
+                colours.len()
+            );
         }
         Ok(Self { colours })
     }
 
     /// Fits `k` colours to the pixels of `images` with k-means (k-means++ seeding from `seed`).
     /// Images with fewer than `k` distinct colours give a palette of just those colours.
-    pub fn fit<'a>(images: impl IntoIterator<Item = &'a RgbImage>, k: usize, seed: u64) -> Result<Self> {
+    pub fn fit<'a>(
+        images: impl IntoIterator<Item = &'a RgbImage>,
+        k: usize,
+        seed: u64,
+    ) -> Result<Self> {
         if !PALETTE_SIZES.contains(&k) {
-            bail!("a palette has {} to {} colours, not {k}", PALETTE_SIZES.start(), PALETTE_SIZES.end());
+            bail!(
+                "a palette has {} to {} colours, not {k}",
+                PALETTE_SIZES.start(),
+                PALETTE_SIZES.end()
+            );
         }
         let points = distinct_colours(images);
         if points.len() == 0 {
             bail!("cannot fit a palette: there are no training pixels");
         }
         let centres = kmeans::fit(&points, k, seed);
-        let mut colours: Vec<[u8; 3]> =
-            centres.chunks_exact(3).map(|c| [to_u8(c[0]), to_u8(c[1]), to_u8(c[2])]).collect();
+        let mut colours: Vec<[u8; 3]> = centres
+            .chunks_exact(3)
+            .map(|c| [to_u8(c[0]), to_u8(c[1]), to_u8(c[2])])
+            .collect();
         // Dark to light (by luma, then RGB) so that neighbouring token ids look alike.
         colours.sort_by_key(|&c| (crate::pixels::luma(Rgb(c)), c));
         colours.dedup();
@@ -92,12 +105,15 @@ impl Palette {
 
     /// `#rrggbb` of colour `index`.
     pub fn hex(&self, index: u32) -> Option<String> {
-        self.colour(index).map(|Rgb([r, g, b])| format!("#{r:02x}{g:02x}{b:02x}"))
+        self.colour(index)
+            .map(|Rgb([r, g, b])| format!("#{r:02x}{g:02x}{b:02x}"))
     }
 
     /// The contents of `palette.json`.
     pub fn to_file_json(&self) -> Result<Vec<u8>> {
-        let file = PaletteFile { colours: (0..self.len() as u32).filter_map(|i| self.hex(i)).collect() };
+        let file = PaletteFile {
+            colours: (0..self.len() as u32).filter_map(|i| self.hex(i)).collect(),
+        };
         Ok(serde_json::to_vec_pretty(&file)?)
     }
 
@@ -109,10 +125,16 @@ impl Palette {
     /// Reads a palette written by [`Palette::save`].
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| {
-            format!("cannot read the palette file {}: the model folder is incomplete", path.display())
+            format!(
+                "cannot read the palette file {}: the model folder is incomplete",
+                path.display()
+            )
         })?;
         let file: PaletteFile = serde_json::from_slice(&bytes).with_context(|| {
-            format!("{} is not a palette file (expected {{\"colours\": [\"#rrggbb\", ...]}})", path.display())
+            format!(
+                "{} is not a palette file (expected {{\"colours\": [\"#rrggbb\", ...]}})",
+                path.display()
+            )
         })?;
         let colours = file
             .colours
@@ -149,12 +171,23 @@ fn distinct_colours<'a>(images: impl IntoIterator<Item = &'a RgbImage>) -> Point
             *slot = slot.saturating_add(1);
         }
     }
-    let colours: Vec<(u32, u32)> =
-        counts.iter().enumerate().filter(|&(_, &n)| n > 0).map(|(c, &n)| (c as u32, n)).collect();
+    let colours: Vec<(u32, u32)> = counts
+        .iter()
+        .enumerate()
+        .filter(|&(_, &n)| n > 0)
+        .map(|(c, &n)| (c as u32, n))
+        .collect();
     let weights = |n: u32| n as f64;
     if colours.len() <= MAX_DISTINCT {
-        let coords = colours.iter().flat_map(|&(c, _)| split(c).map(|v| v as f32)).collect();
-        return Points { dim: 3, coords, weights: colours.iter().map(|&(_, n)| weights(n)).collect() };
+        let coords = colours
+            .iter()
+            .flat_map(|&(c, _)| split(c).map(|v| v as f32))
+            .collect();
+        return Points {
+            dim: 3,
+            coords,
+            weights: colours.iter().map(|&(_, n)| weights(n)).collect(),
+        };
     }
     // Too many to cluster quickly: merge colours that agree in their high bits, one bit more
     // each time, keeping each group's weighted mean. At 7 bits dropped at most 512 groups remain.
@@ -171,8 +204,15 @@ fn distinct_colours<'a>(images: impl IntoIterator<Item = &'a RgbImage>) -> Point
             group.1 += weights(n);
         }
         if groups.len() <= MAX_DISTINCT || shift == 7 {
-            let coords = groups.values().flat_map(|(sum, w)| sum.map(|v| (v / w) as f32)).collect();
-            return Points { dim: 3, coords, weights: groups.values().map(|&(_, w)| w).collect() };
+            let coords = groups
+                .values()
+                .flat_map(|(sum, w)| sum.map(|v| (v / w) as f32))
+                .collect();
+            return Points {
+                dim: 3,
+                coords,
+                weights: groups.values().map(|&(_, w)| w).collect(),
+            };
         }
         shift += 1;
     }
@@ -196,7 +236,13 @@ mod tests {
 
     #[test]
     fn few_colours_are_kept_exactly() {
-        let img = RgbImage::from_fn(4, 4, |x, _| if x < 2 { Rgb([255, 0, 0]) } else { Rgb([0, 0, 255]) });
+        let img = RgbImage::from_fn(4, 4, |x, _| {
+            if x < 2 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        });
         let p = Palette::fit([&img], 8, 1).unwrap();
         assert_eq!(p.colours(), &[[0, 0, 255], [255, 0, 0]]);
         assert_eq!(p.nearest(Rgb([200, 10, 10])), 1);

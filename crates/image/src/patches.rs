@@ -43,13 +43,21 @@ struct CodebookFile {
 impl Codebook {
     pub fn new(patch: u32, channels: u32, entries: Vec<Vec<u8>>) -> Result<Self> {
         if !PATCH_SIDES.contains(&patch) {
-            bail!("a patch side is {} to {} pixels, not {patch}", PATCH_SIDES.start(), PATCH_SIDES.end());
+            bail!(
+                "a patch side is {} to {} pixels, not {patch}",
+                PATCH_SIDES.start(),
+                PATCH_SIDES.end()
+            );
         }
         if channels != 1 && channels != 3 {
             bail!("a codebook has 1 (grey) or 3 (colour) channels, not {channels}");
         }
         if entries.is_empty() || entries.len() > *CODEBOOK_SIZES.end() {
-            bail!("a codebook has 1 to {} entries, not {}", CODEBOOK_SIZES.end(), entries.len());
+            bail!(
+                "a codebook has 1 to {} entries, not {}",
+                CODEBOOK_SIZES.end(),
+                entries.len()
+            );
         }
         let dim = (patch * patch * channels) as usize;
         if let Some((i, e)) = entries.iter().enumerate().find(|(_, e)| e.len() != dim) {
@@ -58,7 +66,11 @@ impl Codebook {
                 e.len()
             );
         }
-        Ok(Self { patch, channels, values: entries.concat() })
+        Ok(Self {
+            patch,
+            channels,
+            values: entries.concat(),
+        })
     }
 
     /// Fits `k` patches with k-means over the patches of `images` (all the same size, a
@@ -72,21 +84,37 @@ impl Codebook {
     ) -> Result<Self> {
         let images: Vec<&RgbImage> = images.into_iter().collect();
         if !CODEBOOK_SIZES.contains(&k) {
-            bail!("a codebook has {} to {} entries, not {k}", CODEBOOK_SIZES.start(), CODEBOOK_SIZES.end());
+            bail!(
+                "a codebook has {} to {} entries, not {k}",
+                CODEBOOK_SIZES.start(),
+                CODEBOOK_SIZES.end()
+            );
         }
         if !PATCH_SIDES.contains(&patch) {
-            bail!("a patch side is {} to {} pixels, not {patch}", PATCH_SIDES.start(), PATCH_SIDES.end());
+            bail!(
+                "a patch side is {} to {} pixels, not {patch}",
+                PATCH_SIDES.start(),
+                PATCH_SIDES.end()
+            );
         }
         if channels != 1 && channels != 3 {
             bail!("a codebook has 1 (grey) or 3 (colour) channels, not {channels}");
         }
-        let Some(first) = images.first() else { bail!("cannot fit a codebook: there are no training images") };
+        let Some(first) = images.first() else {
+            bail!("cannot fit a codebook: there are no training images")
+        };
         let (w, h) = first.dimensions();
         if w == 0 || h == 0 || !w.is_multiple_of(patch) || !h.is_multiple_of(patch) {
-            bail!("{patch}x{patch} patches do not tile {w}x{h} images: choose a patch side that divides both");
+            bail!(
+                "{patch}x{patch} patches do not tile {w}x{h} images: choose a patch side that divides both"
+            );
         }
         if let Some(bad) = images.iter().find(|img| img.dimensions() != (w, h)) {
-            bail!("training images differ in size ({}x{} and {w}x{h})", bad.width(), bad.height());
+            bail!(
+                "training images differ in size ({}x{} and {w}x{h})",
+                bad.width(),
+                bad.height()
+            );
         }
         let per_image = ((w / patch) * (h / patch)) as usize;
         let total = images.len() * per_image;
@@ -104,7 +132,14 @@ impl Codebook {
         let cols = w / patch;
         for i in chosen {
             let (img, cell) = (&images[i / per_image], (i % per_image) as u32);
-            read_patch(img, (cell % cols) * patch, (cell / cols) * patch, patch, channels, &mut buf);
+            read_patch(
+                img,
+                (cell % cols) * patch,
+                (cell / cols) * patch,
+                patch,
+                channels,
+                &mut buf,
+            );
             *counts.entry(buf.clone()).or_insert(0) += 1;
         }
         // Sorted, so that the fit does not depend on the hash map's order.
@@ -113,12 +148,21 @@ impl Codebook {
         let dim = (patch * patch * channels) as usize;
         let points = Points {
             dim,
-            coords: distinct.iter().flat_map(|(p, _)| p.iter().map(|&v| v as f32)).collect(),
+            coords: distinct
+                .iter()
+                .flat_map(|(p, _)| p.iter().map(|&v| v as f32))
+                .collect(),
             weights: distinct.iter().map(|&(_, n)| n as f64).collect(),
         };
         let centres = kmeans::fit(&points, k, seed);
-        let mut entries: Vec<Vec<u8>> =
-            centres.chunks_exact(dim).map(|c| c.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8).collect()).collect();
+        let mut entries: Vec<Vec<u8>> = centres
+            .chunks_exact(dim)
+            .map(|c| {
+                c.iter()
+                    .map(|&v| v.round().clamp(0.0, 255.0) as u8)
+                    .collect()
+            })
+            .collect();
         // Darkest first, so that the token order means something when read.
         entries.sort_by_key(|e| (e.iter().map(|&v| v as u32).sum::<u32>(), e.clone()));
         entries.dedup();
@@ -148,7 +192,8 @@ impl Codebook {
 
     pub fn entry(&self, index: u32) -> Option<&[u8]> {
         let dim = self.dim();
-        self.values.get(index as usize * dim..(index as usize + 1) * dim)
+        self.values
+            .get(index as usize * dim..(index as usize + 1) * dim)
     }
 
     /// The entry nearest to a patch's values (squared distance; the first of equals wins).
@@ -175,7 +220,11 @@ impl Codebook {
         let file = CodebookFile {
             patch: self.patch,
             channels: self.channels,
-            entries: self.values.chunks_exact(self.dim()).map(<[u8]>::to_vec).collect(),
+            entries: self
+                .values
+                .chunks_exact(self.dim())
+                .map(<[u8]>::to_vec)
+                .collect(),
         };
         jielong_core::write_atomic(path, &serde_json::to_vec(&file)?)
     }
@@ -183,10 +232,16 @@ impl Codebook {
     /// Reads a codebook written by [`Codebook::save`].
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| {
-            format!("cannot read the codebook file {}: the model folder is incomplete", path.display())
+            format!(
+                "cannot read the codebook file {}: the model folder is incomplete",
+                path.display()
+            )
         })?;
         let file: CodebookFile = serde_json::from_slice(&bytes).with_context(|| {
-            format!("{} is not a codebook file (expected {{\"patch\", \"channels\", \"entries\"}})", path.display())
+            format!(
+                "{} is not a codebook file (expected {{\"patch\", \"channels\", \"entries\"}})",
+                path.display()
+            )
         })?;
         Self::new(file.patch, file.channels, file.entries)
             .with_context(|| format!("bad codebook in {}", path.display()))
@@ -194,7 +249,14 @@ impl Codebook {
 }
 
 /// The values of the `patch` x `patch` square at (`x0`, `y0`) into `out`: grey (luma) or RGB.
-pub(crate) fn read_patch(img: &RgbImage, x0: u32, y0: u32, patch: u32, channels: u32, out: &mut Vec<u8>) {
+pub(crate) fn read_patch(
+    img: &RgbImage,
+    x0: u32,
+    y0: u32,
+    patch: u32,
+    channels: u32,
+    out: &mut Vec<u8>,
+) {
     out.clear();
     for y in y0..y0 + patch {
         for x in x0..x0 + patch {
@@ -209,12 +271,23 @@ pub(crate) fn read_patch(img: &RgbImage, x0: u32, y0: u32, patch: u32, channels:
 }
 
 /// Paints `values` (as read by [`read_patch`]) at (`x0`, `y0`).
-pub(crate) fn write_patch(img: &mut RgbImage, x0: u32, y0: u32, patch: u32, channels: u32, values: &[u8]) {
+pub(crate) fn write_patch(
+    img: &mut RgbImage,
+    x0: u32,
+    y0: u32,
+    patch: u32,
+    channels: u32,
+    values: &[u8],
+) {
     let c = channels as usize;
     for dy in 0..patch {
         for dx in 0..patch {
             let i = (dy * patch + dx) as usize * c;
-            let px = if c == 1 { Rgb([values[i]; 3]) } else { Rgb([values[i], values[i + 1], values[i + 2]]) };
+            let px = if c == 1 {
+                Rgb([values[i]; 3])
+            } else {
+                Rgb([values[i], values[i + 1], values[i + 2]])
+            };
             img.put_pixel(x0 + dx, y0 + dy, px);
         }
     }

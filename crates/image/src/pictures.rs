@@ -32,7 +32,10 @@ pub fn grid(images: &[RgbImage], cols: usize, scale: u32) -> Result<RgbImage> {
     check_scale(scale)?;
     let cols = cols.min(images.len());
     let rows = images.len().div_ceil(cols);
-    if images.iter().any(|img| img.width().max(img.height()) as u64 * scale as u64 > 1 << 16) {
+    if images
+        .iter()
+        .any(|img| img.width().max(img.height()) as u64 * scale as u64 > 1 << 16)
+    {
         bail!("an image scaled {scale} times would be more than 65,536 pixels across");
     }
     let tiles: Vec<RgbImage> = images.iter().map(|img| upscale(img, scale)).collect();
@@ -65,12 +68,20 @@ pub fn completion_grid(rows: &[CompletionRow], scale: u32, marker: bool) -> Resu
     for (i, row) in rows.iter().enumerate() {
         let (w, h) = row.original.dimensions();
         if let Some(bad) = row.completions.iter().find(|c| c.dimensions() != (w, h)) {
-            bail!("row {i}: a completion is {}x{} but the original is {w}x{h}", bad.width(), bad.height());
+            bail!(
+                "row {i}: a completion is {}x{} but the original is {w}x{h}",
+                bad.width(),
+                bad.height()
+            );
         }
         for c in 0..cols {
             let img = match c {
                 0 => row.original.clone(),
-                _ => row.completions.get(c - 1).cloned().unwrap_or_else(|| RgbImage::from_pixel(w, h, SEPARATOR)),
+                _ => row
+                    .completions
+                    .get(c - 1)
+                    .cloned()
+                    .unwrap_or_else(|| RgbImage::from_pixel(w, h, SEPARATOR)),
             };
             tiles.push((img, row.kept_rows));
         }
@@ -79,7 +90,10 @@ pub fn completion_grid(rows: &[CompletionRow], scale: u32, marker: bool) -> Resu
         bail!("no completions to show");
     }
     check_scale(scale)?;
-    if tiles.iter().any(|(img, _)| img.width().max(img.height()) as u64 * scale as u64 > 1 << 16) {
+    if tiles
+        .iter()
+        .any(|(img, _)| img.width().max(img.height()) as u64 * scale as u64 > 1 << 16)
+    {
         bail!("an image scaled {scale} times would be more than 65,536 pixels across");
     }
     let marked: Vec<RgbImage> = tiles
@@ -100,13 +114,19 @@ pub fn completion_grid(rows: &[CompletionRow], scale: u32, marker: bool) -> Resu
 
 /// Writes `frames` as a looping animated GIF, `delay_ms` per frame (GIF counts in 10 ms steps).
 pub fn animate(frames: &[RgbImage], path: &Path, delay_ms: u32) -> Result<()> {
-    let Some(first) = frames.first() else { bail!("an animation needs at least one frame") };
+    let Some(first) = frames.first() else {
+        bail!("an animation needs at least one frame")
+    };
     let (w, h) = first.dimensions();
     if w > u16::MAX as u32 || h > u16::MAX as u32 {
         bail!("a GIF is at most 65535 pixels a side, these frames are {w}x{h}");
     }
     if let Some(bad) = frames.iter().find(|f| f.dimensions() != (w, h)) {
-        bail!("animation frames differ in size ({}x{} and {w}x{h})", bad.width(), bad.height());
+        bail!(
+            "animation frames differ in size ({}x{} and {w}x{h})",
+            bad.width(),
+            bad.height()
+        );
     }
     let mut bytes = Vec::new();
     {
@@ -115,7 +135,9 @@ pub fn animate(frames: &[RgbImage], path: &Path, delay_ms: u32) -> Result<()> {
         let delay = Delay::from_numer_denom_ms(delay_ms, 1);
         for frame in frames {
             let rgba = image::DynamicImage::ImageRgb8(frame.clone()).to_rgba8();
-            encoder.encode_frame(Frame::from_parts(rgba, 0, 0, delay)).context("cannot encode a GIF frame")?;
+            encoder
+                .encode_frame(Frame::from_parts(rgba, 0, 0, delay))
+                .context("cannot encode a GIF frame")?;
         }
     }
     jielong_core::write_atomic(path, &bytes)
@@ -124,7 +146,8 @@ pub fn animate(frames: &[RgbImage], path: &Path, delay_ms: u32) -> Result<()> {
 /// The PNG bytes of an image.
 pub fn encode_png(img: &RgbImage) -> Result<Vec<u8>> {
     let mut bytes = Cursor::new(Vec::new());
-    img.write_to(&mut bytes, ImageFormat::Png).context("cannot encode a PNG")?;
+    img.write_to(&mut bytes, ImageFormat::Png)
+        .context("cannot encode a PNG")?;
     Ok(bytes.into_inner())
 }
 

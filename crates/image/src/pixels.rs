@@ -60,5 +60,7 @@ pub fn upscale(img: &RgbImage, scale: u32) -> RgbImage {
     if scale == 1 {
         return img.clone();
     }
-    RgbImage::from_fn(img.width() * scale, img.height() * scale, |x, y| *img.get_pixel(x / scale, y / scale))
+    RgbImage::from_fn(img.width() * scale, img.height() * scale, |x, y| {
+        *img.get_pixel(x / scale, y / scale)
+    })
 }

@@ -16,14 +16,22 @@ pub const LABEL_DROPOUT: f64 = 0.1;
 /// `conditional`: start each sequence with its class token (every image must be labelled and
 /// the codec must know the classes), with label dropout. Otherwise every sequence starts with
 /// the codec's start token (the unconditional token, or BOS for a codec without classes).
-pub fn to_sequences(codec: &ImageCodec, images: &[LabelledImage], conditional: bool) -> Result<Sequences> {
+pub fn to_sequences(
+    codec: &ImageCodec,
+    images: &[LabelledImage],
+    conditional: bool,
+) -> Result<Sequences> {
     let vocab = codec.vocab();
     if images.is_empty() {
         bail!("no images to train on");
     }
-    let plain_start = vocab.start_token(None)?.context("this codec has no start token")?;
+    let plain_start = vocab
+        .start_token(None)?
+        .context("this codec has no start token")?;
     if conditional && vocab.classes.is_empty() {
-        bail!("a conditional model needs class labels, and this codec has none: train without conditioning");
+        bail!(
+            "a conditional model needs class labels, and this codec has none: train without conditioning"
+        );
     }
     let start = |i: usize, l: &LabelledImage| -> Result<u32> {
         if !conditional {
@@ -34,14 +42,21 @@ pub fn to_sequences(codec: &ImageCodec, images: &[LabelledImage], conditional: b
                 "image {i} has no label: a conditional model needs a labelled dataset (train without conditioning)"
             ),
             Some(c) if c >= vocab.classes.len() => {
-                bail!("image {i} has label {c}, but the codec knows {} classes", vocab.classes.len())
+                bail!(
+                    "image {i} has label {c}, but the codec knows {} classes",
+                    vocab.classes.len()
+                )
             }
             Some(c) => Ok(vocab.first_class + c as u32),
         }
     };
     let encode = |i: usize, l: &LabelledImage| -> Result<Vec<u32>> {
         let mut seq = vec![start(i, l)?];
-        seq.extend(codec.encode(&l.image).with_context(|| format!("image {i}"))?);
+        seq.extend(
+            codec
+                .encode(&l.image)
+                .with_context(|| format!("image {i}"))?,
+        );
         Ok(seq)
     };
     // Images are independent: encode them on all cores, in order.
@@ -53,12 +68,20 @@ pub fn to_sequences(codec: &ImageCodec, images: &[LabelledImage], conditional: b
             .enumerate()
             .map(|(c, part)| {
                 let encode = &encode;
-                s.spawn(move || part.iter().enumerate().map(|(j, l)| encode(c * chunk + j, l)).collect())
+                s.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(j, l)| encode(c * chunk + j, l))
+                        .collect()
+                })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("encoding images failed"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("encoding images failed")))
+            })
             .collect()
     });
     let mut seqs = Vec::with_capacity(images.len());
@@ -68,7 +91,11 @@ pub fn to_sequences(codec: &ImageCodec, images: &[LabelledImage], conditional: b
     Ok(Sequences {
         seqs,
         prefix: 1,
-        label_dropout: if conditional { vocab.unconditional.map(|u| (u, LABEL_DROPOUT)) } else { None },
+        label_dropout: if conditional {
+            vocab.unconditional.map(|u| (u, LABEL_DROPOUT))
+        } else {
+            None
+        },
         pad: plain_start,
     })
 }

@@ -26,8 +26,7 @@ pub enum TokenSpec {
 }
 
 /// What `--tokens` accepts, for error messages and help text.
-pub const TOKEN_SPEC_HELP: &str =
-    "grey, grey:L (L = 2..256), binary, blocks:B (B = 1..4), palette:K (K = 8..512), patches:P:K (e.g. patches:4:256)";
+pub const TOKEN_SPEC_HELP: &str = "grey, grey:L (L = 2..256), binary, blocks:B (B = 1..4), palette:K (K = 8..512), patches:P:K (e.g. patches:4:256)";
 
 impl FromStr for TokenSpec {
     type Err = anyhow::Error;
@@ -35,21 +34,29 @@ impl FromStr for TokenSpec {
     fn from_str(s: &str) -> Result<Self> {
         let parts: Vec<&str> = s.trim().split(':').collect();
         let number = |text: &str| -> Result<u32> {
-            text.parse::<u32>().with_context(|| format!("{text:?} in {s:?} is not a whole number"))
+            text.parse::<u32>()
+                .with_context(|| format!("{text:?} in {s:?} is not a whole number"))
         };
         let spec = match parts.as_slice() {
             ["grey" | "gray"] => TokenSpec::Grey { levels: 256 },
             ["binary"] => TokenSpec::Grey { levels: 2 },
             ["grey" | "gray", l] => TokenSpec::Grey { levels: number(l)? },
             ["blocks", b] => TokenSpec::BinaryBlocks { block: number(b)? },
-            ["palette", k] => TokenSpec::Palette { colours: number(k)? as usize },
+            ["palette", k] => TokenSpec::Palette {
+                colours: number(k)? as usize,
+            },
             ["patches", p, k] => {
                 let side = match p.split_once('x') {
                     Some((a, b)) if a == b => a,
-                    Some(_) => bail!("patches are square: write {s:?} as patches:PxP:K with the same P twice"),
+                    Some(_) => bail!(
+                        "patches are square: write {s:?} as patches:PxP:K with the same P twice"
+                    ),
                     None => p,
                 };
-                TokenSpec::Patches { patch: number(side)?, entries: number(k)? as usize }
+                TokenSpec::Patches {
+                    patch: number(side)?,
+                    entries: number(k)? as usize,
+                }
             }
             _ => bail!("unknown tokenisation {s:?}: expected {TOKEN_SPEC_HELP}"),
         };
@@ -84,7 +91,9 @@ impl TokenSpec {
         let tokens = match *self {
             TokenSpec::Grey { levels } => Tokenisation::Grey { levels },
             TokenSpec::BinaryBlocks { block } => Tokenisation::BinaryBlocks { block },
-            TokenSpec::Palette { colours } => Tokenisation::Palette(Palette::fit(images, colours, seed)?),
+            TokenSpec::Palette { colours } => {
+                Tokenisation::Palette(Palette::fit(images, colours, seed)?)
+            }
             TokenSpec::Patches { patch, entries } => {
                 let channels = if data.grey { 1 } else { 3 };
                 Tokenisation::Patches(Codebook::fit(images, patch, channels, entries, seed)?)

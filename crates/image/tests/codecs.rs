@@ -28,7 +28,10 @@ fn grey_levels_round_trip_within_half_a_step() {
             // Every pixel lands within half a grey step of where it started...
             let step = 255.0 / (levels - 1) as f64;
             for (a, b) in img.pixels().zip(back.pixels()) {
-                assert!(((a[0] as f64) - (b[0] as f64)).abs() <= step / 2.0 + 0.5, "levels {levels}: {a:?} -> {b:?}");
+                assert!(
+                    ((a[0] as f64) - (b[0] as f64)).abs() <= step / 2.0 + 0.5,
+                    "levels {levels}: {a:?} -> {b:?}"
+                );
                 assert_eq!(b[0], b[1]);
             }
             // ...and the decoded image encodes to the same tokens.
@@ -46,7 +49,10 @@ fn grey_256_is_lossless_and_binary_thresholds_at_128() {
     let binary = ImageCodec::grey(2, 1, 2, vec![]).unwrap();
     let edge = RgbImage::from_vec(2, 1, vec![127, 127, 127, 128, 128, 128]).unwrap();
     assert_eq!(binary.encode(&edge).unwrap(), vec![0, 1]);
-    assert_eq!(binary.decode(&[0, 1]).unwrap().into_raw(), vec![0, 0, 0, 255, 255, 255]);
+    assert_eq!(
+        binary.decode(&[0, 1]).unwrap().into_raw(),
+        vec![0, 0, 0, 255, 255, 255]
+    );
 }
 
 #[test]
@@ -73,7 +79,9 @@ fn binary_blocks_match_binarised_pixels_and_document_the_bit_order() {
         assert_eq!(codec.decode(&ids).unwrap(), expected, "block {block}");
     }
     // 3x3 blocks do not tile 28x28: a clear error.
-    let err = ImageCodec::binary_blocks(28, 28, 3, vec![]).unwrap_err().to_string();
+    let err = ImageCodec::binary_blocks(28, 28, 3, vec![])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("do not tile 28x28"), "{err}");
     assert!(ImageCodec::binary_blocks(28, 28, 5, vec![]).is_err());
 }
@@ -81,7 +89,10 @@ fn binary_blocks_match_binarised_pixels_and_document_the_bit_order() {
 #[test]
 fn wrong_sizes_and_bad_tokens_are_clear_errors() {
     let codec = ImageCodec::grey(28, 28, 16, vec![]).unwrap();
-    let err = codec.encode(&RgbImage::new(30, 28)).unwrap_err().to_string();
+    let err = codec
+        .encode(&RgbImage::new(30, 28))
+        .unwrap_err()
+        .to_string();
     assert_eq!(err, "image is 30x28, this model's images are 28x28");
     let err = codec.decode(&[0; 10]).unwrap_err().to_string();
     assert!(err.contains("784 tokens"), "{err}");
@@ -100,7 +111,16 @@ fn vocabulary_and_labels_follow_the_classes() {
     let classes: Vec<String> = (0..10).map(|d| d.to_string()).collect();
     let codec = ImageCodec::grey(28, 28, 4, classes).unwrap();
     let v = codec.vocab();
-    assert_eq!((v.content_size, v.bos, v.unconditional, v.first_class, v.size()), (4, None, Some(4), 5, 15));
+    assert_eq!(
+        (
+            v.content_size,
+            v.bos,
+            v.unconditional,
+            v.first_class,
+            v.size()
+        ),
+        (4, None, Some(4), 5, 15)
+    );
     assert_eq!(codec.token_label(3), "level 3 (grey 255)");
     assert_eq!(codec.token_label(4), "[UNCOND]");
     assert_eq!(codec.token_label(12), "[CLASS 7]");
@@ -119,7 +139,10 @@ fn partial_decodes_paint_the_rest_neutral() {
     assert_eq!(*img.get_pixel(1, 1), Rgb([255; 3]));
     assert_eq!(*img.get_pixel(2, 0), pixels::NEUTRAL);
     assert_eq!(*img.get_pixel(0, 3), pixels::NEUTRAL);
-    assert_eq!(codec.decode_partial(&[]).unwrap(), RgbImage::from_pixel(4, 4, pixels::NEUTRAL));
+    assert_eq!(
+        codec.decode_partial(&[]).unwrap(),
+        RgbImage::from_pixel(4, 4, pixels::NEUTRAL)
+    );
     assert!(codec.decode_partial(&[0; 5]).is_err());
     // Rows of tokens and rows of pixels.
     assert_eq!(codec.tokens_for_rows(3), 2);
@@ -146,7 +169,9 @@ fn fit_image_resizes_composites_and_greys() {
     assert_eq!(fitted.get_pixel(4, 4)[0], pixels::luma(Rgb([200, 0, 0])));
     assert!(codec.encode(&fitted).is_ok());
     // A transparent pixel becomes white, not black.
-    let same = ImageCodec::grey(32, 16, 256, vec![]).unwrap().fit_image(&DynamicImage::ImageRgba8(rgba));
+    let same = ImageCodec::grey(32, 16, 256, vec![])
+        .unwrap()
+        .fit_image(&DynamicImage::ImageRgba8(rgba));
     assert_eq!(*same.get_pixel(0, 0), Rgb([255; 3]));
 
     // From a file, as a prompt image: a PNG written here, and a file that is not an image.
@@ -154,8 +179,14 @@ fn fit_image_resizes_composites_and_greys() {
     let path = dir.path().join("prompt.png");
     jielong_image::save_png(&RgbImage::from_pixel(16, 16, Rgb([0, 0, 255])), &path).unwrap();
     let opened = codec.open_image(&path).unwrap();
-    assert_eq!(opened, RgbImage::from_pixel(8, 8, Rgb([pixels::luma(Rgb([0, 0, 255])); 3])));
+    assert_eq!(
+        opened,
+        RgbImage::from_pixel(8, 8, Rgb([pixels::luma(Rgb([0, 0, 255])); 3]))
+    );
     std::fs::write(dir.path().join("text.png"), "hello").unwrap();
-    let err = format!("{:#}", codec.open_image(&dir.path().join("text.png")).unwrap_err());
+    let err = format!(
+        "{:#}",
+        codec.open_image(&dir.path().join("text.png")).unwrap_err()
+    );
     assert!(err.contains("text.png"), "{err}");
 }

@@ -9,11 +9,15 @@ use std::time::Instant;
 use image::{Rgb, RgbImage};
 use jielong_core::Codec;
 use jielong_image::datasets::{read_idx_images, read_idx_labels};
-use jielong_image::{DatasetOptions, ImageCodec, LabelledImage, open_dataset, open_dataset_with, to_sequences};
+use jielong_image::{
+    DatasetOptions, ImageCodec, LabelledImage, open_dataset, open_dataset_with, to_sequences,
+};
 
 fn gunzip(path: &Path) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_end(&mut out).unwrap();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
@@ -37,7 +41,10 @@ fn mnist_reads_fast_with_its_test_split_apart() {
     assert_eq!((data.train.len(), data.heldout.len()), (60_000, 10_000));
     assert_eq!((data.width, data.height), (28, 28));
     assert!(data.grey && data.is_labelled());
-    assert_eq!(data.classes, (0..10).map(|d| d.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        data.classes,
+        (0..10).map(|d| d.to_string()).collect::<Vec<_>>()
+    );
     // The well-known first labels of each split: 5 0 4 1 9 and 7 2 1 0 4.
     let labels = |s: &[LabelledImage]| s[..5].iter().map(|l| l.label.unwrap()).collect::<Vec<_>>();
     assert_eq!(labels(&data.train), vec![5, 0, 4, 1, 9]);
@@ -98,7 +105,10 @@ fn damaged_mnist_files_give_clear_errors() {
     std::fs::write(mnist.join("t10k-images-idx3-ubyte"), &images).unwrap();
     std::fs::write(mnist.join("t10k-labels-idx1-ubyte"), &fewer).unwrap();
     let err = err_text(open_dataset(&mnist));
-    assert!(err.contains("10000 images but") && err.contains("100 labels"), "{err}");
+    assert!(
+        err.contains("10000 images but") && err.contains("100 labels"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -110,7 +120,12 @@ fn sklearn_digits_csv_is_scaled_and_split() {
     assert!(data.is_labelled() && data.grey);
     // The first digit is a 0 whose top-left pixels are blank and whose brightest reach 255.
     assert_eq!(data.train[0].label, Some(0));
-    let max = data.train.iter().flat_map(|l| l.image.pixels().map(|p| p[0])).max().unwrap();
+    let max = data
+        .train
+        .iter()
+        .flat_map(|l| l.image.pixels().map(|p| p[0]))
+        .max()
+        .unwrap();
     assert_eq!(max, 255);
     assert_eq!(*data.train[0].image.get_pixel(0, 0), Rgb([0, 0, 0]));
     // The split is the last lines, the same every time.
@@ -121,7 +136,10 @@ fn sklearn_digits_csv_is_scaled_and_split() {
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "0,1,2\n").unwrap();
     let err = err_text(open_dataset(&bad));
-    assert!(err.contains("line 1") && err.contains("expected 65"), "{err}");
+    assert!(
+        err.contains("line 1") && err.contains("expected 65"),
+        "{err}"
+    );
     let mut line = vec!["0"; 64];
     line.push("3");
     line[10] = "17";
@@ -138,7 +156,11 @@ fn png_folders_with_and_without_class_folders() {
     assert!(data.classes.is_empty() && !data.is_labelled() && !data.grey);
     assert_eq!((data.width, data.height), (16, 16));
     // Transparent corners of icons become white.
-    assert!(data.train.iter().any(|l| *l.image.get_pixel(0, 0) == Rgb([255, 255, 255])));
+    assert!(
+        data.train
+            .iter()
+            .any(|l| *l.image.get_pixel(0, 0) == Rgb([255, 255, 255]))
+    );
 
     // Sorted into two class folders: labelled by folder name.
     let classes = tempfile::tempdir().unwrap();
@@ -147,21 +169,44 @@ fn png_folders_with_and_without_class_folders() {
         std::fs::create_dir_all(classes.path().join(class)).unwrap();
         std::fs::copy(f, classes.path().join(class).join(f.file_name().unwrap())).unwrap();
     }
-    let labelled = open_dataset_with(classes.path(), &DatasetOptions { size: Some((8, 8)), index: None }).unwrap();
+    let labelled = open_dataset_with(
+        classes.path(),
+        &DatasetOptions {
+            size: Some((8, 8)),
+            index: None,
+        },
+    )
+    .unwrap();
     assert_eq!(labelled.classes, vec!["even", "odd"]);
     assert!(labelled.is_labelled());
     assert_eq!(
         labelled.train.iter().filter(|l| l.label == Some(1)).count()
-            + labelled.heldout.iter().filter(|l| l.label == Some(1)).count(),
+            + labelled
+                .heldout
+                .iter()
+                .filter(|l| l.label == Some(1))
+                .count(),
         20
     );
     assert_eq!(labelled.train[0].image.dimensions(), (8, 8));
 
     // Mixed sizes: the most common size wins and the others are resized to it.
-    let big = image::imageops::resize(&data.train[0].image, 32, 32, image::imageops::FilterType::Nearest);
+    let big = image::imageops::resize(
+        &data.train[0].image,
+        32,
+        32,
+        image::imageops::FilterType::Nearest,
+    );
     jielong_image::save_png(&big, &dir.path().join("zz_big.png")).unwrap();
     let mixed = open_dataset(dir.path()).unwrap();
-    assert_eq!((mixed.width, mixed.height, mixed.train.len() + mixed.heldout.len()), (16, 16, 41));
+    assert_eq!(
+        (
+            mixed.width,
+            mixed.height,
+            mixed.train.len() + mixed.heldout.len()
+        ),
+        (16, 16, 41)
+    );
 
     // A broken PNG names the file; an empty folder says what it expected.
     std::fs::write(dir.path().join("broken.png"), b"not a png").unwrap();
@@ -176,7 +221,12 @@ fn twemoji_sprite_sheet_with_its_index() {
     let sheet = common::images_dir().join("twemoji_sheet_clean_16px.png");
     let data = open_dataset(&sheet).unwrap();
     let total = data.train.len() + data.heldout.len();
-    eprintln!("twemoji: {} train, {} held out, classes {:?}", data.train.len(), data.heldout.len(), data.classes);
+    eprintln!(
+        "twemoji: {} train, {} held out, classes {:?}",
+        data.train.len(),
+        data.heldout.len(),
+        data.classes
+    );
     assert!((3_700..=3_786).contains(&total), "{total}");
     assert_eq!(data.heldout.len(), total / 10);
     assert_eq!((data.width, data.height), (16, 16));
@@ -195,8 +245,14 @@ fn twemoji_sprite_sheet_with_its_index() {
     let err = err_text(open_dataset(&copy));
     assert!(err.contains("no JSON index"), "{err}");
     let index = common::images_dir().join("twemoji_emoji.json");
-    let options = DatasetOptions { index: Some(index), size: None };
-    assert_eq!(open_dataset_with(&copy, &options).unwrap().heldout, data.heldout);
+    let options = DatasetOptions {
+        index: Some(index),
+        size: None,
+    };
+    assert_eq!(
+        open_dataset_with(&copy, &options).unwrap().heldout,
+        data.heldout
+    );
     std::fs::write(dir.path().join("sheet.json"), r#"[{"sheet_x": 1}]"#).unwrap();
     let err = err_text(open_dataset(&copy));
     assert!(err.contains("entry 0") && err.contains("sheet_y"), "{err}");
@@ -242,13 +298,20 @@ fn sequences_start_with_the_class_or_the_unconditional_token() {
     let classless = ImageCodec::grey(8, 8, 16, vec![]).unwrap();
     assert!(err_text(to_sequences(&classless, images, true)).contains("needs class labels"));
     let bos = to_sequences(&classless, &unlabelled, false).unwrap();
-    assert!(bos.seqs.iter().all(|s| s[0] == classless.vocab().bos.unwrap()));
+    assert!(
+        bos.seqs
+            .iter()
+            .all(|s| s[0] == classless.vocab().bos.unwrap())
+    );
 
     // Images of another size name the image.
     let mut odd = images.to_vec();
     odd[3].image = RgbImage::new(9, 8);
     let err = err_text(to_sequences(&codec, &odd, false));
-    assert!(err.contains("image 3") && err.contains("image is 9x8"), "{err}");
+    assert!(
+        err.contains("image 3") && err.contains("image is 9x8"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -257,15 +320,36 @@ fn token_specs_parse_and_fit() {
     let parse = |s: &str| s.parse::<TokenSpec>();
     assert_eq!(parse("grey").unwrap(), TokenSpec::Grey { levels: 256 });
     assert_eq!(parse("binary").unwrap(), TokenSpec::Grey { levels: 2 });
-    assert_eq!(parse("blocks:2").unwrap(), TokenSpec::BinaryBlocks { block: 2 });
-    assert_eq!(parse("patches:4x4:256").unwrap(), TokenSpec::Patches { patch: 4, entries: 256 });
+    assert_eq!(
+        parse("blocks:2").unwrap(),
+        TokenSpec::BinaryBlocks { block: 2 }
+    );
+    assert_eq!(
+        parse("patches:4x4:256").unwrap(),
+        TokenSpec::Patches {
+            patch: 4,
+            entries: 256
+        }
+    );
     assert_eq!(parse("palette:64").unwrap().to_string(), "palette:64");
-    assert!(parse("jpeg").unwrap_err().to_string().contains("unknown tokenisation"));
+    assert!(
+        parse("jpeg")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown tokenisation")
+    );
     assert!(parse("grey:x").is_err());
 
     let data = open_dataset(&common::images_dir().join("sklearn_digits.csv.gz")).unwrap();
     let codec = parse("patches:2:32").unwrap().fit(&data, true, 0).unwrap();
-    assert_eq!((codec.channels(), codec.tokens_per_image(), codec.classes().len()), (1, 16, 10));
+    assert_eq!(
+        (
+            codec.channels(),
+            codec.tokens_per_image(),
+            codec.classes().len()
+        ),
+        (1, 16, 10)
+    );
     let codec = parse("grey:4").unwrap().fit(&data, false, 0).unwrap();
     assert!(codec.classes().is_empty());
 }

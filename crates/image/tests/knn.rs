@@ -24,7 +24,10 @@ fn recognises_real_test_digits() {
         "kNN: built on 60,000 in {built:.2?}, classified {} in {took:.2?}: {:.1}% ({:?})",
         acc.total,
         100.0 * acc.overall(),
-        acc.per_class.iter().map(|c| (c.class.clone(), c.correct, c.total)).collect::<Vec<_>>()
+        acc.per_class
+            .iter()
+            .map(|c| (c.class.clone(), c.correct, c.total))
+            .collect::<Vec<_>>()
     );
     assert_eq!(acc.total, 300);
     assert!(acc.overall() > 0.90, "{acc:?}");

@@ -41,8 +41,16 @@ fn grid_tiles_upscale_with_separators() {
 #[test]
 fn completion_grid_shows_the_original_then_completions_and_a_marker() {
     let rows = vec![
-        CompletionRow { original: tile(8, 8, 10), kept_rows: 4, completions: vec![tile(8, 8, 20), tile(8, 8, 30)] },
-        CompletionRow { original: tile(8, 8, 40), kept_rows: 2, completions: vec![tile(8, 8, 50)] },
+        CompletionRow {
+            original: tile(8, 8, 10),
+            kept_rows: 4,
+            completions: vec![tile(8, 8, 20), tile(8, 8, 30)],
+        },
+        CompletionRow {
+            original: tile(8, 8, 40),
+            kept_rows: 2,
+            completions: vec![tile(8, 8, 50)],
+        },
     ];
     let g = completion_grid(&rows, 2, true).unwrap();
     assert_eq!(g.dimensions(), (3 * 16 + 2, 2 * 16 + 1));
@@ -59,7 +67,11 @@ fn completion_grid_shows_the_original_then_completions_and_a_marker() {
     let plain = completion_grid(&rows, 2, false).unwrap();
     assert_eq!(*plain.get_pixel(3, 8), Rgb([10; 3]));
 
-    let bad = vec![CompletionRow { original: tile(8, 8, 0), kept_rows: 1, completions: vec![tile(4, 4, 0)] }];
+    let bad = vec![CompletionRow {
+        original: tile(8, 8, 0),
+        kept_rows: 1,
+        completions: vec![tile(4, 4, 0)],
+    }];
     assert!(completion_grid(&bad, 1, true).is_err());
 }
 
@@ -86,6 +98,9 @@ fn gif_and_png_decode_back() {
     save_png(&img, &png).unwrap();
     assert_eq!(image::open(&png).unwrap().to_rgb8(), img);
     // Atomic writes leave no temporary file behind.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }

@@ -45,16 +45,35 @@ pub struct TransformerConfig {
 impl TransformerConfig {
     /// A small model: `hidden` wide, `layers` deep, `heads` heads of `hidden / heads`, MLP about
     /// 8/3 as wide (rounded to a multiple of 8), no grouping of key-value heads.
-    pub fn small(vocab_size: usize, hidden: usize, layers: usize, heads: usize, context_len: usize) -> Self {
+    pub fn small(
+        vocab_size: usize,
+        hidden: usize,
+        layers: usize,
+        heads: usize,
+        context_len: usize,
+    ) -> Self {
         let intermediate = (hidden * 8 / 3).div_ceil(8) * 8;
-        Self::new(vocab_size, hidden, intermediate, layers, heads, heads, hidden / heads, context_len)
+        Self::new(
+            vocab_size,
+            hidden,
+            intermediate,
+            layers,
+            heads,
+            heads,
+            hidden / heads,
+            context_len,
+        )
     }
 
     /// Reads an architecture section; keys with defaults may be missing (older folders lack
     /// newer options), required ones may not.
     pub fn from_json(section: &serde_json::Value) -> Result<Self> {
         let required = |key: &str| -> Result<usize> {
-            section.get(key).and_then(|v| v.as_u64()).map(|v| v as usize).with_context(|| format!("architecture: missing {key}"))
+            section
+                .get(key)
+                .and_then(|v| v.as_u64())
+                .map(|v| v as usize)
+                .with_context(|| format!("architecture: missing {key}"))
         };
         let base = Self::new(
             required("vocab_size")?,
@@ -76,7 +95,8 @@ impl TransformerConfig {
             }
             m.insert(k.clone(), v.clone());
         }
-        let config: Self = serde_json::from_value(merged).context("architecture: a value has the wrong type")?;
+        let config: Self =
+            serde_json::from_value(merged).context("architecture: a value has the wrong type")?;
         config.validate()?;
         Ok(config)
     }
@@ -105,7 +125,10 @@ impl TransformerConfig {
             );
         }
         if self.head_dim % 2 != 0 {
-            bail!("architecture: head_dim ({}) must be even for rotary positions", self.head_dim);
+            bail!(
+                "architecture: head_dim ({}) must be even for rotary positions",
+                self.head_dim
+            );
         }
         if !(self.rope_theta > 0.0 && self.rms_norm_eps > 0.0) {
             bail!("architecture: rope_theta and rms_norm_eps must be positive");
@@ -118,7 +141,8 @@ impl TransformerConfig {
         let (h, i, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
         let q = self.num_heads * self.head_dim;
         let kv = self.num_kv_heads * self.head_dim;
-        let bias = if self.attention_bias { q + 2 * kv } else { 0 } + if self.output_bias { h } else { 0 };
+        let bias =
+            if self.attention_bias { q + 2 * kv } else { 0 } + if self.output_bias { h } else { 0 };
         let layer = h * q + 2 * h * kv + q * h + bias + 3 * h * i + 2 * h;
         let head = if self.tie_embeddings { 0 } else { v * h };
         v * h + self.num_layers * layer + h + head

@@ -42,16 +42,33 @@ impl ModelFolder {
             bail!("model folder {} does not exist", dir.display());
         }
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("{} is not a model folder: cannot read {}", dir.display(), path.display()))?;
-        let raw: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{} is not a model folder: cannot read {}",
+                dir.display(),
+                path.display()
+            )
+        })?;
+        let raw: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
         if raw.get("jielong").is_some() {
-            let architecture =
-                TransformerConfig::from_json(&raw["architecture"]).with_context(|| format!("{}", path.display()))?;
-            let modality = raw["modality"].as_str().context("config.json has no modality")?.to_string();
-            Ok(Self { dir: dir.to_path_buf(), kind: FolderKind::Native, modality, architecture, codec: raw["codec"].clone(), raw })
+            let architecture = TransformerConfig::from_json(&raw["architecture"])
+                .with_context(|| format!("{}", path.display()))?;
+            let modality = raw["modality"]
+                .as_str()
+                .context("config.json has no modality")?
+                .to_string();
+            Ok(Self {
+                dir: dir.to_path_buf(),
+                kind: FolderKind::Native,
+                modality,
+                architecture,
+                codec: raw["codec"].clone(),
+                raw,
+            })
         } else if raw.get("architectures").is_some() || raw.get("model_type").is_some() {
-            let architecture = from_hf_config(&raw).with_context(|| format!("{}", path.display()))?;
+            let architecture =
+                from_hf_config(&raw).with_context(|| format!("{}", path.display()))?;
             Ok(Self {
                 dir: dir.to_path_buf(),
                 kind: FolderKind::HuggingFace,
@@ -61,7 +78,10 @@ impl ModelFolder {
                 raw,
             })
         } else {
-            bail!("{} is neither a jielong nor a Hugging Face config", path.display())
+            bail!(
+                "{} is neither a jielong nor a Hugging Face config",
+                path.display()
+            )
         }
     }
 
@@ -80,7 +100,13 @@ impl ModelFolder {
 
 /// Writes a native folder: `config.json` (with `extra` sections merged in) and
 /// `model.safetensors`. Both writes are atomic.
-pub fn save_native(dir: &Path, modality: &str, model: &Transformer, codec: &Value, extra: &Value) -> Result<()> {
+pub fn save_native(
+    dir: &Path,
+    modality: &str,
+    model: &Transformer,
+    codec: &Value,
+    extra: &Value,
+) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     save_weights(&dir.join("model.safetensors"), model)?;
     let mut config = json!({
@@ -94,7 +120,10 @@ pub fn save_native(dir: &Path, modality: &str, model: &Transformer, codec: &Valu
             c.insert(k.clone(), v.clone());
         }
     }
-    jielong_core::write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&config)?.as_bytes())
+    jielong_core::write_atomic(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(&config)?.as_bytes(),
+    )
 }
 
 /// Writes the weights under their checkpoint names as f32 safetensors.
@@ -104,7 +133,9 @@ pub fn save_weights(path: &Path, model: &Transformer) -> Result<()> {
         .into_iter()
         .map(|(name, data)| {
             let shape = data.shape().to_vec();
-            let values = data.try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("cannot read {name}: {e:?}"))?;
+            let values = data
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("cannot read {name}: {e:?}"))?;
             Ok((name, shape, values))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -113,13 +144,22 @@ pub fn save_weights(path: &Path, model: &Transformer) -> Result<()> {
 
 /// Translates a Hugging Face `config.json` (Llama, Mistral, Qwen2) into the architecture.
 pub fn from_hf_config(c: &Value) -> Result<TransformerConfig> {
-    let arch = c["architectures"].get(0).and_then(Value::as_str).unwrap_or_default();
+    let arch = c["architectures"]
+        .get(0)
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let supported = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"];
     if !supported.contains(&arch) {
-        bail!("unsupported architecture {arch:?}: jielong loads {}", supported.join(", "));
+        bail!(
+            "unsupported architecture {arch:?}: jielong loads {}",
+            supported.join(", ")
+        );
     }
     let int = |key: &str| -> Result<usize> {
-        c[key].as_u64().map(|v| v as usize).with_context(|| format!("config.json has no integer {key}"))
+        c[key]
+            .as_u64()
+            .map(|v| v as usize)
+            .with_context(|| format!("config.json has no integer {key}"))
     };
     let act = c["hidden_act"].as_str().unwrap_or("silu");
     if act != "silu" {
@@ -130,20 +170,33 @@ pub fn from_hf_config(c: &Value) -> Result<TransformerConfig> {
     }
     let hidden = int("hidden_size")?;
     let heads = int("num_attention_heads")?;
-    let head_dim = c["head_dim"].as_u64().map(|v| v as usize).unwrap_or(hidden / heads);
+    let head_dim = c["head_dim"]
+        .as_u64()
+        .map(|v| v as usize)
+        .unwrap_or(hidden / heads);
     let mut context = int("max_position_embeddings")?;
     // Mistral-style sliding-window attention equals full attention within the window.
-    if let Some(w) = c["sliding_window"].as_u64().filter(|_| c["use_sliding_window"].as_bool() != Some(false)) {
+    if let Some(w) = c["sliding_window"]
+        .as_u64()
+        .filter(|_| c["use_sliding_window"].as_bool() != Some(false))
+    {
         context = context.min(w as usize);
     }
     let rope_scaling = match &c["rope_scaling"] {
         Value::Null => None,
         s => {
-            let kind = s["rope_type"].as_str().or(s["type"].as_str()).unwrap_or_default();
+            let kind = s["rope_type"]
+                .as_str()
+                .or(s["type"].as_str())
+                .unwrap_or_default();
             if kind != "llama3" {
                 bail!("unsupported rope_scaling type {kind:?}: only llama3 is supported");
             }
-            let f = |key: &str| s[key].as_f64().with_context(|| format!("rope_scaling has no {key}"));
+            let f = |key: &str| {
+                s[key]
+                    .as_f64()
+                    .with_context(|| format!("rope_scaling has no {key}"))
+            };
             Some(Llama3RopeScaling {
                 factor: f("factor")?,
                 low_freq_factor: f("low_freq_factor")?,
@@ -158,7 +211,10 @@ pub fn from_hf_config(c: &Value) -> Result<TransformerConfig> {
         intermediate_size: int("intermediate_size")?,
         num_layers: int("num_hidden_layers")?,
         num_heads: heads,
-        num_kv_heads: c["num_key_value_heads"].as_u64().map(|v| v as usize).unwrap_or(heads),
+        num_kv_heads: c["num_key_value_heads"]
+            .as_u64()
+            .map(|v| v as usize)
+            .unwrap_or(heads),
         head_dim,
         context_len: context,
         rope_theta: c["rope_theta"].as_f64().unwrap_or(10000.0),
@@ -167,7 +223,8 @@ pub fn from_hf_config(c: &Value) -> Result<TransformerConfig> {
         tie_embeddings: c["tie_word_embeddings"].as_bool().unwrap_or(false),
         // Qwen2 always has q/k/v biases (and none on o_proj); Llama's `attention_bias` puts
         // biases on all four projections.
-        attention_bias: arch == "Qwen2ForCausalLM" || c["attention_bias"].as_bool().unwrap_or(false),
+        attention_bias: arch == "Qwen2ForCausalLM"
+            || c["attention_bias"].as_bool().unwrap_or(false),
         output_bias: arch != "Qwen2ForCausalLM" && c["attention_bias"].as_bool().unwrap_or(false),
     };
     config.validate()?;
@@ -178,7 +235,9 @@ pub fn from_hf_config(c: &Value) -> Result<TransformerConfig> {
 /// covers all four attention projections or none).
 pub fn to_hf_config(a: &TransformerConfig, bos: Option<u32>, eos: Option<u32>) -> Result<Value> {
     if a.attention_bias != a.output_bias {
-        bail!("a model with biases on some attention projections only cannot be written as a Llama config");
+        bail!(
+            "a model with biases on some attention projections only cannot be written as a Llama config"
+        );
     }
     let rope_scaling = a.rope_scaling.as_ref().map(|s| {
         json!({

@@ -25,7 +25,10 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(num_layers: usize) -> Self {
-        Self { layers: vec![None; num_layers], len: 0 }
+        Self {
+            layers: vec![None; num_layers],
+            len: 0,
+        }
     }
 
     /// Number of positions held.
@@ -44,7 +47,10 @@ impl KvCache {
             return;
         }
         for slot in &mut self.layers {
-            *slot = slot.take().filter(|_| len > 0).map(|(k, v)| (k.narrow(2, 0, len), v.narrow(2, 0, len)));
+            *slot = slot
+                .take()
+                .filter(|_| len > 0)
+                .map(|(k, v)| (k.narrow(2, 0, len), v.narrow(2, 0, len)));
         }
         self.len = len;
     }
@@ -107,9 +113,14 @@ impl Attention {
 
         // Causal with the boundary at the bottom right: new token i sees every cached position
         // and the new ones up to itself.
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
         let out = attention(q, k, v, None, None, options); // [b, h, new, hd]
-        self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, new, h * hd]))
+        self.o_proj
+            .forward(out.swap_dims(1, 2).reshape([batch, new, h * hd]))
     }
 }
 
@@ -120,7 +131,9 @@ fn repeat_kv(x: Tensor<4>, times: usize) -> Tensor<4> {
         return x;
     }
     let [b, kvh, len, hd] = x.dims();
-    x.unsqueeze_dim::<5>(2).expand([b, kvh, times, len, hd]).reshape([b, kvh * times, len, hd])
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, kvh, times, len, hd])
+        .reshape([b, kvh * times, len, hd])
 }
 
 /// Rotates each head's two halves by the position's angles (the "rotate half" convention of
@@ -149,7 +162,8 @@ impl Mlp {
     /// # Shapes
     /// - x: `[batch, new, hidden]` -> `[batch, new, hidden]`
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.down_proj.forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
+        self.down_proj
+            .forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
     }
 }
 
@@ -195,8 +209,13 @@ struct Fresh<'a> {
 
 impl ParamSource for Fresh<'_> {
     fn matrix(&mut self, _: &str, rows: usize, cols: usize, std: f64) -> Result<Tensor<2>> {
-        let values: Vec<f32> = (0..rows * cols).map(|_| (gaussian(&mut self.rng) * std) as f32).collect();
-        Ok(Tensor::from_data(TensorData::new(values, [rows, cols]), self.device))
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|_| (gaussian(&mut self.rng) * std) as f32)
+            .collect();
+        Ok(Tensor::from_data(
+            TensorData::new(values, [rows, cols]),
+            self.device,
+        ))
     }
 
     fn linear(&mut self, name: &str, d_in: usize, d_out: usize, std: f64) -> Result<Tensor<2>> {
@@ -227,19 +246,34 @@ impl Transformer {
     /// projections scaled down by the depth), drawn from its own seeded generator so that the
     /// same seed gives the same weights whatever else the process does.
     pub fn init(config: &TransformerConfig, device: &Device, seed: u64) -> Result<Self> {
-        Self::build(config, device, &mut Fresh { rng: ChaCha8Rng::seed_from_u64(seed), device })
+        Self::build(
+            config,
+            device,
+            &mut Fresh {
+                rng: ChaCha8Rng::seed_from_u64(seed),
+                device,
+            },
+        )
     }
 
     /// Builds the model from named weights (Hugging Face Llama names, `[out, in]` linear
     /// matrices). Every tensor must be present with the right shape, and none left over.
-    pub fn load(config: &TransformerConfig, weights: &mut Weights, device: &Device) -> Result<Self> {
+    pub fn load(
+        config: &TransformerConfig,
+        weights: &mut Weights,
+        device: &Device,
+    ) -> Result<Self> {
         let model = Self::build(config, device, &mut (&mut *weights, device))?;
         weights.finish()?;
         Ok(model)
     }
 
     /// Walks the architecture, taking each tensor from `source` under its checkpoint name.
-    fn build(config: &TransformerConfig, device: &Device, source: &mut dyn ParamSource) -> Result<Self> {
+    fn build(
+        config: &TransformerConfig,
+        device: &Device,
+        source: &mut dyn ParamSource,
+    ) -> Result<Self> {
         config.validate()?;
         let std = 0.02;
         let residual_std = std / (2.0 * config.num_layers as f64).sqrt();
@@ -250,14 +284,36 @@ impl Transformer {
             config.intermediate_size,
             config.vocab_size,
         );
-        let linear = |src: &mut dyn ParamSource, name: &str, d_in: usize, d_out: usize, std: f64, bias: bool| -> Result<Linear> {
+        let linear = |src: &mut dyn ParamSource,
+                      name: &str,
+                      d_in: usize,
+                      d_out: usize,
+                      std: f64,
+                      bias: bool|
+         -> Result<Linear> {
             Ok(Linear {
-                weight: Param::from_tensor(src.linear(&format!("{name}.weight"), d_in, d_out, std)?),
-                bias: if bias { Some(Param::from_tensor(src.vector(&format!("{name}.bias"), d_out, 0.0)?)) } else { None },
+                weight: Param::from_tensor(src.linear(
+                    &format!("{name}.weight"),
+                    d_in,
+                    d_out,
+                    std,
+                )?),
+                bias: if bias {
+                    Some(Param::from_tensor(src.vector(
+                        &format!("{name}.bias"),
+                        d_out,
+                        0.0,
+                    )?))
+                } else {
+                    None
+                },
             })
         };
         let norm = |src: &mut dyn ParamSource, name: &str| -> Result<RmsNorm> {
-            Ok(RmsNorm { weight: Param::from_tensor(src.vector(&format!("{name}.weight"), h, 1.0)?), eps: config.rms_norm_eps })
+            Ok(RmsNorm {
+                weight: Param::from_tensor(src.vector(&format!("{name}.weight"), h, 1.0)?),
+                eps: config.rms_norm_eps,
+            })
         };
         let embed = source.matrix("model.embed_tokens.weight", v, h, std)?;
         let bias = config.attention_bias;
@@ -270,7 +326,14 @@ impl Transformer {
                     q_proj: linear(source, &format!("{p}.self_attn.q_proj"), h, q, std, bias)?,
                     k_proj: linear(source, &format!("{p}.self_attn.k_proj"), h, kv, std, bias)?,
                     v_proj: linear(source, &format!("{p}.self_attn.v_proj"), h, kv, std, bias)?,
-                    o_proj: linear(source, &format!("{p}.self_attn.o_proj"), q, h, residual_std, config.output_bias)?,
+                    o_proj: linear(
+                        source,
+                        &format!("{p}.self_attn.o_proj"),
+                        q,
+                        h,
+                        residual_std,
+                        config.output_bias,
+                    )?,
                     num_heads: config.num_heads,
                     num_kv_heads: config.num_kv_heads,
                     head_dim: config.head_dim,
@@ -279,15 +342,28 @@ impl Transformer {
                 mlp: Mlp {
                     gate_proj: linear(source, &format!("{p}.mlp.gate_proj"), h, i, std, false)?,
                     up_proj: linear(source, &format!("{p}.mlp.up_proj"), h, i, std, false)?,
-                    down_proj: linear(source, &format!("{p}.mlp.down_proj"), i, h, residual_std, false)?,
+                    down_proj: linear(
+                        source,
+                        &format!("{p}.mlp.down_proj"),
+                        i,
+                        h,
+                        residual_std,
+                        false,
+                    )?,
                 },
             });
         }
         let norm_out = norm(source, "model.norm")?;
-        let lm_head = if config.tie_embeddings { None } else { Some(linear(source, "lm_head", h, v, std, false)?) };
+        let lm_head = if config.tie_embeddings {
+            None
+        } else {
+            Some(linear(source, "lm_head", h, v, std, false)?)
+        };
         let (rope_cos, rope_sin) = rope_tables(config, device);
         Ok(Self {
-            embed_tokens: Embedding { weight: Param::from_tensor(embed) },
+            embed_tokens: Embedding {
+                weight: Param::from_tensor(embed),
+            },
             layers,
             norm: norm_out,
             lm_head,
@@ -299,9 +375,15 @@ impl Transformer {
 
     /// Every weight under its checkpoint name, as stored: linear matrices `[out, in]`.
     pub fn named_tensors(&self) -> Vec<(String, TensorData)> {
-        let mut out = vec![("model.embed_tokens.weight".to_string(), self.embed_tokens.weight.val().into_data())];
+        let mut out = vec![(
+            "model.embed_tokens.weight".to_string(),
+            self.embed_tokens.weight.val().into_data(),
+        )];
         let linear = |out: &mut Vec<(String, TensorData)>, name: String, l: &Linear| {
-            out.push((format!("{name}.weight"), l.weight.val().transpose().into_data()));
+            out.push((
+                format!("{name}.weight"),
+                l.weight.val().transpose().into_data(),
+            ));
             if let Some(b) = &l.bias {
                 out.push((format!("{name}.bias"), b.val().into_data()));
             }
@@ -312,11 +394,31 @@ impl Transformer {
         for (i, b) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
             norm(&mut out, format!("{p}.input_layernorm"), &b.input_layernorm);
-            linear(&mut out, format!("{p}.self_attn.q_proj"), &b.self_attn.q_proj);
-            linear(&mut out, format!("{p}.self_attn.k_proj"), &b.self_attn.k_proj);
-            linear(&mut out, format!("{p}.self_attn.v_proj"), &b.self_attn.v_proj);
-            linear(&mut out, format!("{p}.self_attn.o_proj"), &b.self_attn.o_proj);
-            norm(&mut out, format!("{p}.post_attention_layernorm"), &b.post_attention_layernorm);
+            linear(
+                &mut out,
+                format!("{p}.self_attn.q_proj"),
+                &b.self_attn.q_proj,
+            );
+            linear(
+                &mut out,
+                format!("{p}.self_attn.k_proj"),
+                &b.self_attn.k_proj,
+            );
+            linear(
+                &mut out,
+                format!("{p}.self_attn.v_proj"),
+                &b.self_attn.v_proj,
+            );
+            linear(
+                &mut out,
+                format!("{p}.self_attn.o_proj"),
+                &b.self_attn.o_proj,
+            );
+            norm(
+                &mut out,
+                format!("{p}.post_attention_layernorm"),
+                &b.post_attention_layernorm,
+            );
             linear(&mut out, format!("{p}.mlp.gate_proj"), &b.mlp.gate_proj);
             linear(&mut out, format!("{p}.mlp.up_proj"), &b.mlp.up_proj);
             linear(&mut out, format!("{p}.mlp.down_proj"), &b.mlp.down_proj);
@@ -345,7 +447,10 @@ impl Transformer {
         let mut x = self.embed_tokens.forward(tokens); // [b, new, hidden]
         for (l, block) in self.layers.iter().enumerate() {
             let slot = cache.as_mut().map(|c| &mut c.layers[l]);
-            let h = x.clone() + block.self_attn.forward(block.input_layernorm.forward(x), (&cos, &sin), slot);
+            let h = x.clone()
+                + block
+                    .self_attn
+                    .forward(block.input_layernorm.forward(x), (&cos, &sin), slot);
             x = h.clone() + block.mlp.forward(block.post_attention_layernorm.forward(h));
         }
         if let Some(c) = cache {
@@ -376,9 +481,16 @@ impl Transformer {
     ///
     /// # Shapes
     /// - inputs, targets, mask: `[batch, len]` -> `[1]`
-    pub fn loss(&self, inputs: Tensor<2, Int>, targets: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<1> {
+    pub fn loss(
+        &self,
+        inputs: Tensor<2, Int>,
+        targets: Tensor<2, Int>,
+        mask: Tensor<2>,
+    ) -> Tensor<1> {
         let [batch, len] = inputs.dims();
-        let logits = self.forward(inputs).reshape([batch * len, self.config.vocab_size]);
+        let logits = self
+            .forward(inputs)
+            .reshape([batch * len, self.config.vocab_size]);
         let logp = log_softmax(logits, 1); // [b*len, vocab]
         let picked = logp.gather(1, targets.reshape([batch * len, 1])); // [b*len, 1]
         let mask = mask.reshape([batch * len, 1]);
@@ -409,23 +521,40 @@ impl Decoder for Transformer {
         cache.len
     }
 
-    fn forward(&self, ids: &[Vec<u32>], cache: &mut KvCache, positions: Positions) -> Result<Logits> {
-        let new = check_feed(ids, self.config.vocab_size, cache.len, self.config.context_len)?;
+    fn forward(
+        &self,
+        ids: &[Vec<u32>],
+        cache: &mut KvCache,
+        positions: Positions,
+    ) -> Result<Logits> {
+        let new = check_feed(
+            ids,
+            self.config.vocab_size,
+            cache.len,
+            self.config.context_len,
+        )?;
         let batch = ids.len();
         if let Some((k, _)) = cache.layers.first().and_then(|l| l.as_ref()) {
             if k.dims()[0] != batch {
-                bail!("the cache holds {} sequences but {batch} were fed", k.dims()[0]);
+                bail!(
+                    "the cache holds {} sequences but {batch} were fed",
+                    k.dims()[0]
+                );
             }
         }
         let flat: Vec<i64> = ids.iter().flatten().map(|&id| id as i64).collect();
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, new]), &self.device());
+        let tokens =
+            Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, new]), &self.device());
         let hidden = self.hidden(tokens, Some(cache)); // [b, new, hidden]
         let (hidden, n) = match positions {
             Positions::All => (hidden, new),
             Positions::Last => (hidden.narrow(1, new - 1, 1), 1),
         };
         let logits = self.head(hidden); // [b, n, vocab]
-        let data = logits.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("cannot read logits: {e:?}"))?;
+        let data = logits
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("cannot read logits: {e:?}"))?;
         Logits::new(batch, n, self.config.vocab_size, data)
     }
 }
@@ -442,7 +571,10 @@ fn rope_tables(config: &TransformerConfig, device: &Device) -> (Tensor<2>, Tenso
     let half = config.head_dim / 2;
     let inv_freq: Vec<f64> = (0..half)
         .map(|i| {
-            let freq = 1.0 / config.rope_theta.powf(2.0 * i as f64 / config.head_dim as f64);
+            let freq = 1.0
+                / config
+                    .rope_theta
+                    .powf(2.0 * i as f64 / config.head_dim as f64);
             match &config.rope_scaling {
                 Some(s) => llama3_scale(freq, s),
                 None => freq,

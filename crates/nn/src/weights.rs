@@ -27,14 +27,20 @@ impl Weights {
         if single.exists() {
             Self::open(&[single])
         } else if index.exists() {
-            let text = std::fs::read_to_string(&index).with_context(|| format!("cannot read {}", index.display()))?;
-            let json: serde_json::Value =
-                serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", index.display()))?;
-            let map = json["weight_map"].as_object().with_context(|| format!("{} has no weight_map", index.display()))?;
+            let text = std::fs::read_to_string(&index)
+                .with_context(|| format!("cannot read {}", index.display()))?;
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not valid JSON", index.display()))?;
+            let map = json["weight_map"]
+                .as_object()
+                .with_context(|| format!("{} has no weight_map", index.display()))?;
             let shards: BTreeSet<&str> = map.values().filter_map(|v| v.as_str()).collect();
             Self::open(&shards.iter().map(|s| dir.join(s)).collect::<Vec<_>>())
         } else {
-            bail!("{} has no model.safetensors (nor model.safetensors.index.json)", dir.display())
+            bail!(
+                "{} has no model.safetensors (nor model.safetensors.index.json)",
+                dir.display()
+            )
         }
     }
 
@@ -42,9 +48,11 @@ impl Weights {
         let mut files = Vec::new();
         let mut index = BTreeMap::new();
         for path in paths {
-            let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            let file =
+                File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
             // Safety: the file is only read, and model files are not modified while loaded.
-            let mmap = unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
+            let mmap = unsafe { Mmap::map(&file) }
+                .with_context(|| format!("cannot map {}", path.display()))?;
             let names = SafeTensors::deserialize(&mmap)
                 .with_context(|| format!("{} is not a valid safetensors file", path.display()))?
                 .names()
@@ -58,7 +66,11 @@ impl Weights {
             }
             files.push((path.clone(), mmap));
         }
-        Ok(Self { files, index, taken: BTreeSet::new() })
+        Ok(Self {
+            files,
+            index,
+            taken: BTreeSet::new(),
+        })
     }
 
     pub fn names(&self) -> impl Iterator<Item = &String> {
@@ -71,33 +83,69 @@ impl Weights {
 
     /// The tensor `name` as f32 values, checked against `shape`.
     pub fn read(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let &file = self.index.get(name).with_context(|| format!("the checkpoint has no tensor {name}"))?;
+        let &file = self
+            .index
+            .get(name)
+            .with_context(|| format!("the checkpoint has no tensor {name}"))?;
         let (path, mmap) = &self.files[file];
-        let st = SafeTensors::deserialize(mmap).with_context(|| format!("{} is corrupt", path.display()))?;
-        let view = st.tensor(name).with_context(|| format!("cannot read {name} from {}", path.display()))?;
+        let st = SafeTensors::deserialize(mmap)
+            .with_context(|| format!("{} is corrupt", path.display()))?;
+        let view = st
+            .tensor(name)
+            .with_context(|| format!("cannot read {name} from {}", path.display()))?;
         if view.shape() != shape {
-            bail!("tensor {name} has shape {:?}, the model expects {:?}", view.shape(), shape);
+            bail!(
+                "tensor {name} has shape {:?}, the model expects {:?}",
+                view.shape(),
+                shape
+            );
         }
         let bytes = view.data();
         let values = match view.dtype() {
-            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            other => bail!("tensor {name} is {other:?}; only f32, f16 and bf16 weights are supported"),
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                bail!("tensor {name} is {other:?}; only f32, f16 and bf16 weights are supported")
+            }
         };
         self.taken.insert(name.to_string());
         Ok(values)
     }
 
     /// A `[rows, cols]` matrix as stored.
-    pub fn matrix(&mut self, name: &str, rows: usize, cols: usize, device: &Device) -> Result<Tensor<2>> {
+    pub fn matrix(
+        &mut self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
         let values = self.read(name, &[rows, cols])?;
-        Ok(Tensor::from_data(TensorData::new(values, [rows, cols]), device))
+        Ok(Tensor::from_data(
+            TensorData::new(values, [rows, cols]),
+            device,
+        ))
     }
 
     /// A linear layer's weight, stored `[out, in]` (PyTorch), returned `[in, out]` (burn),
     /// transposed here so the tensor is contiguous.
-    pub fn linear(&mut self, name: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Tensor<2>> {
+    pub fn linear(
+        &mut self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
         let stored = self.read(name, &[d_out, d_in])?;
         let mut values = vec![0.0f32; stored.len()];
         for o in 0..d_out {
@@ -105,7 +153,10 @@ impl Weights {
                 values[i * d_out + o] = stored[o * d_in + i];
             }
         }
-        Ok(Tensor::from_data(TensorData::new(values, [d_in, d_out]), device))
+        Ok(Tensor::from_data(
+            TensorData::new(values, [d_in, d_out]),
+            device,
+        ))
     }
 
     pub fn vector(&mut self, name: &str, len: usize, device: &Device) -> Result<Tensor<1>> {
@@ -116,8 +167,11 @@ impl Weights {
     /// Fails, naming them, if the checkpoint holds tensors the model did not take.
     pub fn finish(&self) -> Result<()> {
         // Rotary tables are recomputed from the config; some exporters save them anyway.
-        let unused: Vec<&String> =
-            self.index.keys().filter(|n| !self.taken.contains(*n) && !n.ends_with("rotary_emb.inv_freq")).collect();
+        let unused: Vec<&String> = self
+            .index
+            .keys()
+            .filter(|n| !self.taken.contains(*n) && !n.ends_with("rotary_emb.inv_freq"))
+            .collect();
         if !unused.is_empty() {
             let shown: Vec<&str> = unused.iter().take(5).map(|s| s.as_str()).collect();
             bail!(
@@ -135,11 +189,22 @@ impl Weights {
 pub fn save_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
-        .map(|(n, s, v)| (n.clone(), s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .map(|(n, s, v)| {
+            (
+                n.clone(),
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     let views = bytes
         .iter()
-        .map(|(n, s, b)| Ok((n.clone(), safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b)?)))
+        .map(|(n, s, b)| {
+            Ok((
+                n.clone(),
+                safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b)?,
+            ))
+        })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
     let data = safetensors::serialize(views, &None)?;
     jielong_core::write_atomic(path, &data)

@@ -23,14 +23,19 @@ fn spread_model(config: &TransformerConfig, seed: u64) -> Transformer {
             Param::from_mapped_value(id, t, mapper)
         }
     }
-    Transformer::init(config, &device, seed).unwrap().map(&mut Spread)
+    Transformer::init(config, &device, seed)
+        .unwrap()
+        .map(&mut Spread)
 }
 
 fn configs() -> Vec<TransformerConfig> {
     vec![
         TransformerConfig::small(37, 32, 2, 4, 48),
         // Grouped-query attention, a head_dim not equal to hidden/heads, biases, tied embeddings.
-        TransformerConfig::new(41, 24, 40, 3, 6, 2, 6, 48).with_attention_bias(true).with_output_bias(true).with_tie_embeddings(true),
+        TransformerConfig::new(41, 24, 40, 3, 6, 2, 6, 48)
+            .with_attention_bias(true)
+            .with_output_bias(true)
+            .with_tie_embeddings(true),
     ]
 }
 
@@ -40,7 +45,10 @@ fn sequence(n: usize, vocab: u32) -> Vec<u32> {
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -107,20 +115,49 @@ fn a_saved_folder_loads_to_the_same_logits_and_bad_folders_are_named() {
     // A folder whose config asks for a different shape than its weights: the tensor is named.
     let dir = tempfile::tempdir().unwrap();
     let model = spread_model(&configs()[0], 4);
-    save_native(dir.path(), "text", &model, &serde_json::json!({}), &serde_json::json!({})).unwrap();
+    save_native(
+        dir.path(),
+        "text",
+        &model,
+        &serde_json::json!({}),
+        &serde_json::json!({}),
+    )
+    .unwrap();
     let path = dir.path().join("config.json");
-    let text = std::fs::read_to_string(&path).unwrap().replace("\"intermediate_size\": 88", "\"intermediate_size\": 96");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"intermediate_size\": 88", "\"intermediate_size\": 96");
     std::fs::write(&path, text).unwrap();
-    let err = format!("{:#}", ModelFolder::open(dir.path()).unwrap().load(&Device::flex()).unwrap_err());
-    assert!(err.contains("gate_proj.weight") && err.contains("shape"), "{err}");
+    let err = format!(
+        "{:#}",
+        ModelFolder::open(dir.path())
+            .unwrap()
+            .load(&Device::flex())
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("gate_proj.weight") && err.contains("shape"),
+        "{err}"
+    );
 
     // Missing weights file, corrupt weights file, not a folder.
     std::fs::write(dir.path().join("model.safetensors"), b"not safetensors").unwrap();
-    let err = format!("{:#}", ModelFolder::open(dir.path()).unwrap().load(&Device::flex()).unwrap_err());
+    let err = format!(
+        "{:#}",
+        ModelFolder::open(dir.path())
+            .unwrap()
+            .load(&Device::flex())
+            .unwrap_err()
+    );
     assert!(err.contains("safetensors"), "{err}");
     std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
-    let err = format!("{:#}", ModelFolder::open(dir.path()).unwrap().load(&Device::flex()).unwrap_err());
+    let err = format!(
+        "{:#}",
+        ModelFolder::open(dir.path())
+            .unwrap()
+            .load(&Device::flex())
+            .unwrap_err()
+    );
     assert!(err.contains("model.safetensors"), "{err}");
     assert!(ModelFolder::open(&dir.path().join("nope")).is_err());
 }
-

@@ -17,7 +17,10 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -37,7 +40,12 @@ const BUILTIN: &str = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% 
 
 impl ChatTemplate {
     pub fn builtin() -> Self {
-        Self { source: BUILTIN.into(), bos_token: String::new(), eos_token: String::new(), builtin: true }
+        Self {
+            source: BUILTIN.into(),
+            bos_token: String::new(),
+            eos_token: String::new(),
+            builtin: true,
+        }
     }
 
     /// The template of `dir/tokenizer_config.json` (`chat_template` as a string, or a list of
@@ -47,27 +55,48 @@ impl ChatTemplate {
         if !path.exists() {
             return Ok(Self::builtin());
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let config: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let config: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
         let source = match &config["chat_template"] {
             Value::String(s) => s.clone(),
             Value::Array(list) => list
                 .iter()
                 .find(|t| t["name"] == "default")
                 .and_then(|t| t["template"].as_str())
-                .with_context(|| format!("{}: chat_template list has no template named \"default\"", path.display()))?
+                .with_context(|| {
+                    format!(
+                        "{}: chat_template list has no template named \"default\"",
+                        path.display()
+                    )
+                })?
                 .to_string(),
             Value::Null => return Ok(Self::builtin()),
-            _ => bail!("{}: chat_template is neither a string nor a list", path.display()),
+            _ => bail!(
+                "{}: chat_template is neither a string nor a list",
+                path.display()
+            ),
         };
         // Special tokens are strings or {"content": ...} objects.
         let token = |key: &str| match &config[key] {
             Value::String(s) => s.clone(),
-            Value::Object(o) => o.get("content").and_then(Value::as_str).unwrap_or_default().to_string(),
+            Value::Object(o) => o
+                .get("content")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             _ => String::new(),
         };
-        let template = Self { source, bos_token: token("bos_token"), eos_token: token("eos_token"), builtin: false };
-        template.render(&[Message::new("user", "hi")], true).context("the chat template does not render")?;
+        let template = Self {
+            source,
+            bos_token: token("bos_token"),
+            eos_token: token("eos_token"),
+            builtin: false,
+        };
+        template
+            .render(&[Message::new("user", "hi")], true)
+            .context("the chat template does not render")?;
         Ok(template)
     }
 
@@ -81,9 +110,14 @@ impl ChatTemplate {
         env.add_function("raise_exception", |msg: String| -> Result<String, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
-        env.add_function("strftime_now", |_format: String| -> String { "26 Jul 2024".to_string() });
-        env.add_template("chat", &self.source).map_err(|e| anyhow::anyhow!("bad chat template: {e}"))?;
-        let tmpl = env.get_template("chat").map_err(|e| anyhow::anyhow!("{e}"))?;
+        env.add_function("strftime_now", |_format: String| -> String {
+            "26 Jul 2024".to_string()
+        });
+        env.add_template("chat", &self.source)
+            .map_err(|e| anyhow::anyhow!("bad chat template: {e}"))?;
+        let tmpl = env
+            .get_template("chat")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         tmpl.render(context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
@@ -120,7 +154,12 @@ mod tests {
     }
 
     fn conversation() -> Vec<Message> {
-        vec![m("system", "You are terse."), m("user", "hi"), m("assistant", "hello"), m("user", "what is 2+2?")]
+        vec![
+            m("system", "You are terse."),
+            m("user", "hi"),
+            m("assistant", "hello"),
+            m("user", "what is 2+2?"),
+        ]
     }
 
     // Qwen2's ChatML (with its default system message when the conversation has none).
@@ -142,7 +181,8 @@ mod tests {
         );
         // Without the generation prompt the text ends after the last message.
         assert_eq!(
-            t.render(&[m("system", "S"), m("user", "hi")], false).unwrap(),
+            t.render(&[m("system", "S"), m("user", "hi")], false)
+                .unwrap(),
             "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
         );
         // No system message: the template's default one comes first.
@@ -168,22 +208,45 @@ mod tests {
     fn llama2_inst_with_system_block_and_special_tokens_as_objects() {
         // Older configs store special tokens as AddedToken objects.
         let token = |s: &str| json!({ "__type": "AddedToken", "content": s, "lstrip": false, "normalized": false, "rstrip": false, "single_word": false });
-        let t = load_ok(json!({ "chat_template": LLAMA2, "bos_token": token("<s>"), "eos_token": token("</s>") }));
-        assert_eq!((t.bos_token.as_str(), t.eos_token.as_str()), ("<s>", "</s>"));
+        let t = load_ok(
+            json!({ "chat_template": LLAMA2, "bos_token": token("<s>"), "eos_token": token("</s>") }),
+        );
+        assert_eq!(
+            (t.bos_token.as_str(), t.eos_token.as_str()),
+            ("<s>", "</s>")
+        );
         assert_eq!(
             t.render(&conversation(), true).unwrap(),
             "<s>[INST] <<SYS>>\nYou are terse.\n<</SYS>>\n\nhi [/INST] hello </s><s>[INST] what is 2+2? [/INST]"
         );
         // `.strip()` removes the whitespace around each message (Python's str.strip).
         assert_eq!(
-            t.render(&[m("user", "  spaced out \n"), m("assistant", "\tok  "), m("user", "\nnext")], true).unwrap(),
+            t.render(
+                &[
+                    m("user", "  spaced out \n"),
+                    m("assistant", "\tok  "),
+                    m("user", "\nnext")
+                ],
+                true
+            )
+            .unwrap(),
             "<s>[INST] spaced out [/INST] ok </s><s>[INST] next [/INST]"
         );
         // Roles that do not alternate: the template's own message, as an error.
-        let err = t.render(&[m("user", "a"), m("user", "b")], true).unwrap_err();
-        assert!(format!("{err:#}").contains("Conversation roles must alternate"), "{err:#}");
-        let err = t.render(&[m("system", "S"), m("assistant", "first")], true).unwrap_err();
-        assert!(format!("{err:#}").contains("Conversation roles must alternate"), "{err:#}");
+        let err = t
+            .render(&[m("user", "a"), m("user", "b")], true)
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("Conversation roles must alternate"),
+            "{err:#}"
+        );
+        let err = t
+            .render(&[m("system", "S"), m("assistant", "first")], true)
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("Conversation roles must alternate"),
+            "{err:#}"
+        );
     }
 
     // Llama 3 instruct's template (bos_token first, header tokens, `| trim`).
@@ -194,7 +257,9 @@ mod tests {
 
     #[test]
     fn llama3_header_tokens_with_bos_first() {
-        let t = load_ok(json!({ "chat_template": LLAMA3, "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>" }));
+        let t = load_ok(
+            json!({ "chat_template": LLAMA3, "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>" }),
+        );
         assert_eq!(
             t.render(&conversation(), true).unwrap(),
             "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>\
@@ -225,10 +290,20 @@ mod tests {
 {% endfor %}{% if add_generation_prompt %}{{ eos_token.lstrip('<').rstrip('>') }}{% endif %}";
         let t = load_ok(json!({ "chat_template": source, "eos_token": "<end>" }));
         let got = t
-            .render(&[m("system", "  be kind "), m("user", "what  is up"), m("assistant", "not much!"), m("user", "ok")], true)
+            .render(
+                &[
+                    m("system", "  be kind "),
+                    m("user", "what  is up"),
+                    m("assistant", "not much!"),
+                    m("user", "ok"),
+                ],
+                true,
+            )
             .unwrap();
         assert_eq!(got, "[BE KIND|3]u:ok;a:not_much!!;u:what_is_up?;end");
-        let err = t.render(&[m("user", "hi"), m("tool", "42")], true).unwrap_err();
+        let err = t
+            .render(&[m("user", "hi"), m("tool", "42")], true)
+            .unwrap_err();
         assert!(format!("{err:#}").contains("Unknown role: tool"), "{err:#}");
     }
 
@@ -242,22 +317,36 @@ mod tests {
             ],
             "bos_token": "<s>",
         }));
-        assert_eq!(t.render(&[m("user", "hi")], true).unwrap(), "<user>hi<assistant>");
+        assert_eq!(
+            t.render(&[m("user", "hi")], true).unwrap(),
+            "<user>hi<assistant>"
+        );
         assert_eq!(t.bos_token, "<s>");
     }
 
     #[test]
     fn folders_without_a_template_get_the_builtin_one() {
         let builtin_render = "system: S\nuser: hi\nassistant: hello\nuser: q\nassistant:";
-        let msgs = [m("system", "S"), m("user", "hi"), m("assistant", "hello"), m("user", "q")];
+        let msgs = [
+            m("system", "S"),
+            m("user", "hi"),
+            m("assistant", "hello"),
+            m("user", "q"),
+        ];
         // No tokenizer_config.json at all.
         let dir = tempfile::tempdir().unwrap();
         let t = ChatTemplate::from_folder(dir.path()).unwrap();
         assert!(t.builtin);
         assert_eq!(t.render(&msgs, true).unwrap(), builtin_render);
-        assert_eq!(t.render(&msgs[..2], false).unwrap(), "system: S\nuser: hi\n");
+        assert_eq!(
+            t.render(&msgs[..2], false).unwrap(),
+            "system: S\nuser: hi\n"
+        );
         // A tokenizer_config.json without chat_template (or with null).
-        for config in [json!({ "bos_token": "<s>" }), json!({ "chat_template": null })] {
+        for config in [
+            json!({ "bos_token": "<s>" }),
+            json!({ "chat_template": null }),
+        ] {
             let t = load_ok(config);
             assert!(t.builtin);
             assert_eq!(t.render(&msgs, true).unwrap(), builtin_render);
@@ -299,15 +388,35 @@ mod tests {
             "<|system|>\nYou are terse.</s>\n<|user|>\nhi</s>\n<|assistant|>\nhello</s>\n<|user|>\nwhat is 2+2?</s>\n<|assistant|>\n"
         );
         // lstrip_blocks: indentation before a block tag is dropped too.
-        let t = load_ok(json!({ "chat_template": "{% for m in messages %}\n    {% if m.role == 'user' %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}" }));
-        assert_eq!(t.render(&[m("user", "a"), m("assistant", "b"), m("user", "c")], true).unwrap(), "[a]\n[c]\n");
+        let t = load_ok(
+            json!({ "chat_template": "{% for m in messages %}\n    {% if m.role == 'user' %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}" }),
+        );
+        assert_eq!(
+            t.render(&[m("user", "a"), m("assistant", "b"), m("user", "c")], true)
+                .unwrap(),
+            "[a]\n[c]\n"
+        );
     }
 
     // transformers enables Jinja's loop controls (`jinja2.ext.loopcontrols`) for chat templates.
     #[test]
     fn loop_controls_like_transformers() {
-        let t = load_ok(json!({ "chat_template": "{% for m in messages %}{% if m.role == 'system' %}{% continue %}{% endif %}\
-{{ m.content }};{% if m.content == 'stop' %}{% break %}{% endif %}{% endfor %}" }));
-        assert_eq!(t.render(&[m("system", "S"), m("user", "a"), m("user", "stop"), m("user", "never")], false).unwrap(), "a;stop;");
+        let t = load_ok(
+            json!({ "chat_template": "{% for m in messages %}{% if m.role == 'system' %}{% continue %}{% endif %}\
+{{ m.content }};{% if m.content == 'stop' %}{% break %}{% endif %}{% endfor %}" }),
+        );
+        assert_eq!(
+            t.render(
+                &[
+                    m("system", "S"),
+                    m("user", "a"),
+                    m("user", "stop"),
+                    m("user", "never")
+                ],
+                false
+            )
+            .unwrap(),
+            "a;stop;"
+        );
     }
 }

@@ -16,35 +16,58 @@ pub enum TextCodec {
     /// One token per character of a fixed alphabet (sorted).
     Chars { vocab: Vocab, chars: Vec<char> },
     /// A Hugging Face tokenizer (BPE, SentencePiece...); `file` names it in the model folder.
-    Tokenizer { vocab: Vocab, tokenizer: Box<Tokenizer>, file: String },
+    Tokenizer {
+        vocab: Vocab,
+        tokenizer: Box<Tokenizer>,
+        file: String,
+    },
 }
 
 impl TextCodec {
     pub fn bytes() -> Self {
-        TextCodec::Bytes { vocab: Vocab::new(256, Specials::default()) }
+        TextCodec::Bytes {
+            vocab: Vocab::new(256, Specials::default()),
+        }
     }
 
     /// A character codec whose alphabet is every character of `corpus`.
     pub fn chars_of(corpus: &str) -> Result<Self> {
-        let mut chars: Vec<char> = corpus.chars().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let mut chars: Vec<char> = corpus
+            .chars()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         chars.sort_unstable();
         if chars.is_empty() {
             bail!("cannot build a character vocabulary from empty text");
         }
-        Ok(TextCodec::Chars { vocab: Vocab::new(chars.len(), Specials::default()), chars })
+        Ok(TextCodec::Chars {
+            vocab: Vocab::new(chars.len(), Specials::default()),
+            chars,
+        })
     }
 
     /// Wraps a loaded tokenizer. Its special tokens are part of its own vocabulary, so the
     /// vocabulary's BOS/END are looked up by the given ids (from the model's config).
     pub fn tokenizer(tokenizer: Tokenizer, file: &str, bos: Option<u32>, end: Option<u32>) -> Self {
         let size = tokenizer.get_vocab_size(true);
-        let vocab = Vocab { content_size: size, bos, end, ..Vocab::new(size, Specials::default()) };
-        TextCodec::Tokenizer { vocab, tokenizer: Box::new(tokenizer), file: file.to_string() }
+        let vocab = Vocab {
+            content_size: size,
+            bos,
+            end,
+            ..Vocab::new(size, Specials::default())
+        };
+        TextCodec::Tokenizer {
+            vocab,
+            tokenizer: Box::new(tokenizer),
+            file: file.to_string(),
+        }
     }
 
     /// Loads a `tokenizer.json` file.
     pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
-        Tokenizer::from_file(path).map_err(|e| anyhow::anyhow!("cannot load tokenizer {}: {e}", path.display()))
+        Tokenizer::from_file(path)
+            .map_err(|e| anyhow::anyhow!("cannot load tokenizer {}: {e}", path.display()))
     }
 
     pub fn kind(&self) -> &'static str {
@@ -59,15 +82,24 @@ impl TextCodec {
     pub fn to_json(&self) -> Value {
         match self {
             TextCodec::Bytes { .. } => json!({ "kind": "bytes" }),
-            TextCodec::Chars { chars, .. } => json!({ "kind": "chars", "chars": chars.iter().collect::<String>() }),
-            TextCodec::Tokenizer { file, vocab, .. } => json!({ "kind": "tokenizer", "file": file, "bos": vocab.bos, "end": vocab.end }),
+            TextCodec::Chars { chars, .. } => {
+                json!({ "kind": "chars", "chars": chars.iter().collect::<String>() })
+            }
+            TextCodec::Tokenizer { file, vocab, .. } => {
+                json!({ "kind": "tokenizer", "file": file, "bos": vocab.bos, "end": vocab.end })
+            }
         }
     }
 
     /// Writes side files (the tokenizer) into a model folder.
     pub fn save_files(&self, dir: &Path) -> Result<()> {
-        if let TextCodec::Tokenizer { tokenizer, file, .. } = self {
-            let text = tokenizer.to_string(true).map_err(|e| anyhow::anyhow!("cannot serialise the tokenizer: {e}"))?;
+        if let TextCodec::Tokenizer {
+            tokenizer, file, ..
+        } = self
+        {
+            let text = tokenizer
+                .to_string(true)
+                .map_err(|e| anyhow::anyhow!("cannot serialise the tokenizer: {e}"))?;
             jielong_core::write_atomic(&dir.join(file), text.as_bytes())?;
         }
         Ok(())
@@ -78,7 +110,9 @@ impl TextCodec {
         match section["kind"].as_str() {
             Some("bytes") => Ok(Self::bytes()),
             Some("chars") => {
-                let chars = section["chars"].as_str().context("codec section: chars codec without \"chars\"")?;
+                let chars = section["chars"]
+                    .as_str()
+                    .context("codec section: chars codec without \"chars\"")?;
                 let codec = Self::chars_of(chars)?;
                 if codec.vocab().size() != chars.chars().count() {
                     bail!("codec section: the character list has duplicates");
@@ -88,9 +122,16 @@ impl TextCodec {
             Some("tokenizer") => {
                 let file = section["file"].as_str().unwrap_or("tokenizer.json");
                 let id = |k: &str| section[k].as_u64().map(|v| v as u32);
-                Ok(Self::tokenizer(Self::load_tokenizer(&dir.join(file))?, file, id("bos"), id("end")))
+                Ok(Self::tokenizer(
+                    Self::load_tokenizer(&dir.join(file))?,
+                    file,
+                    id("bos"),
+                    id("end"),
+                ))
             }
-            other => bail!("codec section: unknown text codec {other:?} (bytes, chars or tokenizer)"),
+            other => {
+                bail!("codec section: unknown text codec {other:?} (bytes, chars or tokenizer)")
+            }
         }
     }
 
@@ -101,8 +142,11 @@ impl TextCodec {
         let json = match self {
             TextCodec::Tokenizer { tokenizer, .. } => return Ok((**tokenizer).clone()),
             TextCodec::Chars { chars, .. } => {
-                let vocab: serde_json::Map<String, Value> =
-                    chars.iter().enumerate().map(|(i, c)| (c.to_string(), json!(i))).collect();
+                let vocab: serde_json::Map<String, Value> = chars
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.to_string(), json!(i)))
+                    .collect();
                 json!({
                     "version": "1.0",
                     "model": { "type": "BPE", "vocab": vocab, "merges": [] },
@@ -125,7 +169,9 @@ impl TextCodec {
                 })
             }
         };
-        json.to_string().parse::<Tokenizer>().map_err(|e| anyhow::anyhow!("cannot build the tokenizer: {e}"))
+        json.to_string()
+            .parse::<Tokenizer>()
+            .map_err(|e| anyhow::anyhow!("cannot build the tokenizer: {e}"))
     }
 
     /// Encodes text, refusing what the vocabulary cannot express.
@@ -136,11 +182,16 @@ impl TextCodec {
                 .chars()
                 .map(|c| match chars.binary_search(&c) {
                     Ok(i) => Ok(i as u32),
-                    Err(_) => bail!("the character {c:?} is not in this model's vocabulary of {} characters", chars.len()),
+                    Err(_) => bail!(
+                        "the character {c:?} is not in this model's vocabulary of {} characters",
+                        chars.len()
+                    ),
                 })
                 .collect(),
             TextCodec::Tokenizer { tokenizer, .. } => {
-                let enc = tokenizer.encode(text, false).map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
+                let enc = tokenizer
+                    .encode(text, false)
+                    .map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
                 check_covered(text, enc.get_offsets())?;
                 Ok(enc.get_ids().to_vec())
             }
@@ -152,7 +203,9 @@ impl TextCodec {
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
         match self {
             TextCodec::Tokenizer { tokenizer, .. } => {
-                let enc = tokenizer.encode(text, true).map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
+                let enc = tokenizer
+                    .encode(text, true)
+                    .map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
                 check_covered(text, enc.get_offsets())?;
                 Ok(enc.get_ids().to_vec())
             }
@@ -164,7 +217,10 @@ impl TextCodec {
     pub fn is_byte_token(&self, id: u32) -> bool {
         match self {
             TextCodec::Tokenizer { tokenizer, .. } => tokenizer.id_to_token(id).is_some_and(|t| {
-                t.len() == 6 && t.starts_with("<0x") && t.ends_with('>') && u8::from_str_radix(&t[3..5], 16).is_ok()
+                t.len() == 6
+                    && t.starts_with("<0x")
+                    && t.ends_with('>')
+                    && u8::from_str_radix(&t[3..5], 16).is_ok()
             }),
             _ => false,
         }
@@ -179,9 +235,9 @@ impl TextCodec {
                 Ok(String::from_utf8_lossy(&bytes).into_owned())
             }
             TextCodec::Chars { chars, .. } => Ok(ids.iter().map(|&i| chars[i as usize]).collect()),
-            TextCodec::Tokenizer { tokenizer, .. } => {
-                tokenizer.decode(ids, false).map_err(|e| anyhow::anyhow!("cannot decode: {e}"))
-            }
+            TextCodec::Tokenizer { tokenizer, .. } => tokenizer
+                .decode(ids, false)
+                .map_err(|e| anyhow::anyhow!("cannot decode: {e}")),
         }
     }
 }
@@ -191,9 +247,14 @@ impl TextCodec {
 fn check_covered(text: &str, offsets: &[(usize, usize)]) -> Result<()> {
     let mut covered = vec![false; text.len()];
     for &(a, b) in offsets {
-        covered[a.min(text.len())..b.min(text.len())].iter_mut().for_each(|c| *c = true);
+        covered[a.min(text.len())..b.min(text.len())]
+            .iter_mut()
+            .for_each(|c| *c = true);
     }
-    match text.char_indices().find(|&(i, c)| !c.is_whitespace() && !covered[i]) {
+    match text
+        .char_indices()
+        .find(|&(i, c)| !c.is_whitespace() && !covered[i])
+    {
         Some((_, c)) => bail!("the character {c:?} is not in this tokenizer's vocabulary"),
         None => Ok(()),
     }
@@ -201,7 +262,8 @@ fn check_covered(text: &str, offsets: &[(usize, usize)]) -> Result<()> {
 
 /// GPT-2's printable stand-ins for the 256 byte values, in byte order.
 fn byte_level_chars() -> Vec<char> {
-    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
     let mut extra = 0;
     (0..256u32)
         .map(|b| {
@@ -220,7 +282,9 @@ impl Codec for TextCodec {
 
     fn vocab(&self) -> &Vocab {
         match self {
-            TextCodec::Bytes { vocab } | TextCodec::Chars { vocab, .. } | TextCodec::Tokenizer { vocab, .. } => vocab,
+            TextCodec::Bytes { vocab }
+            | TextCodec::Chars { vocab, .. }
+            | TextCodec::Tokenizer { vocab, .. } => vocab,
         }
     }
 

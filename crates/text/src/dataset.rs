@@ -14,7 +14,11 @@ pub struct TextCorpus {
 pub fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        anyhow::anyhow!("{} is not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to())
+        anyhow::anyhow!(
+            "{} is not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
     })?;
     if text.is_empty() {
         bail!("{} is empty", path.display());
@@ -34,6 +38,9 @@ impl TextCorpus {
         if train.is_empty() {
             bail!("nothing left to train on after holding out {heldout}");
         }
-        Ok(Self { train: train.to_string(), heldout: rest.to_string() })
+        Ok(Self {
+            train: train.to_string(),
+            heldout: rest.to_string(),
+        })
     }
 }

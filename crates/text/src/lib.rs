@@ -16,5 +16,8 @@ pub use tokenizers::Tokenizer;
 
 /// A training text as one long token sequence (no prefix).
 pub fn to_sequences(codec: &TextCodec, text: &str) -> anyhow::Result<jielong_core::Sequences> {
-    Ok(jielong_core::Sequences { seqs: vec![codec.encode_text(text)?], ..Default::default() })
+    Ok(jielong_core::Sequences {
+        seqs: vec![codec.encode_text(text)?],
+        ..Default::default()
+    })
 }

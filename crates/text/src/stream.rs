@@ -25,13 +25,20 @@ const MAX_HELD: usize = 64;
 
 impl<'a> TextStream<'a> {
     pub fn new(codec: &'a TextCodec) -> Self {
-        Self { codec, ids: Vec::new(), context: 0, printed: 0 }
+        Self {
+            codec,
+            ids: Vec::new(),
+            context: 0,
+            printed: 0,
+        }
     }
 
     /// Adds a token and returns the text that became final (possibly empty).
     pub fn push(&mut self, id: u32) -> Result<String> {
         self.ids.push(id);
-        let before = self.codec.decode_text(&self.ids[self.context..self.printed])?;
+        let before = self
+            .codec
+            .decode_text(&self.ids[self.context..self.printed])?;
         let now = self.codec.decode_text(&self.ids[self.context..])?;
         let held = self.ids.len() - self.printed;
         // A run of byte-fallback tokens decodes as a whole (invalid UTF-8 in it turns all its
@@ -55,7 +62,9 @@ impl<'a> TextStream<'a> {
         if self.printed == self.ids.len() {
             return Ok(String::new());
         }
-        let before = self.codec.decode_text(&self.ids[self.context..self.printed])?;
+        let before = self
+            .codec
+            .decode_text(&self.ids[self.context..self.printed])?;
         let now = self.codec.decode_text(&self.ids[self.context..])?;
         let text = match now.strip_prefix(before.as_str()) {
             Some(rest) => rest.to_string(),
@@ -74,5 +83,9 @@ impl<'a> TextStream<'a> {
 
 /// Where the first stop string starts in `text`, if any.
 pub fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
-    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min()
 }

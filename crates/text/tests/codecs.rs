@@ -4,7 +4,8 @@ use jielong_core::Codec;
 use jielong_text::{TextCodec, TextCorpus, TextStream, find_stop, read_text, train_bpe};
 
 fn botchan() -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/text/botchan.txt");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/text/botchan.txt");
     read_text(&path).unwrap()
 }
 
@@ -35,11 +36,19 @@ fn trained_bpe_round_trips_and_reloads_to_the_same_ids() {
     assert_eq!(codec.vocab().size(), 512);
     let held = &corpus[250_000..252_000];
     let ids = codec.encode_text(held).unwrap();
-    assert!(ids.len() < held.len() / 2, "BPE should compress English text: {} ids for {} bytes", ids.len(), held.len());
+    assert!(
+        ids.len() < held.len() / 2,
+        "BPE should compress English text: {} ids for {} bytes",
+        ids.len(),
+        held.len()
+    );
     assert_eq!(codec.decode_text(&ids).unwrap(), held);
     // Unicode never seen in training still encodes through the byte alphabet.
     let odd = "接龍 — ünïcödé";
-    assert_eq!(codec.decode_text(&codec.encode_text(odd).unwrap()).unwrap(), odd);
+    assert_eq!(
+        codec.decode_text(&codec.encode_text(odd).unwrap()).unwrap(),
+        odd
+    );
 
     let dir = tempfile::tempdir().unwrap();
     codec.save_files(dir.path()).unwrap();
@@ -52,9 +61,16 @@ fn codec_sections_round_trip_and_bad_ones_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let chars = TextCodec::chars_of("abc\n").unwrap();
     let back = TextCodec::from_json(&chars.to_json(), dir.path()).unwrap();
-    assert_eq!(back.encode_text("cab\n").unwrap(), chars.encode_text("cab\n").unwrap());
+    assert_eq!(
+        back.encode_text("cab\n").unwrap(),
+        chars.encode_text("cab\n").unwrap()
+    );
     assert!(TextCodec::from_json(&serde_json::json!({"kind": "nope"}), dir.path()).is_err());
-    let err = TextCodec::from_json(&serde_json::json!({"kind": "tokenizer", "file": "missing.json"}), dir.path()).unwrap_err();
+    let err = TextCodec::from_json(
+        &serde_json::json!({"kind": "tokenizer", "file": "missing.json"}),
+        dir.path(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("missing.json"), "{err}");
 }
 
@@ -74,7 +90,10 @@ fn streaming_holds_back_partial_characters() {
 
 #[test]
 fn stop_strings_and_splits() {
-    assert_eq!(find_stop("hello\n\nworld", &["\n\n".into(), "wor".into()]), Some(5));
+    assert_eq!(
+        find_stop("hello\n\nworld", &["\n\n".into(), "wor".into()]),
+        Some(5)
+    );
     assert_eq!(find_stop("hello", &["x".into()]), None);
     let c = TextCorpus::split("0123456789".into(), 0.1).unwrap();
     assert_eq!((c.train.as_str(), c.heldout.as_str()), ("012345678", "9"));

@@ -31,7 +31,10 @@ impl Checkpoint {
     }
 
     fn files(step: usize) -> (String, String) {
-        (format!("model-{step:08}.bpk"), format!("optimizer-{step:08}.bpk"))
+        (
+            format!("model-{step:08}.bpk"),
+            format!("optimizer-{step:08}.bpk"),
+        )
     }
 
     pub fn write(&self, dir: &Path, model: &Transformer, optim: &ModuleOptimizer) -> Result<()> {
@@ -42,9 +45,21 @@ impl Checkpoint {
             f(&tmp)?;
             std::fs::rename(&tmp, dir.join(name)).with_context(|| format!("cannot write {name}"))
         };
-        save(&model_file, &|p| model.clone().save_file(p).map_err(|e| anyhow::anyhow!("cannot save the model: {e:?}")))?;
-        save(&optim_file, &|p| optim.save(p).map_err(|e| anyhow::anyhow!("cannot save the optimizer: {e:?}")))?;
-        jielong_core::write_atomic(&dir.join("state.json"), serde_json::to_string_pretty(self)?.as_bytes())?;
+        save(&model_file, &|p| {
+            model
+                .clone()
+                .save_file(p)
+                .map_err(|e| anyhow::anyhow!("cannot save the model: {e:?}"))
+        })?;
+        save(&optim_file, &|p| {
+            optim
+                .save(p)
+                .map_err(|e| anyhow::anyhow!("cannot save the optimizer: {e:?}"))
+        })?;
+        jielong_core::write_atomic(
+            &dir.join("state.json"),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+        )?;
         // Older checkpoints are no longer referenced.
         for entry in std::fs::read_dir(dir)?.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
@@ -56,12 +71,19 @@ impl Checkpoint {
     }
 
     /// Loads the saved weights and optimiser state into freshly built ones.
-    pub fn restore(&self, dir: &Path, model: Transformer, optim: ModuleOptimizer) -> Result<(Transformer, ModuleOptimizer)> {
+    pub fn restore(
+        &self,
+        dir: &Path,
+        model: Transformer,
+        optim: ModuleOptimizer,
+    ) -> Result<(Transformer, ModuleOptimizer)> {
         let (model_file, optim_file) = Self::files(self.step);
         let model = model
             .try_load_file(dir.join(&model_file))
             .map_err(|e| anyhow::anyhow!("cannot load {model_file}: {e:?}"))?;
-        let optim = optim.load(dir.join(&optim_file)).map_err(|e| anyhow::anyhow!("cannot load {optim_file}: {e:?}"))?;
+        let optim = optim
+            .load(dir.join(&optim_file))
+            .map_err(|e| anyhow::anyhow!("cannot load {optim_file}: {e:?}"))?;
         Ok((model, optim))
     }
 }

@@ -14,7 +14,10 @@ pub fn clip_global_norm(model: &Transformer, grads: &mut GradientsParams, max_no
     let Some(total) = sum.total else { return 0.0 };
     let norm = (total.into_scalar::<f32>() as f64).sqrt();
     if max_norm > 0.0 && norm > max_norm as f64 {
-        let mut scale = Scale { grads, factor: max_norm as f64 / (norm + 1e-6) };
+        let mut scale = Scale {
+            grads,
+            factor: max_norm as f64 / (norm + 1e-6),
+        };
         model.visit(&mut scale);
     }
     norm

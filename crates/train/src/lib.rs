@@ -73,9 +73,15 @@ impl TrainConfig {
             bail!("train: steps and batch_size must be positive and seq_len at least 2");
         }
         if self.seq_len > context_len {
-            bail!("train: seq_len ({}) is longer than the model's context ({context_len})", self.seq_len);
+            bail!(
+                "train: seq_len ({}) is longer than the model's context ({context_len})",
+                self.seq_len
+            );
         }
-        if !(self.learning_rate > 0.0 && self.min_learning_rate >= 0.0 && self.min_learning_rate <= self.learning_rate) {
+        if !(self.learning_rate > 0.0
+            && self.min_learning_rate >= 0.0
+            && self.min_learning_rate <= self.learning_rate)
+        {
             bail!("train: need 0 <= min_learning_rate <= learning_rate and learning_rate > 0");
         }
         if self.eval_every == 0 || self.checkpoint_every == 0 {
@@ -167,9 +173,15 @@ pub fn train(
         step = ck.step;
         metrics = ck.metrics;
     } else if ckpt_dir.join("state.json").exists() {
-        bail!("{} holds a checkpoint: pass --resume to continue it, or choose another --out", run.out.display());
+        bail!(
+            "{} holds a checkpoint: pass --resume to continue it, or choose another --out",
+            run.out.display()
+        );
     }
-    on_event(Event::Start { step, params: arch.num_params() });
+    on_event(Event::Start {
+        step,
+        params: arch.num_params(),
+    });
 
     let elapsed_before = metrics.last().map_or(0.0, |m: &Metrics| m.elapsed);
     let started = Instant::now();
@@ -196,25 +208,50 @@ pub fn train(
         };
         let last = step == config.steps;
         if step % config.eval_every == 0 || last {
-            row.eval_loss = Some(evaluate(&stepper.model, heldout, if last { usize::MAX } else { config.eval_tokens })?.nats_per_token());
+            row.eval_loss = Some(
+                evaluate(
+                    &stepper.model,
+                    heldout,
+                    if last { usize::MAX } else { config.eval_tokens },
+                )?
+                .nats_per_token(),
+            );
         }
         metrics.push(row);
         on_event(Event::Step(metrics.last().expect("just pushed")));
 
         interrupted = stop.load(Ordering::SeqCst) && !last;
         if step % config.checkpoint_every == 0 || last || interrupted {
-            save_native(run.out, run.modality, &stepper.model.valid(), run.codec, run.extra)?;
+            save_native(
+                run.out,
+                run.modality,
+                &stepper.model.valid(),
+                run.codec,
+                run.extra,
+            )?;
             write_metrics_csv(&run.out.join("metrics.csv"), &metrics)?;
-            Checkpoint { step, architecture: arch.clone(), train: config.clone(), metrics: metrics.clone() }
-                .write(&ckpt_dir, &stepper.model, &stepper.optim)?;
-            on_event(Event::Checkpoint { step, metrics: &metrics });
+            Checkpoint {
+                step,
+                architecture: arch.clone(),
+                train: config.clone(),
+                metrics: metrics.clone(),
+            }
+            .write(&ckpt_dir, &stepper.model, &stepper.optim)?;
+            on_event(Event::Checkpoint {
+                step,
+                metrics: &metrics,
+            });
         }
         if interrupted {
             on_event(Event::Interrupted { step });
             break;
         }
     }
-    Ok(Outcome { model: stepper.model.valid(), metrics, interrupted })
+    Ok(Outcome {
+        model: stepper.model.valid(),
+        metrics,
+        interrupted,
+    })
 }
 
 /// A model and its optimiser, taking one step at a time (used by [`train`] and by benchmarks).
@@ -243,10 +280,15 @@ impl Stepper {
         let shape = [batch.batch, batch.len];
         let device = &self.device;
         let ids = |v: &[u32]| {
-            Tensor::<2, Int>::from_data(TensorData::new(v.iter().map(|&x| x as i64).collect::<Vec<_>>(), shape), device)
+            Tensor::<2, Int>::from_data(
+                TensorData::new(v.iter().map(|&x| x as i64).collect::<Vec<_>>(), shape),
+                device,
+            )
         };
         let mask = Tensor::from_data(TensorData::new(batch.mask.clone(), shape), device);
-        let loss = self.model.loss(ids(&batch.inputs), ids(&batch.targets), mask);
+        let loss = self
+            .model
+            .loss(ids(&batch.inputs), ids(&batch.targets), mask);
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
         let grad_norm = clip::clip_global_norm(&self.model, &mut grads, self.grad_clip);
@@ -257,18 +299,23 @@ impl Stepper {
 }
 
 fn optimizer(config: &TrainConfig) -> Result<ModuleOptimizer> {
-    let adamw = AdamWConfig::new().with_beta_2(config.beta2).with_epsilon(1e-8);
+    let adamw = AdamWConfig::new()
+        .with_beta_2(config.beta2)
+        .with_epsilon(1e-8);
     // Norm gains and biases are not decayed (as in GPT-2 / nanoGPT).
     let no_decay = ParamGroup::from_regex(r"norm|bias").map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    Ok(ModuleOptimizer::from(adamw.clone().with_weight_decay(config.weight_decay).build()).with_group(
-        no_decay,
-        adamw.with_weight_decay(0.0).build(),
-        None,
-    ))
+    Ok(
+        ModuleOptimizer::from(adamw.clone().with_weight_decay(config.weight_decay).build())
+            .with_group(no_decay, adamw.with_weight_decay(0.0).build(), None),
+    )
 }
 
 /// Held-out nats per token on at most `max_tokens` tokens (all windows when `usize::MAX`).
-pub fn evaluate(model: &Transformer, heldout: &[Window], max_tokens: usize) -> Result<jielong_core::Score> {
+pub fn evaluate(
+    model: &Transformer,
+    heldout: &[Window],
+    max_tokens: usize,
+) -> Result<jielong_core::Score> {
     let model = model.valid();
     let mut take = Vec::new();
     let mut tokens = 0;
@@ -283,7 +330,9 @@ pub fn evaluate(model: &Transformer, heldout: &[Window], max_tokens: usize) -> R
 }
 
 pub fn write_metrics_csv(path: &Path, metrics: &[Metrics]) -> Result<()> {
-    let mut csv = String::from("step,train_loss,eval_loss,learning_rate,grad_norm,tokens_per_second,elapsed_seconds\n");
+    let mut csv = String::from(
+        "step,train_loss,eval_loss,learning_rate,grad_norm,tokens_per_second,elapsed_seconds\n",
+    );
     for m in metrics {
         csv += &format!(
             "{},{:.6},{},{:.3e},{:.4},{:.1},{:.1}\n",
@@ -303,4 +352,3 @@ pub fn write_metrics_csv(path: &Path, metrics: &[Metrics]) -> Result<()> {
 pub fn checkpoint_dir(out: &Path) -> PathBuf {
     out.join("checkpoint")
 }
-

@@ -11,10 +11,14 @@ use jielong_train::{Event, Outcome, Run, TrainConfig, evaluate, train};
 
 /// The first 60 kB of tiny Shakespeare as bytes: 54 kB to train on, 6 kB held out.
 fn shakespeare() -> (Sequences, Vec<Window>) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/text/tinyshakespeare.txt");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/text/tinyshakespeare.txt");
     let bytes = std::fs::read(path).expect("tiny shakespeare");
     let ids: Vec<u32> = bytes[..60_000].iter().map(|&b| b as u32).collect();
-    let train = Sequences { seqs: vec![ids[..54_000].to_vec()], ..Default::default() };
+    let train = Sequences {
+        seqs: vec![ids[..54_000].to_vec()],
+        ..Default::default()
+    };
     (train, windows(&ids[54_000..], 0, 32).unwrap())
 }
 
@@ -40,35 +44,71 @@ fn run_training(out: &Path, cfg: &TrainConfig, resume: bool, stop_after: Option<
     let (data, heldout) = shakespeare();
     let codec = serde_json::json!({"kind": "bytes"});
     let extra = serde_json::json!({});
-    let run = Run { out, modality: "text", codec: &codec, extra: &extra };
+    let run = Run {
+        out,
+        modality: "text",
+        codec: &codec,
+        extra: &extra,
+    };
     let stop = AtomicBool::new(false);
-    train(&arch(), cfg, &data, &heldout, &Device::flex(), &run, resume, &stop, &mut |e| {
-        if let (Event::Step(m), Some(n)) = (e, stop_after) {
-            if m.step == n {
-                stop.store(true, Ordering::SeqCst);
+    train(
+        &arch(),
+        cfg,
+        &data,
+        &heldout,
+        &Device::flex(),
+        &run,
+        resume,
+        &stop,
+        &mut |e| {
+            if let (Event::Step(m), Some(n)) = (e, stop_after) {
+                if m.step == n {
+                    stop.store(true, Ordering::SeqCst);
+                }
             }
-        }
-    })
+        },
+    )
     .unwrap()
 }
 
 fn weights(model: &Transformer) -> Vec<(String, Vec<f32>)> {
-    model.named_tensors().into_iter().map(|(n, d)| (n, d.try_to_vec::<f32>().unwrap())).collect()
+    model
+        .named_tensors()
+        .into_iter()
+        .map(|(n, d)| (n, d.try_to_vec::<f32>().unwrap()))
+        .collect()
 }
 
 #[test]
 fn a_few_steps_lower_the_held_out_loss() {
     let (_, heldout) = shakespeare();
     let device = Device::flex();
-    let before = evaluate(&Transformer::init(&arch(), &device, 1337).unwrap(), &heldout, usize::MAX).unwrap();
+    let before = evaluate(
+        &Transformer::init(&arch(), &device, 1337).unwrap(),
+        &heldout,
+        usize::MAX,
+    )
+    .unwrap();
     let out = tempfile::tempdir().unwrap();
     let outcome = run_training(out.path(), &config(40), false, None);
     let after = outcome.metrics.last().unwrap().eval_loss.unwrap();
-    assert!(before.nats_per_token() > 5.0, "an untrained byte model is near ln 256 = 5.55");
-    assert!(after < before.nats_per_token() - 1.0, "held-out {} -> {after}", before.nats_per_token());
+    assert!(
+        before.nats_per_token() > 5.0,
+        "an untrained byte model is near ln 256 = 5.55"
+    );
+    assert!(
+        after < before.nats_per_token() - 1.0,
+        "held-out {} -> {after}",
+        before.nats_per_token()
+    );
     // The folder written along the way loads and scores the same.
-    let loaded = jielong_nn::ModelFolder::open(out.path()).unwrap().load(&device).unwrap();
-    let again = evaluate(&loaded, &heldout, usize::MAX).unwrap().nats_per_token();
+    let loaded = jielong_nn::ModelFolder::open(out.path())
+        .unwrap()
+        .load(&device)
+        .unwrap();
+    let again = evaluate(&loaded, &heldout, usize::MAX)
+        .unwrap()
+        .nats_per_token();
     assert!((again - after).abs() < 1e-4, "{again} vs {after}");
     assert!(out.path().join("metrics.csv").exists());
 }
@@ -86,8 +126,23 @@ fn resume_after_interruption_gives_the_same_weights() {
     // A second start without --resume must refuse to overwrite the checkpoint.
     let (data, heldout) = shakespeare();
     let codec = serde_json::json!({});
-    let run = Run { out: broken.path(), modality: "text", codec: &codec, extra: &codec };
-    let err = train(&arch(), &cfg, &data, &heldout, &Device::flex(), &run, false, &AtomicBool::new(false), &mut |_| {});
+    let run = Run {
+        out: broken.path(),
+        modality: "text",
+        codec: &codec,
+        extra: &codec,
+    };
+    let err = train(
+        &arch(),
+        &cfg,
+        &data,
+        &heldout,
+        &Device::flex(),
+        &run,
+        false,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    );
     assert!(err.err().unwrap().to_string().contains("--resume"));
 
     let resumed = run_training(broken.path(), &cfg, true, None);
@@ -96,9 +151,28 @@ fn resume_after_interruption_gives_the_same_weights() {
     for (a, b) in full.metrics.iter().zip(&resumed.metrics) {
         assert_eq!(a.train_loss, b.train_loss, "step {}", a.step);
     }
-    assert_eq!(weights(&full.model), weights(&resumed.model), "weights differ after resume");
+    assert_eq!(
+        weights(&full.model),
+        weights(&resumed.model),
+        "weights differ after resume"
+    );
 
     // Resuming with other settings is refused.
-    let err = train(&arch(), &config(20), &data, &heldout, &Device::flex(), &run, true, &AtomicBool::new(false), &mut |_| {});
-    assert!(err.err().unwrap().to_string().contains("different settings"));
+    let err = train(
+        &arch(),
+        &config(20),
+        &data,
+        &heldout,
+        &Device::flex(),
+        &run,
+        true,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    );
+    assert!(
+        err.err()
+            .unwrap()
+            .to_string()
+            .contains("different settings")
+    );
 }

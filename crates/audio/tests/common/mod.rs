@@ -44,7 +44,9 @@ pub fn peak_frequency(samples: &[f32], rate: u32) -> f64 {
         .collect();
     FftPlanner::new().plan_fft_forward(n).process(&mut buf);
     let mag: Vec<f64> = buf[..n / 2].iter().map(|c| c.norm()).collect();
-    let k = (1..mag.len() - 1).max_by(|&a, &b| mag[a].total_cmp(&mag[b])).unwrap();
+    let k = (1..mag.len() - 1)
+        .max_by(|&a, &b| mag[a].total_cmp(&mag[b]))
+        .unwrap();
     let (a, b, c) = (mag[k - 1].ln(), mag[k].ln(), mag[k + 1].ln());
     let offset = 0.5 * (a - c) / (a - 2.0 * b + c);
     (k as f64 + offset) * rate as f64 / n as f64

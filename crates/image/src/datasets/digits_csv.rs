@@ -14,25 +14,45 @@ const MAX_INTENSITY: u32 = 16;
 /// Reads `sklearn_digits.csv.gz` (or the plain CSV). Intensities are scaled to 0..255.
 pub fn read_digits_csv(path: &Path) -> Result<ImageDataset> {
     let bytes = read_maybe_gzipped(path)?;
-    let text = std::str::from_utf8(&bytes).with_context(|| format!("{} is not a text CSV file", path.display()))?;
+    let text = std::str::from_utf8(&bytes)
+        .with_context(|| format!("{} is not a text CSV file", path.display()))?;
     let mut images = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        images.push(parse_line(line).with_context(|| format!("{} line {}", path.display(), n + 1))?);
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        images
+            .push(parse_line(line).with_context(|| format!("{} line {}", path.display(), n + 1))?);
     }
     let heldout = images.split_off(images.len() - images.len().div_ceil(10));
     let classes = (0..10).map(|d| d.to_string()).collect();
-    ImageDataset::new(images, heldout, classes, format!("8x8 digits ({})", path.display()))
+    ImageDataset::new(
+        images,
+        heldout,
+        classes,
+        format!("8x8 digits ({})", path.display()),
+    )
 }
 
 fn parse_line(line: &str) -> Result<LabelledImage> {
     let fields: Vec<&str> = line.trim().split(',').collect();
     let wanted = (SIDE * SIDE) as usize + 1;
     if fields.len() != wanted {
-        bail!("expected {wanted} comma-separated numbers (64 intensities and a label), found {}", fields.len());
+        bail!(
+            "expected {wanted} comma-separated numbers (64 intensities and a label), found {}",
+            fields.len()
+        );
     }
     let numbers = fields
         .iter()
-        .map(|f| f.trim().parse::<f64>().ok().filter(|v| v.fract() == 0.0 && *v >= 0.0).map(|v| v as u32))
+        .map(|f| {
+            f.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.fract() == 0.0 && *v >= 0.0)
+                .map(|v| v as u32)
+        })
         .collect::<Option<Vec<u32>>>()
         .context("every field must be a whole number")?;
     let (pixels, label) = numbers.split_at(wanted - 1);
@@ -46,5 +66,8 @@ fn parse_line(line: &str) -> Result<LabelledImage> {
         let v = pixels[(y * SIDE + x) as usize];
         Rgb([((v * 255 + MAX_INTENSITY / 2) / MAX_INTENSITY) as u8; 3])
     });
-    Ok(LabelledImage { image, label: Some(label[0] as usize) })
+    Ok(LabelledImage {
+        image,
+        label: Some(label[0] as usize),
+    })
 }

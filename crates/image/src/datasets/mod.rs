@@ -44,7 +44,12 @@ pub struct ImageDataset {
 impl ImageDataset {
     /// Whether every image has a label.
     pub fn is_labelled(&self) -> bool {
-        !self.classes.is_empty() && self.train.iter().chain(&self.heldout).all(|l| l.label.is_some())
+        !self.classes.is_empty()
+            && self
+                .train
+                .iter()
+                .chain(&self.heldout)
+                .all(|l| l.label.is_some())
     }
 
     /// All images resized to `width` x `height` (a triangle filter; no-op at the same size).
@@ -66,7 +71,9 @@ impl ImageDataset {
         classes: Vec<String>,
         source: String,
     ) -> Result<Self> {
-        let Some(first) = train.first().or(heldout.first()) else { bail!("{source} holds no images") };
+        let Some(first) = train.first().or(heldout.first()) else {
+            bail!("{source} holds no images")
+        };
         let (width, height) = first.image.dimensions();
         for l in train.iter().chain(&heldout) {
             if l.image.dimensions() != (width, height) {
@@ -80,8 +87,19 @@ impl ImageDataset {
                 bail!("{source}: label {label} but only {} classes", classes.len());
             }
         }
-        let grey = train.iter().chain(&heldout).all(|l| pixels::is_grey(&l.image));
-        Ok(Self { train, heldout, classes, width, height, grey, source })
+        let grey = train
+            .iter()
+            .chain(&heldout)
+            .all(|l| pixels::is_grey(&l.image));
+        Ok(Self {
+            train,
+            heldout,
+            classes,
+            width,
+            height,
+            grey,
+            source,
+        })
     }
 }
 
@@ -103,8 +121,12 @@ pub fn open_dataset(path: &Path) -> Result<ImageDataset> {
 
 /// [`open_dataset`] with a size to resize to and a sprite sheet's index given explicitly.
 pub fn open_dataset_with(path: &Path, options: &DatasetOptions) -> Result<ImageDataset> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot open the dataset {}", path.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot open the dataset {}", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     let data = if meta.is_dir() {
         if mnist::is_mnist_folder(path) {
             read_mnist(path)?

@@ -18,7 +18,10 @@ pub fn read_png_folder(dir: &Path, size: Option<(u32, u32)>) -> Result<ImageData
     collect_pngs(dir, &mut files)?;
     files.sort();
     if files.is_empty() {
-        bail!("{} holds no MNIST files and no PNG images: nothing to read", dir.display());
+        bail!(
+            "{} holds no MNIST files and no PNG images: nothing to read",
+            dir.display()
+        );
     }
     // The class of a file is the first folder of its path below `dir`, if any.
     let folders: Vec<Option<String>> = files
@@ -38,7 +41,11 @@ pub fn read_png_folder(dir: &Path, size: Option<(u32, u32)>) -> Result<ImageData
             dir.display()
         );
     }
-    let classes: Vec<String> = if labelled { names.into_iter().cloned().collect() } else { Vec::new() };
+    let classes: Vec<String> = if labelled {
+        names.into_iter().cloned().collect()
+    } else {
+        Vec::new()
+    };
 
     let mut images = Vec::with_capacity(files.len());
     for file in &files {
@@ -59,15 +66,34 @@ pub fn read_png_folder(dir: &Path, size: Option<(u32, u32)>) -> Result<ImageData
     }
     let (mut train, mut heldout) = (Vec::new(), Vec::new());
     for (i, (img, folder)) in images.iter().zip(&folders).enumerate() {
-        let label = if labelled { folder.as_ref().and_then(|f| classes.iter().position(|c| c == f)) } else { None };
-        let item = LabelledImage { image: pixels::resize_to(img, width, height), label };
-        if is_heldout(i) { heldout.push(item) } else { train.push(item) }
+        let label = if labelled {
+            folder
+                .as_ref()
+                .and_then(|f| classes.iter().position(|c| c == f))
+        } else {
+            None
+        };
+        let item = LabelledImage {
+            image: pixels::resize_to(img, width, height),
+            label,
+        };
+        if is_heldout(i) {
+            heldout.push(item)
+        } else {
+            train.push(item)
+        }
     }
-    ImageDataset::new(train, heldout, classes, format!("PNG folder ({})", dir.display()))
+    ImageDataset::new(
+        train,
+        heldout,
+        classes,
+        format!("PNG folder ({})", dir.display()),
+    )
 }
 
 fn collect_pngs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
         let path = entry.path();
@@ -91,5 +117,8 @@ fn most_common_size(images: &[RgbImage]) -> (u32, u32) {
         *counts.entry(img.dimensions()).or_default() += 1;
     }
     let best = counts.values().copied().max().unwrap_or(0);
-    counts.into_iter().find(|&(_, n)| n == best).map_or((0, 0), |(size, _)| size)
+    counts
+        .into_iter()
+        .find(|&(_, n)| n == best)
+        .map_or((0, 0), |(size, _)| size)
 }

@@ -22,11 +22,18 @@ pub(crate) fn find_index(sheet: &Path) -> Result<PathBuf> {
     if same_name.is_file() {
         return Ok(same_name);
     }
-    let dir = sheet.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = sheet
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let jsons: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) && p.is_file())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+                && p.is_file()
+        })
         .collect();
     match jsons.as_slice() {
         [one] => Ok(one.clone()),
@@ -51,10 +58,12 @@ struct Sprite {
 
 /// Reads the images of `sheet` listed in `index`, composited onto white.
 pub fn read_sprite_sheet(sheet: &Path, index: &Path) -> Result<ImageDataset> {
-    let text = std::fs::read(index).with_context(|| format!("cannot read the sprite index {}", index.display()))?;
-    let json: Value =
-        serde_json::from_slice(&text).with_context(|| format!("{} is not valid JSON", index.display()))?;
-    let sprites = sprites(&json).with_context(|| format!("{} is not a sprite-sheet index", index.display()))?;
+    let text = std::fs::read(index)
+        .with_context(|| format!("cannot read the sprite index {}", index.display()))?;
+    let json: Value = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not valid JSON", index.display()))?;
+    let sprites = sprites(&json)
+        .with_context(|| format!("{} is not a sprite-sheet index", index.display()))?;
     if sprites.is_empty() {
         bail!("{} lists no images", index.display());
     }
@@ -80,19 +89,34 @@ pub fn read_sprite_sheet(sheet: &Path, index: &Path) -> Result<ImageDataset> {
 
     let labelled = sprites.iter().all(|s| s.category.is_some());
     let classes: Vec<String> = if labelled {
-        sprites.iter().filter_map(|s| s.category.clone()).collect::<BTreeSet<_>>().into_iter().collect()
+        sprites
+            .iter()
+            .filter_map(|s| s.category.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
     } else {
         Vec::new()
     };
     let (mut train, mut heldout) = (Vec::new(), Vec::new());
     let mut kept = 0;
     for s in &sprites {
-        let tile = DynamicImage::from(img.view(s.x * cell + PADDING, s.y * cell + PADDING, side, side).to_image());
+        let tile = DynamicImage::from(
+            img.view(s.x * cell + PADDING, s.y * cell + PADDING, side, side)
+                .to_image(),
+        );
         if tile.to_rgba8().pixels().all(|p| p[3] == 0) {
             continue; // an empty cell: nothing was drawn there
         }
-        let label = s.category.as_ref().filter(|_| labelled).and_then(|c| classes.iter().position(|k| k == c));
-        let item = LabelledImage { image: pixels::on_white(&tile), label };
+        let label = s
+            .category
+            .as_ref()
+            .filter(|_| labelled)
+            .and_then(|c| classes.iter().position(|k| k == c));
+        let item = LabelledImage {
+            image: pixels::on_white(&tile),
+            label,
+        };
         if is_heldout(kept) {
             heldout.push(item)
         } else {
@@ -100,7 +124,12 @@ pub fn read_sprite_sheet(sheet: &Path, index: &Path) -> Result<ImageDataset> {
         }
         kept += 1;
     }
-    ImageDataset::new(train, heldout, classes, format!("sprite sheet ({})", sheet.display()))
+    ImageDataset::new(
+        train,
+        heldout,
+        classes,
+        format!("sprite sheet ({})", sheet.display()),
+    )
 }
 
 /// Every image the index lists: each entry, then its skin variations (with its category).
@@ -114,7 +143,9 @@ fn sprites(json: &Value) -> Result<Vec<Sprite>> {
         }
         if let Some(variations) = e.get("skin_variations").and_then(Value::as_object) {
             for (name, v) in variations {
-                if let Some(s) = sprite(v, &category).with_context(|| format!("entry {i}, variation {name}"))? {
+                if let Some(s) =
+                    sprite(v, &category).with_context(|| format!("entry {i}, variation {name}"))?
+                {
                     out.push(s);
                 }
             }
@@ -135,5 +166,9 @@ fn sprite(e: &Value, category: &Option<String>) -> Result<Option<Sprite>> {
             .filter(|&v| v < 4096)
             .with_context(|| format!("no valid {key:?}"))
     };
-    Ok(Some(Sprite { x: coord("sheet_x")?, y: coord("sheet_y")?, category: category.clone() }))
+    Ok(Some(Sprite {
+        x: coord("sheet_x")?,
+        y: coord("sheet_y")?,
+        category: category.clone(),
+    }))
 }

@@ -14,14 +14,20 @@ pub fn images_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
     let dir = data.join("images");
-    assert!(dir.is_dir(), "the real test data is missing: {} does not exist", dir.display());
+    assert!(
+        dir.is_dir(),
+        "the real test data is missing: {} does not exist",
+        dir.display()
+    );
     dir
 }
 
 /// Full MNIST, read once per test binary.
 pub fn mnist() -> &'static ImageDataset {
     static MNIST: OnceLock<ImageDataset> = OnceLock::new();
-    MNIST.get_or_init(|| jielong_image::open_dataset(&images_dir().join("mnist")).expect("MNIST reads"))
+    MNIST.get_or_init(|| {
+        jielong_image::open_dataset(&images_dir().join("mnist")).expect("MNIST reads")
+    })
 }
 
 /// Extracts the first `n` PNG icons of the silk tarball (sorted by name) into `dir`, flat.
