@@ -27,3 +27,19 @@ r = json.load(sys.stdin)
 name = r["model"].split("/")[-1]
 print(f"| {name} | {r[\"parameters\"]:,} | {r[\"load_seconds\"]:.2f} | {r[\"generate_tokens_per_second_batch1\"]:.0f} | {r[\"generate_tokens_per_second_batch16\"]:.0f} | {r[\"train_tokens_per_second\"]:.0f} | {r[\"peak_memory_mib\"]:.0f} |")'
 done
+
+# Training speed on nanoGPT's CPU recipe shape (65 characters, 4 layers, 128 wide, 4 heads,
+# context 64, batch 12), to compare with PyTorch on this machine.
+target/release/examples/random_model "$tmp/nanogpt-cpu" 65 128 344 4 4 4 64 >/dev/null
+"$bin" bench --model "$tmp/nanogpt-cpu" --train-batch 12 --format json | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print(f"\nnanoGPT CPU shape ({r[\"parameters\"]:,} parameters), batch 12 x 64: train {r[\"train_tokens_per_second\"]:.0f} tok/s")'
+
+# Audio: the real-time factor of drawing two seconds of speech, one clip and eight at once.
+if [ -d models/spoken-digits ]; then
+  for count in 1 8; do
+    "$bin" generate audio --model models/spoken-digits --class 4 --seconds 2 --count "$count" --seed 1 \
+      --out "$tmp/four.wav" 2>&1 | grep -o "[0-9]* samples/s, real-time factor [0-9.]*" | sed "s/^/spoken-digits, $count clip(s) at once: /"
+  done
+fi

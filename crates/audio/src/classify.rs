@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use rustfft::{Fft, FftPlanner, num_complex::Complex};
 
+use jielong_core::{Accuracy, par_map, sorted_classes};
+
 use crate::analysis::hann;
 use crate::datasets::{LabelledClip, open_dataset};
 
@@ -386,44 +388,6 @@ pub fn dtw_distance(a: &Features, b: &Features) -> f64 {
     previous[m] / (n + m) as f64
 }
 
-/// How many clips of one class were recognised as that class.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClassAccuracy {
-    pub class: String,
-    pub correct: usize,
-    pub total: usize,
-    /// Clips that could not be classified at all (silence): counted in `total`, never correct.
-    pub unclassified: usize,
-}
-
-impl ClassAccuracy {
-    /// The fraction recognised; `None` when no clip of this class was asked for.
-    pub fn accuracy(&self) -> Option<f64> {
-        (self.total > 0).then(|| self.correct as f64 / self.total as f64)
-    }
-}
-
-/// Per-class and overall accuracy of clips against their wanted classes.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Accuracy {
-    pub per_class: Vec<ClassAccuracy>,
-    pub correct: usize,
-    pub total: usize,
-    /// `confusion[wanted][recognised]`: how many clips of each wanted class were recognised as
-    /// each class (unclassified clips are in no column).
-    pub confusion: Vec<Vec<usize>>,
-}
-
-impl Accuracy {
-    pub fn overall(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            self.correct as f64 / self.total as f64
-        }
-    }
-}
-
 struct Reference {
     features: Features,
     label: usize,
@@ -608,35 +572,7 @@ impl DigitClassifier {
 
     /// Classifies many clips on all cores; `None` for a clip with no voiced frames.
     pub fn classify_many<S: AsRef<[f32]> + Sync>(&self, clips: &[S]) -> Result<Vec<Option<usize>>> {
-        if clips.is_empty() {
-            return Ok(Vec::new());
-        }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = clips.len().div_ceil(threads);
-        let parts: Vec<Result<Vec<Option<usize>>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = clips
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|c| self.classify_some(c.as_ref()).map(|r| r.ok()))
-                            .collect()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("classifying failed")))
-                })
-                .collect()
-        });
-        let mut out = Vec::with_capacity(clips.len());
-        for part in parts {
-            out.extend(part?);
-        }
-        Ok(out)
+        par_map(clips, |_, c| self.classify_some(c.as_ref()).map(|r| r.ok()))
     }
 
     /// How many of `clips` are recognised as their `wanted` class (indices into
@@ -650,55 +586,7 @@ impl DigitClassifier {
         if clips.len() != wanted.len() {
             bail!("{} clips but {} wanted classes", clips.len(), wanted.len());
         }
-        if let Some(&bad) = wanted.iter().find(|&&c| c >= self.classes.len()) {
-            bail!(
-                "class {bad} does not exist (the classifier knows {})",
-                self.classes.len()
-            );
-        }
         let got = self.classify_many(clips)?;
-        let k = self.classes.len();
-        let mut per_class: Vec<ClassAccuracy> = self
-            .classes
-            .iter()
-            .map(|c| ClassAccuracy {
-                class: c.clone(),
-                correct: 0,
-                total: 0,
-                unclassified: 0,
-            })
-            .collect();
-        let mut confusion = vec![vec![0usize; k]; k];
-        for (&w, g) in wanted.iter().zip(&got) {
-            per_class[w].total += 1;
-            match *g {
-                Some(g) => {
-                    confusion[w][g] += 1;
-                    per_class[w].correct += (w == g) as usize;
-                }
-                None => per_class[w].unclassified += 1,
-            }
-        }
-        let correct = per_class.iter().map(|c| c.correct).sum();
-        Ok(Accuracy {
-            per_class,
-            correct,
-            total: clips.len(),
-            confusion,
-        })
+        Accuracy::tally(&self.classes, wanted, &got)
     }
-}
-
-/// Distinct labels, numbers in numeric order first, then names alphabetically (the order of
-/// [`crate::AudioDataset::classes`]).
-fn sorted_classes<'a>(labels: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let set: std::collections::BTreeSet<&str> = labels.collect();
-    let mut classes: Vec<String> = set.into_iter().map(str::to_owned).collect();
-    classes.sort_by(|a, b| match (a.parse::<u64>(), b.parse::<u64>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y).then(a.cmp(b)),
-        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
-        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
-        (Err(_), Err(_)) => a.cmp(b),
-    });
-    classes
 }

@@ -27,13 +27,13 @@
 //! ([`AudioDataset::remove_held_out`]) and refuses a training set that still has one
 //! ([`HeldOut::check`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use jielong_core::{Codec, Sequences};
+use jielong_core::{Codec, Sequences, sorted_classes};
 
 use crate::codec::AudioCodec;
 use crate::wav::read_wav;
@@ -471,19 +471,7 @@ impl Transcripts {
 impl AudioDataset {
     /// The distinct labels, numbers in numeric order first, then names in alphabetical order.
     pub fn classes(&self) -> Vec<String> {
-        let set: BTreeSet<&str> = self
-            .clips
-            .iter()
-            .filter_map(|c| c.label.as_deref())
-            .collect();
-        let mut classes: Vec<String> = set.into_iter().map(str::to_owned).collect();
-        classes.sort_by(|a, b| match (a.parse::<u64>(), b.parse::<u64>()) {
-            (Ok(x), Ok(y)) => x.cmp(&y).then(a.cmp(b)),
-            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
-            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
-            (Err(_), Err(_)) => a.cmp(b),
-        });
-        classes
+        sorted_classes(self.clips.iter().filter_map(|c| c.label.as_deref()))
     }
 
     pub fn samples(&self) -> usize {

@@ -22,9 +22,7 @@ pub mod prompt;
 pub mod wav;
 
 pub use analysis::{Analysis, analyse, entropy_bits, unigram_entropy};
-pub use classify::{
-    Accuracy, ClassAccuracy, ClassifierSettings, DigitClassifier, Features, dtw_distance,
-};
+pub use classify::{ClassifierSettings, DigitClassifier, Features, dtw_distance};
 pub use codec::{AudioCodec, DEFAULT_RATE, Quantisation};
 pub use datasets::{
     AudioDataset, DIGIT_WORDS, HeldOut, LabelRule, LabelledClip, Source, digit_classes, digit_word,

@@ -4,6 +4,7 @@
 //! token, a [`Sampler`] rolls the dice, and [`generate`] is the one loop that repeats it for
 //! every modality. [`score`] measures held-out nats per token with any decoder.
 
+pub mod classes;
 pub mod codec;
 pub mod data;
 pub mod decoder;
@@ -11,6 +12,7 @@ pub mod generate;
 pub mod sampler;
 pub mod score;
 
+pub use classes::{Accuracy, ClassAccuracy, par_map, sorted_classes};
 pub use codec::{Codec, Specials, Vocab};
 pub use data::{Batch, Sequences};
 pub use decoder::{Decoder, Logits, Positions, check_feed};

@@ -5,6 +5,7 @@
 
 use anyhow::{Result, bail};
 use image::RgbImage;
+use jielong_core::{Accuracy, par_map};
 
 use crate::datasets::{ImageDataset, LabelledImage};
 use crate::pixels::luma;
@@ -21,39 +22,6 @@ pub struct DigitClassifier {
     bits: Vec<u64>,
     labels: Vec<usize>,
     classes: Vec<String>,
-}
-
-/// How many images of one class were recognised as that class.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClassAccuracy {
-    pub class: String,
-    pub correct: usize,
-    pub total: usize,
-}
-
-impl ClassAccuracy {
-    /// The fraction recognised; `None` when no image of this class was asked for.
-    pub fn accuracy(&self) -> Option<f64> {
-        (self.total > 0).then(|| self.correct as f64 / self.total as f64)
-    }
-}
-
-/// Per-class and overall accuracy of a set of images against their wanted classes.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Accuracy {
-    pub per_class: Vec<ClassAccuracy>,
-    pub correct: usize,
-    pub total: usize,
-}
-
-impl Accuracy {
-    pub fn overall(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            self.correct as f64 / self.total as f64
-        }
-    }
 }
 
 impl DigitClassifier {
@@ -139,29 +107,7 @@ impl DigitClassifier {
 
     /// Classifies many images, on all cores.
     pub fn classify_many(&self, images: &[RgbImage]) -> Result<Vec<usize>> {
-        if images.is_empty() {
-            return Ok(Vec::new());
-        }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = images.len().div_ceil(threads);
-        let parts: Vec<Result<Vec<usize>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = images
-                .chunks(chunk)
-                .map(|part| s.spawn(move || part.iter().map(|i| self.classify(i)).collect()))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("classifying failed")))
-                })
-                .collect()
-        });
-        let mut out = Vec::with_capacity(images.len());
-        for part in parts {
-            out.extend(part?);
-        }
-        Ok(out)
+        par_map(images, |_, img| self.classify(img))
     }
 
     /// How many of `images` are recognised as their `wanted` class, per class and overall.
@@ -173,32 +119,8 @@ impl DigitClassifier {
                 wanted.len()
             );
         }
-        if let Some(&bad) = wanted.iter().find(|&&c| c >= self.classes.len()) {
-            bail!(
-                "class {bad} does not exist (the classifier knows {})",
-                self.classes.len()
-            );
-        }
-        let got = self.classify_many(images)?;
-        let mut per_class: Vec<ClassAccuracy> = self
-            .classes
-            .iter()
-            .map(|c| ClassAccuracy {
-                class: c.clone(),
-                correct: 0,
-                total: 0,
-            })
-            .collect();
-        for (&w, &g) in wanted.iter().zip(&got) {
-            per_class[w].total += 1;
-            per_class[w].correct += (w == g) as usize;
-        }
-        let correct = per_class.iter().map(|c| c.correct).sum();
-        Ok(Accuracy {
-            per_class,
-            correct,
-            total: images.len(),
-        })
+        let got: Vec<Option<usize>> = self.classify_many(images)?.into_iter().map(Some).collect();
+        Accuracy::tally(&self.classes, wanted, &got)
     }
 
     /// The image's binarised pixels, 64 to a word, in raster order.

@@ -23,7 +23,7 @@ pub mod spec;
 
 pub use codec::{ImageCodec, Reconstruction, Tokenisation};
 pub use datasets::{DatasetOptions, ImageDataset, LabelledImage, open_dataset, open_dataset_with};
-pub use knn::{Accuracy, ClassAccuracy, DigitClassifier};
+pub use knn::DigitClassifier;
 pub use palette::Palette;
 pub use patches::Codebook;
 pub use pictures::{CompletionRow, animate, completion_grid, grid, save_png};

@@ -2,7 +2,7 @@
 //! then the image's tokens in raster order.
 
 use anyhow::{Context, Result, bail};
-use jielong_core::{Codec, Sequences};
+use jielong_core::{Codec, Sequences, par_map};
 
 use crate::codec::ImageCodec;
 use crate::datasets::LabelledImage;
@@ -60,34 +60,7 @@ pub fn to_sequences(
         Ok(seq)
     };
     // Images are independent: encode them on all cores, in order.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = images.len().div_ceil(threads);
-    let parts: Vec<Result<Vec<Vec<u32>>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = images
-            .chunks(chunk)
-            .enumerate()
-            .map(|(c, part)| {
-                let encode = &encode;
-                s.spawn(move || {
-                    part.iter()
-                        .enumerate()
-                        .map(|(j, l)| encode(c * chunk + j, l))
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("encoding images failed")))
-            })
-            .collect()
-    });
-    let mut seqs = Vec::with_capacity(images.len());
-    for part in parts {
-        seqs.extend(part?);
-    }
+    let seqs = par_map(images, encode)?;
     Ok(Sequences {
         seqs,
         prefix: 1,
