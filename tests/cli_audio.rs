@@ -584,6 +584,60 @@ fn eval_checks_drawn_clips_against_the_recorded_digits() {
         ],
         "class-conditional",
     );
+    // Guided draws: the setting is echoed, and a clip is drawn for every request.
+    let g = ok_json(&[
+        "eval",
+        "audio",
+        "--model",
+        p(m),
+        "--data",
+        p(&data),
+        "--check-classes",
+        "1",
+        "--guidance",
+        "2",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(g["class_check"]["guidance"], 2.0, "{g}");
+    let rows = g["class_check"]["per_class"].as_array().unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["total"].as_u64().unwrap())
+            .sum::<u64>(),
+        10
+    );
+    let wav = temp("guided").join("g.wav");
+    fails(
+        &[
+            "generate",
+            "audio",
+            "--model",
+            p(m),
+            "--guidance",
+            "2",
+            "--out",
+            p(&wav),
+        ],
+        "--class",
+    );
+    fails(
+        &[
+            "generate",
+            "audio",
+            "--model",
+            p(tone_model()),
+            "--class",
+            "1",
+            "--guidance",
+            "2",
+            "--out",
+            p(&wav),
+        ],
+        "class",
+    );
+    assert!(!wav.exists());
+
     // References must cover every class the model can be asked for.
     let few = temp("few-references");
     for d in 0..3 {

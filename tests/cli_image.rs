@@ -427,6 +427,89 @@ fn seeds_reproduce_and_batch_members_use_seed_plus_index() {
 }
 
 #[test]
+fn guidance_is_reproducible_changes_the_draw_and_needs_a_class() {
+    let m = p(digits_model());
+    let dir = temp("guidance");
+    let draw = |name: &str, extra: &[&str]| -> Vec<u8> {
+        let out = dir.join(name);
+        let mut args = vec![
+            "generate",
+            "image",
+            "--model",
+            m,
+            "--class",
+            "3",
+            "--count",
+            "4",
+            "--seed",
+            "9",
+            "--out",
+            p(&out),
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+        std::fs::read(&out).unwrap()
+    };
+    let plain = draw("plain.png", &[]);
+    let guided = draw("guided.png", &["--guidance", "4"]);
+    assert_eq!(
+        guided,
+        draw("guided-again.png", &["--guidance", "4"]),
+        "the same seed and guidance give the same images"
+    );
+    assert_ne!(
+        plain, guided,
+        "guidance 4 drew the same images as the plain model"
+    );
+
+    let out = dir.join("never.png");
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            m,
+            "--guidance",
+            "2",
+            "--out",
+            p(&out),
+        ],
+        "--class",
+    );
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            m,
+            "--class",
+            "3",
+            "--guidance",
+            "-1",
+            "--out",
+            p(&out),
+        ],
+        "at least 0",
+    );
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            p(mnist_patches_model()),
+            "--guidance",
+            "2",
+            "--class",
+            "3",
+            "--out",
+            p(&out),
+        ],
+        "class",
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn completion_keeps_the_given_rows_of_a_real_digit() {
     let m = digits_model();
     // The last digit of the CSV is in the held-out tenth.

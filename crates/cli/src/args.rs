@@ -189,6 +189,11 @@ pub struct GenerateImage {
     /// Grid cell scale (nearest neighbour).
     #[arg(long, default_value_t = 4)]
     pub scale: u32,
+    /// Classifier-free guidance towards --class: the logits become u + G (c - u), from the
+    /// model run with (c) and without (u) the class; 1 is the plain model, larger is more
+    /// typical of the class and less varied. Costs a second pass per token.
+    #[arg(long, value_name = "G", allow_negative_numbers = true)]
+    pub guidance: Option<f32>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
@@ -218,6 +223,11 @@ pub struct GenerateAudio {
     /// Number of clips drawn as one batch (written as OUT, OUT-1, ...).
     #[arg(long, default_value_t = 1)]
     pub count: usize,
+    /// Classifier-free guidance towards --class: the logits become u + G (c - u), from the
+    /// model run with (c) and without (u) the class; 1 is the plain model, larger is more
+    /// typical of the class and less varied. Costs a second pass per token.
+    #[arg(long, value_name = "G", allow_negative_numbers = true)]
+    pub guidance: Option<f32>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
@@ -241,6 +251,14 @@ pub struct EvalArgs {
     /// images. Audio: one-second clips matched (dynamic time warping) against the --data clips.
     #[arg(long, value_name = "N")]
     pub check_classes: Option<usize>,
+    /// With --check-classes: draw with classifier-free guidance G (see generate --guidance).
+    #[arg(
+        long,
+        value_name = "G",
+        requires = "check_classes",
+        allow_negative_numbers = true
+    )]
+    pub guidance: Option<f32>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     #[command(flatten)]

@@ -43,7 +43,7 @@ pub fn score_clips(
         "bits_below_unigram": unigram - total.bits_per_token(),
     });
     if let Some(n) = a.check_classes {
-        extra["class_check"] = check_classes(model, &codec, &dataset, n)?;
+        extra["class_check"] = check_classes(model, &codec, &dataset, n, a.guidance)?;
     }
     Ok((total, extra))
 }
@@ -56,6 +56,7 @@ fn check_classes(
     codec: &AudioCodec,
     dataset: &AudioDataset,
     n: usize,
+    guidance: Option<f32>,
 ) -> Result<Value> {
     if codec.classes().is_empty() {
         bail!("--check-classes needs a class-conditional model");
@@ -79,6 +80,7 @@ fn check_classes(
             Some(name),
             1.0,
             n,
+            guidance,
             c as u64 * 1000,
             &[],
             &mut |_| {},
@@ -89,6 +91,7 @@ fn check_classes(
     let acc = classifier.evaluate(&clips, &wanted)?;
     Ok(json!({
         "samples_per_class": n,
+        "guidance": guidance,
         "references": classifier.references(),
         "recognised": acc.overall(),
         "chance": 1.0 / classifier.classes().len() as f64,

@@ -44,7 +44,7 @@ pub fn score_images(
         "bits_per_dim": codec.bits_per_dim(total.nats, images.len()),
     });
     if let Some(n) = a.check_classes {
-        extra["class_check"] = check_classes(model, &codec, &dataset, n)?;
+        extra["class_check"] = check_classes(model, &codec, &dataset, n, a.guidance)?;
     }
     Ok((total, extra))
 }
@@ -55,6 +55,7 @@ fn check_classes(
     codec: &ImageCodec,
     dataset: &jielong_image::ImageDataset,
     n: usize,
+    guidance: Option<f32>,
 ) -> Result<Value> {
     if codec.classes().is_empty() {
         bail!("--check-classes needs a class-conditional model");
@@ -71,6 +72,7 @@ fn check_classes(
             codec,
             Some(name),
             n,
+            guidance,
             c as u64 * 1000,
             &[],
             &mut |_| {},
@@ -80,6 +82,7 @@ fn check_classes(
     let acc = classifier.evaluate(&images, &wanted)?;
     Ok(json!({
         "samples_per_class": n,
+        "guidance": guidance,
         "recognised": acc.overall(),
         "per_class": acc.per_class.iter().map(|c| json!({"class": c.class, "correct": c.correct, "total": c.total})).collect::<Vec<_>>(),
     }))

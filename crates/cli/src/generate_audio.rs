@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use jielong_audio::{AudioCodec, analyse, plot, prompt_from_wav, write_wav};
-use jielong_core::{Codec, Event, Finish, GenerateConfig, Overflow, SamplerConfig, generate};
+use jielong_core::{
+    Codec, Decoder, Event, Finish, GenerateConfig, Guided, Overflow, SamplerConfig, generate,
+};
 use jielong_nn::Transformer;
 
 use crate::args::{GenerateAudio, Modality};
@@ -29,6 +31,7 @@ pub fn draw_with(
     seconds: f64,
     count: usize,
     sampler: SamplerConfig,
+    guidance: Option<f32>,
     seed: u64,
     kept: &[u32],
     show_top: usize,
@@ -63,9 +66,10 @@ pub fn draw_with(
     config.keep_prefix = 1;
     config.show_top = show_top;
     config.pad = codec.end();
-    let mut cache = model.new_cache();
+    let decoder = Guided::for_vocab(model, vocab, class.is_some(), guidance)?;
+    let mut cache = decoder.new_cache(count);
     let out = generate(
-        model,
+        &decoder,
         &mut cache,
         &vec![prompt; count],
         &config,
@@ -84,13 +88,14 @@ pub fn draw_with(
         .collect()
 }
 
-/// [`draw_with`] at temperature 1 (for MODEL.md samples and checks).
+/// [`draw_with`] at temperature 1, guided by `guidance` when given (for MODEL.md samples and checks).
 pub fn draw(
     model: &Transformer,
     codec: &AudioCodec,
     class: Option<&str>,
     seconds: f64,
     count: usize,
+    guidance: Option<f32>,
     seed: u64,
     kept: &[u32],
     on_event: &mut dyn FnMut(Event),
@@ -102,6 +107,7 @@ pub fn draw(
         seconds,
         count,
         SamplerConfig::default(),
+        guidance,
         seed,
         kept,
         0,
@@ -134,6 +140,7 @@ pub fn run(a: GenerateAudio) -> Result<()> {
         a.seconds,
         a.count,
         sampler,
+        a.guidance,
         a.sampling.seed,
         kept,
         show,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use image::RgbImage;
-use jielong_core::{Codec, Event, GenerateConfig, SamplerConfig, generate};
+use jielong_core::{Codec, Decoder, Event, GenerateConfig, Guided, SamplerConfig, generate};
 use jielong_image::{CompletionRow, ImageCodec, animate, completion_grid, grid, save_png};
 use jielong_nn::Transformer;
 
@@ -23,6 +23,7 @@ pub fn draw_tokens(
     class: Option<&str>,
     count: usize,
     sampler: SamplerConfig,
+    guidance: Option<f32>,
     seed: u64,
     kept: &[u32],
     show_top: usize,
@@ -47,9 +48,10 @@ pub fn draw_tokens(
     config.banned = (vocab.content_size as u32..vocab.size() as u32).collect();
     config.show_top = show_top;
     config.pad = start;
-    let mut cache = model.new_cache();
+    let decoder = Guided::for_vocab(model, vocab, class.is_some(), guidance)?;
+    let mut cache = decoder.new_cache(count);
     let out = generate(
-        model,
+        &decoder,
         &mut cache,
         &vec![prompt; count],
         &config,
@@ -66,12 +68,13 @@ pub fn draw_tokens(
         .collect())
 }
 
-/// [`draw_tokens`] at temperature 1, decoded.
+/// [`draw_tokens`] at temperature 1 (guided by `guidance` when given), decoded.
 pub fn draw(
     model: &Transformer,
     codec: &ImageCodec,
     class: Option<&str>,
     count: usize,
+    guidance: Option<f32>,
     seed: u64,
     kept: &[u32],
     on_event: &mut dyn FnMut(Event),
@@ -82,6 +85,7 @@ pub fn draw(
         class,
         count,
         SamplerConfig::default(),
+        guidance,
         seed,
         kept,
         0,
@@ -137,6 +141,7 @@ pub fn run(a: GenerateImage) -> Result<()> {
         a.class.as_deref(),
         a.count,
         sampler,
+        a.guidance,
         a.sampling.seed,
         &kept,
         show,

@@ -204,6 +204,7 @@ pub fn sample(out: &Path, model: &Transformer) -> Result<String> {
             class.as_deref(),
             1.0,
             1,
+            None,
             i as u64,
             &[],
             &mut |_| {},

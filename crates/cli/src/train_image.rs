@@ -156,6 +156,7 @@ pub fn sample(out: &Path, model: &Transformer) -> Result<String> {
             &codec,
             class.as_deref(),
             per,
+            None,
             0,
             &[],
             &mut |_| {},
@@ -168,7 +169,7 @@ pub fn sample(out: &Path, model: &Transformer) -> Result<String> {
         if per == 16 {
             "Sixteen images".to_string()
         } else {
-            format!("{per} images per class, one class per row")
+            format!("{per} images per class, one class per row,")
         },
         if per == 16 {
             ""

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod data;
 pub mod decoder;
 pub mod generate;
+pub mod guided;
 pub mod sampler;
 pub mod score;
 
@@ -17,6 +18,7 @@ pub use codec::{Codec, Specials, Vocab};
 pub use data::{Batch, Sequences};
 pub use decoder::{Decoder, Logits, Positions, check_feed};
 pub use generate::{Event, Finish, GenerateConfig, Generation, Overflow, generate};
+pub use guided::Guided;
 pub use sampler::{Distribution, Sampler, SamplerConfig};
 pub use score::{Score, Window, score, windows};
 
