@@ -462,6 +462,56 @@ fn guidance_is_reproducible_changes_the_draw_and_needs_a_class() {
         "guidance 4 drew the same images as the plain model"
     );
 
+    // A model folder's default guidance applies when none is asked for.
+    let with_default = dir.join("model-with-default");
+    std::fs::create_dir_all(&with_default).unwrap();
+    for entry in std::fs::read_dir(digits_model()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, with_default.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let config_path = with_default.join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["generation"] = serde_json::json!({"guidance": 4.0});
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let by_default = dir.join("by-default.png");
+    ok(&[
+        "generate",
+        "image",
+        "--model",
+        p(&with_default),
+        "--class",
+        "3",
+        "--count",
+        "4",
+        "--seed",
+        "9",
+        "--out",
+        p(&by_default),
+    ]);
+    assert_eq!(
+        std::fs::read(&by_default).unwrap(),
+        guided,
+        "the folder's default guidance 4 was not used"
+    );
+    config["generation"] = serde_json::json!({"guidance": "strong"});
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    fails(
+        &[
+            "generate",
+            "image",
+            "--model",
+            p(&with_default),
+            "--class",
+            "3",
+            "--out",
+            p(&by_default),
+        ],
+        "generation.guidance must be a number",
+    );
+
     let out = dir.join("never.png");
     fails(
         &[

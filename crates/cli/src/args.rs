@@ -191,7 +191,8 @@ pub struct GenerateImage {
     pub scale: u32,
     /// Classifier-free guidance towards --class: the logits become u + G (c - u), from the
     /// model run with (c) and without (u) the class; 1 is the plain model, larger is more
-    /// typical of the class and less varied. Costs a second pass per token.
+    /// typical of the class and less varied. Costs a second pass per token. Default: the
+    /// model's `generation.guidance` in config.json, if any.
     #[arg(long, value_name = "G", allow_negative_numbers = true)]
     pub guidance: Option<f32>,
     #[command(flatten)]
@@ -225,7 +226,8 @@ pub struct GenerateAudio {
     pub count: usize,
     /// Classifier-free guidance towards --class: the logits become u + G (c - u), from the
     /// model run with (c) and without (u) the class; 1 is the plain model, larger is more
-    /// typical of the class and less varied. Costs a second pass per token.
+    /// typical of the class and less varied. Costs a second pass per token. Default: the
+    /// model's `generation.guidance` in config.json, if any.
     #[arg(long, value_name = "G", allow_negative_numbers = true)]
     pub guidance: Option<f32>,
     #[command(flatten)]
@@ -251,7 +253,8 @@ pub struct EvalArgs {
     /// images. Audio: one-second clips matched (dynamic time warping) against the --data clips.
     #[arg(long, value_name = "N")]
     pub check_classes: Option<usize>,
-    /// With --check-classes: draw with classifier-free guidance G (see generate --guidance).
+    /// With --check-classes: draw with classifier-free guidance G (see generate --guidance;
+    /// default: the model's own default).
     #[arg(
         long,
         value_name = "G",

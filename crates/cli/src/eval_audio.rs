@@ -43,7 +43,13 @@ pub fn score_clips(
         "bits_below_unigram": unigram - total.bits_per_token(),
     });
     if let Some(n) = a.check_classes {
-        extra["class_check"] = check_classes(model, &codec, &dataset, n, a.guidance)?;
+        extra["class_check"] = check_classes(
+            model,
+            &codec,
+            &dataset,
+            n,
+            crate::loaded::guidance(folder, a.guidance, true)?,
+        )?;
     }
     Ok((total, extra))
 }

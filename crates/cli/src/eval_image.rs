@@ -44,7 +44,13 @@ pub fn score_images(
         "bits_per_dim": codec.bits_per_dim(total.nats, images.len()),
     });
     if let Some(n) = a.check_classes {
-        extra["class_check"] = check_classes(model, &codec, &dataset, n, a.guidance)?;
+        extra["class_check"] = check_classes(
+            model,
+            &codec,
+            &dataset,
+            n,
+            crate::loaded::guidance(folder, a.guidance, true)?,
+        )?;
     }
     Ok((total, extra))
 }

@@ -140,7 +140,7 @@ pub fn run(a: GenerateAudio) -> Result<()> {
         a.seconds,
         a.count,
         sampler,
-        a.guidance,
+        loaded::guidance(&folder, a.guidance, a.class.is_some())?,
         a.sampling.seed,
         kept,
         show,

@@ -141,7 +141,7 @@ pub fn run(a: GenerateImage) -> Result<()> {
         a.class.as_deref(),
         a.count,
         sampler,
-        a.guidance,
+        loaded::guidance(&folder, a.guidance, a.class.is_some())?,
         a.sampling.seed,
         &kept,
         show,

@@ -153,3 +153,27 @@ pub fn read_json(path: &Path) -> Result<Value> {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
+
+/// The classifier-free guidance to draw a class with: the one asked for, else the model's
+/// default (`config.json`: `"generation": {"guidance": G}`, set from its class check), else
+/// none. Unconditional draws (`with_class` false) are never guided by default.
+pub fn guidance(folder: &ModelFolder, asked: Option<f32>, with_class: bool) -> Result<Option<f32>> {
+    if asked.is_some() || !with_class {
+        return Ok(asked);
+    }
+    match folder.raw.pointer("/generation/guidance") {
+        None => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(g) => {
+                eprintln!(
+                    "guidance {g} (the model's default; --guidance 1 draws from the plain model)"
+                );
+                Ok(Some(g as f32))
+            }
+            None => bail!(
+                "{}: generation.guidance must be a number, not {v}",
+                folder.dir.join("config.json").display()
+            ),
+        },
+    }
+}
