@@ -25,7 +25,9 @@ for m in "${models[@]}"; do
 import json, sys
 r = json.load(sys.stdin)
 name = r["model"].split("/")[-1]
-print(f"| {name} | {r[\"parameters\"]:,} | {r[\"load_seconds\"]:.2f} | {r[\"generate_tokens_per_second_batch1\"]:.0f} | {r[\"generate_tokens_per_second_batch16\"]:.0f} | {r[\"train_tokens_per_second\"]:.0f} | {r[\"peak_memory_mib\"]:.0f} |")'
+cells = [name, format(r["parameters"], ","), "%.2f" % r["load_seconds"], "%.0f" % r["generate_tokens_per_second_batch1"],
+         "%.0f" % r["generate_tokens_per_second_batch16"], "%.0f" % r["train_tokens_per_second"], ("%.0f" % r["peak_memory_mib"]) if r["peak_memory_mib"] is not None else "n/a"]
+print("| " + " | ".join(cells) + " |")'
 done
 
 # Training speed on nanoGPT's CPU recipe shape (65 characters, 4 layers, 128 wide, 4 heads,
@@ -34,7 +36,7 @@ target/release/examples/random_model "$tmp/nanogpt-cpu" 65 128 344 4 4 4 64 >/de
 "$bin" bench --model "$tmp/nanogpt-cpu" --train-batch 12 --format json | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print(f"\nnanoGPT CPU shape ({r[\"parameters\"]:,} parameters), batch 12 x 64: train {r[\"train_tokens_per_second\"]:.0f} tok/s")'
+print("\nnanoGPT CPU shape (%s parameters), batch 12 x 64: train %.0f tok/s" % (format(r["parameters"], ","), r["train_tokens_per_second"]))'
 
 # Audio: the real-time factor of drawing two seconds of speech, one clip and eight at once.
 if [ -d models/spoken-digits ]; then

@@ -30,6 +30,7 @@ pub use args::Cli;
 /// Runs the command line and turns any error into a message and a non-zero exit status.
 pub fn main() -> ExitCode {
     tune_allocator();
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -51,6 +52,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokenize(a) => inspect::tokenize(a),
         Command::Logits(a) => inspect::logits(a),
         Command::Export(a) => export::run(a),
+    }
+}
+
+/// Ends quietly, as other Unix tools do, when the reader of stdout goes away (`jielong ... |
+/// head`): Rust ignores SIGPIPE, which turns the next print into a panic.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // Safety: restores the default action of one signal before any threads start.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
