@@ -777,6 +777,13 @@ fn check_eval_arithmetic(v: &Value, images: usize, tokens_per_image: usize, dims
         ),
         "{v}"
     );
+    // What the tokenisation loses: a mean squared error and its PSNR (absent when lossless).
+    let mse = v["reconstruction"]["mse"].as_f64().unwrap();
+    assert!(mse.is_finite() && mse >= 0.0, "{v}");
+    match v["reconstruction"]["psnr_db"].as_f64() {
+        Some(psnr) => assert!(close(psnr, 10.0 * (255.0f64 * 255.0 / mse).log10()), "{v}"),
+        None => assert_eq!(mse, 0.0, "{v}"),
+    }
 }
 
 #[test]

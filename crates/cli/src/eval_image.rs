@@ -43,6 +43,12 @@ pub fn score_images(
         "nats_per_image": total.nats / images.len() as f64,
         "bits_per_dim": codec.bits_per_dim(total.nats, images.len()),
     });
+    // What the tokenisation itself loses on these images (palettes, codebooks, grey levels):
+    // the scores above are of the tokenised images.
+    let images_only: Vec<_> = images.iter().map(|l| l.image.clone()).collect();
+    let lost = codec.reconstruction_error(&images_only)?;
+    extra["reconstruction"] =
+        json!({"mse": lost.mse, "psnr_db": lost.psnr.is_finite().then_some(lost.psnr)});
     if let Some(n) = a.check_classes {
         extra["class_check"] = check_classes(
             model,
