@@ -54,22 +54,7 @@ pub fn analyse(samples: &[f32], rate: u32) -> Result<Analysis> {
         (samples.iter().map(|&x| x as f64 * x as f64).sum::<f64>() / samples.len() as f64).sqrt()
     };
     let n = ((FRAME_SECONDS * rate as f64).round() as usize).max(16);
-    let hop = n / 2;
-    let starts: Vec<usize> = if samples.len() < n {
-        Vec::new()
-    } else {
-        (0..=samples.len() - n).step_by(hop).collect()
-    };
-    let energy: Vec<f64> = starts
-        .iter()
-        .map(|&s| {
-            samples[s..s + n]
-                .iter()
-                .map(|&x| x as f64 * x as f64)
-                .sum::<f64>()
-                / n as f64
-        })
-        .collect();
+    let (starts, energy) = frame_energies(samples, n, n / 2);
     let loudest = energy.iter().cloned().fold(0.0, f64::max);
     let threshold =
         (loudest * db_to_power(-VOICED_BELOW_LOUDEST_DB)).max(db_to_power(VOICED_FLOOR_DBFS));
@@ -153,4 +138,24 @@ pub(crate) fn hann(n: usize) -> Vec<f64> {
     (0..n)
         .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos())
         .collect()
+}
+
+/// The start of every whole frame of `n` samples, `hop` apart, and each frame's mean power.
+pub(crate) fn frame_energies(samples: &[f32], n: usize, hop: usize) -> (Vec<usize>, Vec<f64>) {
+    let starts: Vec<usize> = if samples.len() < n {
+        Vec::new()
+    } else {
+        (0..=samples.len() - n).step_by(hop).collect()
+    };
+    let energy = starts
+        .iter()
+        .map(|&s| {
+            samples[s..s + n]
+                .iter()
+                .map(|&x| x as f64 * x as f64)
+                .sum::<f64>()
+                / n as f64
+        })
+        .collect();
+    (starts, energy)
 }

@@ -23,7 +23,7 @@ use rustfft::{Fft, FftPlanner, num_complex::Complex};
 
 use jielong_core::{Accuracy, par_map, sorted_classes};
 
-use crate::analysis::hann;
+use crate::analysis::{frame_energies, hann};
 use crate::datasets::{LabelledClip, open_dataset};
 
 /// Length of a feature frame (seconds).
@@ -190,17 +190,7 @@ impl Extractor {
                 window: n,
             }));
         }
-        let starts: Vec<usize> = (0..=samples.len() - n).step_by(self.hop).collect();
-        let energy: Vec<f64> = starts
-            .iter()
-            .map(|&s| {
-                samples[s..s + n]
-                    .iter()
-                    .map(|&x| x as f64 * x as f64)
-                    .sum::<f64>()
-                    / n as f64
-            })
-            .collect();
+        let (starts, energy) = frame_energies(samples, n, self.hop);
         let loudest = energy.iter().cloned().fold(0.0, f64::max);
         let floor = db_to_power(SILENCE_DBFS);
         if loudest < floor {
