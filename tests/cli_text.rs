@@ -401,6 +401,20 @@ fn bad_inputs_get_clear_errors() {
         ],
         "cannot read",
     );
+    let corpus = shared("text/tinyshakespeare.txt");
+    fails(
+        &[
+            "eval",
+            "text",
+            "--model",
+            &m,
+            "--data",
+            p(&corpus),
+            "--check-classes",
+            "2",
+        ],
+        "for image and audio models",
+    );
     fails(
         &[
             "generate", "text", "--model", &m, "--prompt", "A", "--device", "tpu",

@@ -13,6 +13,14 @@ pub fn run(a: EvalArgs) -> Result<()> {
             "--part heldout is for text files; image and audio datasets carry their own held-out split"
         );
     }
+    // Checked before any scoring: scoring a test set takes minutes.
+    match a.check_classes {
+        Some(_) if a.modality == Modality::Text => {
+            bail!("--check-classes is for image and audio models")
+        }
+        Some(0) => bail!("--check-classes must be at least 1"),
+        _ => {}
+    }
     let (folder, model) = loaded::open_model(&a.model, a.modality, &a.device)?;
     let (score, extra) = match a.modality {
         Modality::Text => {

@@ -315,9 +315,12 @@ impl ImageCodec {
 
     /// What encoding then decoding loses on `images` (each at the model's size), compared on the
     /// codec's channels (luma for grey codecs).
-    pub fn reconstruction_error(&self, images: &[RgbImage]) -> Result<Reconstruction> {
+    pub fn reconstruction_error<'a>(
+        &self,
+        images: impl IntoIterator<Item = &'a RgbImage>,
+    ) -> Result<Reconstruction> {
         let (mut sum, mut count) = (0f64, 0u64);
-        for (i, img) in images.iter().enumerate() {
+        for (i, img) in images.into_iter().enumerate() {
             let back = self.decode(&self.encode(img).with_context(|| format!("image {i}"))?)?;
             for (a, b) in img.pixels().zip(back.pixels()) {
                 if self.channels() == 1 {
