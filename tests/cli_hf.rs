@@ -132,31 +132,6 @@ fn tokenize(tokenizer: &Path, text: &str) -> Vec<u32> {
     )
 }
 
-/// Runs and expects a clear failure whose message contains every needle.
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let o = jielong(args);
-    let err = stderr(&o);
-    assert!(
-        !o.status.success(),
-        "jielong {args:?} should fail but succeeded:\n{}",
-        stdout(&o)
-    );
-    assert!(
-        !err.contains("panicked"),
-        "jielong {args:?} panicked:\n{err}"
-    );
-    assert!(
-        err.contains("error:"),
-        "jielong {args:?}: no error line in:\n{err}"
-    );
-    for needle in needles {
-        assert!(
-            err.contains(needle),
-            "jielong {args:?}: expected {needle:?} in:\n{err}"
-        );
-    }
-}
-
 /// A writable copy of a model folder's files in a fresh scratch folder.
 fn copy_of(from: &Path, name: &str) -> PathBuf {
     let to = temp(name);
@@ -338,23 +313,24 @@ fn mistral_sharded_bf16_matches_its_reference() {
 
 #[test]
 fn broken_hf_folders_get_clear_errors() {
-    let logits_of = |dir: &Path| -> Vec<String> {
-        vec![
-            "logits".into(),
-            "--model".into(),
-            p(dir).into(),
-            "--prompt-ids".into(),
-            "1,2".into(),
-            "--out".into(),
-            p(&temp("x.json")).into(),
-        ]
-    };
-    let run = |dir: &Path, needles: &[&str]| {
-        let args = logits_of(dir);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        fails_with(&args, needles);
-        // generate text loads the same way.
-        fails_with(
+    // Each broken folder fails `logits` and `generate text` (which loads the same way) with
+    // every needle.
+    let mut cases = Vec::new();
+    let mut run = |dir: &Path, needles: &[&str]| {
+        let out = temp("x.json");
+        cases.push(bad_with(
+            &[
+                "logits",
+                "--model",
+                p(dir),
+                "--prompt-ids",
+                "1,2",
+                "--out",
+                p(&out),
+            ],
+            needles,
+        ));
+        cases.push(bad_with(
             &[
                 "generate",
                 "text",
@@ -366,7 +342,7 @@ fn broken_hf_folders_get_clear_errors() {
                 "2",
             ],
             needles,
-        );
+        ));
     };
     let reference = tiny_llama();
     let config = read_json(&reference.join("config.json"));
@@ -472,27 +448,6 @@ fn broken_hf_folders_get_clear_errors() {
     // Without tokenizer.json the weights still give logits, but text cannot be encoded.
     let dir = copy_of(&reference, "no-tokenizer");
     std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
-    fails_with(
-        &[
-            "generate",
-            "text",
-            "--model",
-            p(&dir),
-            "--prompt",
-            "Once upon a time",
-            "--max-new-tokens",
-            "2",
-        ],
-        &["tokenizer.json"],
-    );
-    fails_with(
-        &["tokenize", "--tokenizer", p(&dir), "--text", "Once"],
-        &["tokenizer.json"],
-    );
-    fails_with(
-        &["chat", "--model", p(&dir), "--max-new-tokens", "2"],
-        &["tokenizer.json"],
-    );
     ok(&[
         "logits",
         "--model",
@@ -502,35 +457,61 @@ fn broken_hf_folders_get_clear_errors() {
         "--out",
         p(&temp("x.json")),
     ]);
+    cases.extend([
+        bad_with(
+            &[
+                "generate",
+                "text",
+                "--model",
+                p(&dir),
+                "--prompt",
+                "Once upon a time",
+                "--max-new-tokens",
+                "2",
+            ],
+            &["tokenizer.json"],
+        ),
+        bad_with(
+            &["tokenize", "--tokenizer", p(&dir), "--text", "Once"],
+            &["tokenizer.json"],
+        ),
+        bad_with(
+            &["chat", "--model", p(&dir), "--max-new-tokens", "2"],
+            &["tokenizer.json"],
+        ),
+    ]);
 
     // Bad prompts for `logits`: ids outside the vocabulary, longer than the context.
     let vocab = config["vocab_size"].as_u64().unwrap();
     let out = temp("x.json");
-    fails_with(
-        &[
-            "logits",
-            "--model",
-            p(&reference),
-            "--prompt-ids",
-            &format!("1,{vocab}"),
-            "--out",
-            p(&out),
-        ],
-        &[&vocab.to_string(), "outside"],
-    );
     let context = config["max_position_embeddings"].as_u64().unwrap() as usize;
-    fails_with(
-        &[
-            "logits",
-            "--model",
-            p(&reference),
-            "--prompt-ids",
-            &csv(&vec![5; context + 1]),
-            "--out",
-            p(&out),
-        ],
-        &["context"],
-    );
+    cases.extend([
+        bad_with(
+            &[
+                "logits",
+                "--model",
+                p(&reference),
+                "--prompt-ids",
+                &format!("1,{vocab}"),
+                "--out",
+                p(&out),
+            ],
+            &[&vocab.to_string(), "outside"],
+        ),
+        bad_with(
+            &[
+                "logits",
+                "--model",
+                p(&reference),
+                "--prompt-ids",
+                &csv(&vec![5; context + 1]),
+                "--out",
+                p(&out),
+            ],
+            &["context"],
+        ),
+    ]);
+    all_fail(cases);
     assert!(!out.exists(), "nothing is written on failure");
 }
 
@@ -605,28 +586,30 @@ fn split_takes_the_separator_literally() {
         "@@none@@",
     ]));
     assert_eq!(one.lines().count(), 1);
-    fails(
-        &[
-            "tokenize",
-            "--tokenizer",
-            p(&dir),
-            "--file",
-            p(&file),
-            "--split",
-            "",
-        ],
-        "separator",
-    );
-    fails(
-        &[
-            "tokenize",
-            "--tokenizer",
-            p(&temp("missing")),
-            "--text",
-            "a",
-        ],
-        "tokenizer",
-    );
+    all_fail(vec![
+        bad(
+            &[
+                "tokenize",
+                "--tokenizer",
+                p(&dir),
+                "--file",
+                p(&file),
+                "--split",
+                "",
+            ],
+            "separator",
+        ),
+        bad(
+            &[
+                "tokenize",
+                "--tokenizer",
+                p(&temp("missing")),
+                "--text",
+                "a",
+            ],
+            "tokenizer",
+        ),
+    ]);
 }
 
 /// GPT-2's byte-level BPE (tokenizer.json built from GPT-2's vocabulary and merges) against
@@ -1235,55 +1218,44 @@ fn export_round_trip_gives_identical_logits_ids_and_generation() {
     assert_eq!(a, b, "the same greedy generation");
     assert_eq!(a["ids"].as_array().unwrap().len(), 30);
 
-    // What cannot be exported.
-    fails(
-        &[
-            "export",
-            "--model",
-            p(&tiny_llama()),
-            "--to",
-            "hf",
-            p(&temp("again")),
-        ],
-        "already a Hugging Face folder",
-    );
-    fails(
-        &[
-            "export",
-            "--model",
-            p(&out),
-            "--to",
-            "hf",
-            p(&temp("again")),
-        ],
-        "already a Hugging Face folder",
-    );
-    fails(
-        &["export", "--model", p(native), "--to", "hf", p(native)],
-        "another folder",
-    );
-    fails(
-        &[
-            "export",
-            "--model",
-            p(&temp("missing")),
-            "--to",
-            "hf",
-            p(&temp("again")),
-        ],
-        "does not exist",
-    );
-    // An image model (a native folder whose modality is image) is refused before anything is
-    // written.
+    // What cannot be exported; an image model (a native folder whose modality is image) is
+    // refused before anything is written.
     let image = copy_of(native, "image-model");
     edit_json(&image.join("config.json"), |c| {
         c["modality"] = json!("image")
     });
     let target = temp("image-export");
-    fails(
-        &["export", "--model", p(&image), "--to", "hf", p(&target)],
-        "image model",
-    );
+    let (again, again2, again3) = (temp("again"), temp("again"), temp("again"));
+    let missing = temp("missing");
+    all_fail(vec![
+        bad(
+            &[
+                "export",
+                "--model",
+                p(&tiny_llama()),
+                "--to",
+                "hf",
+                p(&again),
+            ],
+            "already a Hugging Face folder",
+        ),
+        bad(
+            &["export", "--model", p(&out), "--to", "hf", p(&again2)],
+            "already a Hugging Face folder",
+        ),
+        bad(
+            &["export", "--model", p(native), "--to", "hf", p(native)],
+            "another folder",
+        ),
+        bad(
+            &["export", "--model", p(&missing), "--to", "hf", p(&again3)],
+            "does not exist",
+        ),
+        bad(
+            &["export", "--model", p(&image), "--to", "hf", p(&target)],
+            "image model",
+        ),
+    ]);
     assert!(!target.exists());
 }
 
@@ -1292,27 +1264,29 @@ fn exported_character_model_refuses_unknown_characters_like_the_native_one() {
     let native = tiny_text_model();
     let out = temp("exported-unknown");
     ok(&["export", "--model", p(native), "--to", "hf", p(&out)]);
-    fails(
-        &["tokenize", "--tokenizer", p(native), "--text", "ROMEO 接龍"],
-        "not in this model's vocabulary",
-    );
-    fails(
-        &["tokenize", "--tokenizer", p(&out), "--text", "ROMEO 接龍"],
-        "vocabulary",
-    );
-    fails(
-        &[
-            "generate",
-            "text",
-            "--model",
-            p(&out),
-            "--prompt",
-            "ROMEO 接龍",
-            "--max-new-tokens",
-            "2",
-        ],
-        "vocabulary",
-    );
+    all_fail(vec![
+        bad(
+            &["tokenize", "--tokenizer", p(native), "--text", "ROMEO 接龍"],
+            "not in this model's vocabulary",
+        ),
+        bad(
+            &["tokenize", "--tokenizer", p(&out), "--text", "ROMEO 接龍"],
+            "vocabulary",
+        ),
+        bad(
+            &[
+                "generate",
+                "text",
+                "--model",
+                p(&out),
+                "--prompt",
+                "ROMEO 接龍",
+                "--max-new-tokens",
+                "2",
+            ],
+            "vocabulary",
+        ),
+    ]);
 }
 
 // ---------------------------------------------------------------------------------------------

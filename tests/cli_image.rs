@@ -498,64 +498,66 @@ fn guidance_is_reproducible_changes_the_draw_and_needs_a_class() {
     );
     config["generation"] = serde_json::json!({"guidance": "strong"});
     std::fs::write(&config_path, config.to_string()).unwrap();
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            p(&with_default),
-            "--class",
-            "3",
-            "--out",
-            p(&by_default),
-        ],
-        "generation.guidance must be a number",
-    );
 
     let out = dir.join("never.png");
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            m,
-            "--guidance",
-            "2",
-            "--out",
-            p(&out),
-        ],
-        "--class",
-    );
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            m,
+    all_fail(vec![
+        bad(
+            &[
+                "generate",
+                "image",
+                "--model",
+                p(&with_default),
+                "--class",
+                "3",
+                "--out",
+                p(&by_default),
+            ],
+            "generation.guidance must be a number",
+        ),
+        bad(
+            &[
+                "generate",
+                "image",
+                "--model",
+                m,
+                "--guidance",
+                "2",
+                "--out",
+                p(&out),
+            ],
             "--class",
-            "3",
-            "--guidance",
-            "-1",
-            "--out",
-            p(&out),
-        ],
-        "at least 0",
-    );
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            p(mnist_patches_model()),
-            "--guidance",
-            "2",
-            "--class",
-            "3",
-            "--out",
-            p(&out),
-        ],
-        "class",
-    );
+        ),
+        bad(
+            &[
+                "generate",
+                "image",
+                "--model",
+                m,
+                "--class",
+                "3",
+                "--guidance",
+                "-1",
+                "--out",
+                p(&out),
+            ],
+            "at least 0",
+        ),
+        bad(
+            &[
+                "generate",
+                "image",
+                "--model",
+                p(mnist_patches_model()),
+                "--guidance",
+                "2",
+                "--class",
+                "3",
+                "--out",
+                p(&out),
+            ],
+            "class",
+        ),
+    ]);
     assert!(!out.exists());
 }
 
@@ -840,6 +842,252 @@ fn eval_on_an_mnist_folder_reads_the_t10k_files() {
 }
 
 #[test]
+fn stochastic_binarisation_and_scores_with_and_without_the_label() {
+    let m = mnist_blocks_model();
+    let data = mnist_subset().0.clone();
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "image",
+            "--model",
+            p(m),
+            "--data",
+            p(&data),
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        ok_json(&args)
+    };
+    let plain = eval(&[]);
+    check_eval_arithmetic(&plain, MNIST_TEST, 196, 784);
+    // The literature's -log p(x) is unconditional; the label-conditioned score is reported too.
+    let uncond = plain["nats_per_image"].as_f64().unwrap();
+    let given = plain["nats_per_image_given_label"].as_f64().unwrap();
+    assert!(
+        uncond.is_finite() && given.is_finite() && uncond != given,
+        "{plain}"
+    );
+    assert!(
+        plain["nats_per_image_from"]
+            .as_str()
+            .unwrap()
+            .contains("unconditional")
+    );
+    // Thresholding at 128 is what the blocks codec does anyway.
+    let threshold = eval(&["--binarise", "threshold"]);
+    assert_eq!(threshold["nats_per_image"], plain["nats_per_image"]);
+    // A stochastic test set is a pure function of its seed, and another seed draws another.
+    let a = eval(&["--binarise", "stochastic", "--binarise-seed", "1"]);
+    assert_eq!(
+        a,
+        eval(&["--binarise", "stochastic", "--binarise-seed", "1"])
+    );
+    let b = eval(&["--binarise", "stochastic", "--binarise-seed", "2"]);
+    assert_ne!(a["nats_per_image"], b["nats_per_image"]);
+    assert_ne!(a["nats_per_image"], plain["nats_per_image"]);
+    assert_eq!(a["binarise"], "stochastic, seed 1");
+    check_eval_arithmetic(&a, MNIST_TEST, 196, 784);
+    all_fail(vec![
+        bad(
+            &[
+                "eval",
+                "image",
+                "--model",
+                p(m),
+                "--data",
+                p(&data),
+                "--binarise-seed",
+                "3",
+            ],
+            "--binarise-seed goes with --binarise stochastic",
+        ),
+        bad(
+            &[
+                "eval",
+                "image",
+                "--model",
+                p(m),
+                "--data",
+                p(&data),
+                "--binarise",
+                "threshold",
+                "--binarise-seed",
+                "3",
+            ],
+            "not threshold",
+        ),
+        bad(
+            &[
+                "eval",
+                "image",
+                "--model",
+                p(m),
+                "--data",
+                p(&data),
+                "--binarise",
+                "halftone",
+            ],
+            "halftone",
+        ),
+    ]);
+}
+
+#[test]
+fn dynamic_binarisation_trains_reproducibly() {
+    let codec = r#"{"tokens": "blocks:2", "binarise": "dynamic"}"#;
+    let run = |name: &str| {
+        let out = temp(name);
+        train_with("image", &mnist_subset().0, &out, &config(4, 4, 197, codec));
+        out
+    };
+    let (a, b) = (run("dynamic-a"), run("dynamic-b"));
+    assert_eq!(
+        std::fs::read(a.join("model.safetensors")).unwrap(),
+        std::fs::read(b.join("model.safetensors")).unwrap(),
+        "the same seed draws the same binarisations"
+    );
+    let card = std::fs::read_to_string(a.join("MODEL.md")).unwrap();
+    assert!(card.contains("dynamic binarisation"), "{card}");
+    // A grey tokenisation cannot be binarised dynamically.
+    let out = temp("dynamic-grey");
+    let file = out.with_extension("json");
+    std::fs::write(
+        &file,
+        config(4, 4, 785, r#"{"tokens": "grey:4", "binarise": "dynamic"}"#),
+    )
+    .unwrap();
+    fails(
+        &[
+            "train",
+            "image",
+            "--data",
+            p(&mnist_subset().0),
+            "--out",
+            p(&out),
+            "--config",
+            p(&file),
+        ],
+        "needs a binary tokenisation",
+    );
+}
+
+/// A folder holding only some of the MNIST subset's files (the training pair plain, the t10k
+/// pair gzipped, as the subset writes them).
+fn mnist_part(name: &str, files: &[&str]) -> PathBuf {
+    let dir = temp(name);
+    for file in files {
+        std::fs::copy(mnist_subset().0.join(file), dir.join(file)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn eval_reads_a_folder_with_only_the_mnist_test_files() {
+    let dir = mnist_part(
+        "mnist-t10k-only",
+        &["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
+    );
+    let m = mnist_blocks_model();
+    let args = |data: &Path| -> Vec<String> {
+        [
+            "eval",
+            "image",
+            "--model",
+            p(m),
+            "--data",
+            p(data),
+            "--format",
+            "json",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = |data: &Path| -> Value {
+        let a = args(data);
+        ok_json(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let v = run(&dir);
+    check_eval_arithmetic(&v, MNIST_TEST, 196, 784);
+    // The same scores as from the complete folder, whose t10k files these are.
+    let whole = run(&mnist_subset().0);
+    for key in ["images", "tokens", "nats_per_token", "bits_per_dim"] {
+        assert_eq!(v[key], whole[key], "{key}: {v} vs {whole}");
+    }
+
+    // Without training images the class check's references are the test digits.
+    let mut a = args(&dir);
+    a.extend(["--check-classes", "1"].map(String::from));
+    let v = ok_json(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let check = &v["class_check"];
+    let per = check["per_class"].as_array().unwrap();
+    assert_eq!(per.len(), 10, "{check}");
+    assert!(per.iter().all(|c| c["total"] == 1), "{check}");
+
+    // Training needs the training pair, and says which file is missing.
+    let config = scratch().join("t10k-only-train.json");
+    std::fs::write(&config, config_text_blocks()).unwrap();
+    fails(
+        &[
+            "train",
+            "image",
+            "--data",
+            p(&dir),
+            "--out",
+            p(&scratch().join("never-t10k-only")),
+            "--config",
+            p(&config),
+        ],
+        "no train-images-idx3-ubyte",
+    );
+}
+
+#[test]
+fn training_reads_a_folder_with_only_the_mnist_training_files() {
+    let dir = mnist_part(
+        "mnist-train-only",
+        &["train-images-idx3-ubyte", "train-labels-idx1-ubyte"],
+    );
+    let out = scratch().join("mnist-train-only-model");
+    let o = train_with("image", &dir, &out, &config_text_blocks());
+    // Without the t10k files, every 10th training image is held out.
+    let held = (0..MNIST_TRAIN).filter(|i| i % 10 == 9).count();
+    let card = std::fs::read_to_string(out.join("MODEL.md")).unwrap();
+    assert!(
+        card.contains(&format!(
+            "{} training images, {held} held out,",
+            MNIST_TRAIN - held
+        )),
+        "MODEL.md does not say {} images were trained on and {held} held out:\n{card}",
+        MNIST_TRAIN - held
+    );
+    assert!(
+        stderr(&o).contains(&format!("({} held out)", held * 196)),
+        "{}",
+        stderr(&o)
+    );
+    assert!(out.join("model.safetensors").exists());
+
+    // Evaluation needs the test pair, and says which file is missing.
+    fails(
+        &[
+            "eval",
+            "image",
+            "--model",
+            p(mnist_blocks_model()),
+            "--data",
+            p(&dir),
+        ],
+        "no t10k-images-idx3-ubyte",
+    );
+}
+
+/// Two steps of a `blocks:2` model on whole MNIST digits.
+fn config_text_blocks() -> String {
+    config(2, 2, 197, r#"{"tokens": "blocks:2"}"#)
+}
+
+#[test]
 fn eval_check_classes_draws_and_classifies_every_class() {
     let m = digits_model();
     let csv = shared("images/sklearn_digits.csv.gz");
@@ -865,32 +1113,34 @@ fn eval_check_classes_draws_and_classifies_every_class() {
         (check["recognised"].as_f64().unwrap() - correct as f64 / 20.0).abs() < 1e-12,
         "{check}"
     );
-    fails(
-        &[
-            "eval",
-            "image",
-            "--model",
-            p(m),
-            "--data",
-            p(&csv),
+    all_fail(vec![
+        bad(
+            &[
+                "eval",
+                "image",
+                "--model",
+                p(m),
+                "--data",
+                p(&csv),
+                "--check-classes",
+                "0",
+            ],
             "--check-classes",
-            "0",
-        ],
-        "--check-classes",
-    );
-    fails(
-        &[
-            "eval",
-            "image",
-            "--model",
-            p(mnist_patches_model()),
-            "--data",
-            p(&mnist_subset().0),
-            "--check-classes",
-            "1",
-        ],
-        "class-conditional",
-    );
+        ),
+        bad(
+            &[
+                "eval",
+                "image",
+                "--model",
+                p(mnist_patches_model()),
+                "--data",
+                p(&mnist_subset().0),
+                "--check-classes",
+                "1",
+            ],
+            "class-conditional",
+        ),
+    ]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1071,31 +1321,33 @@ fn patches_model_draws_codebook_patches_and_travels_with_its_codebook() {
     assert_eq!(draw(&moved, "moved"), imgs);
     let incomplete = scratch().join("patches-model-without-codebook");
     copy_files(m, &incomplete, &["codebook.json"]);
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            p(&incomplete),
-            "--out",
-            p(&dir.join("x.png")),
-        ],
-        "codebook",
-    );
-
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            p(m),
-            "--class",
-            "3",
-            "--out",
-            p(&dir.join("x.png")),
-        ],
-        "no class labels",
-    );
+    let x = dir.join("x.png");
+    all_fail(vec![
+        bad(
+            &[
+                "generate",
+                "image",
+                "--model",
+                p(&incomplete),
+                "--out",
+                p(&x),
+            ],
+            "codebook",
+        ),
+        bad(
+            &[
+                "generate",
+                "image",
+                "--model",
+                p(m),
+                "--class",
+                "3",
+                "--out",
+                p(&x),
+            ],
+            "no class labels",
+        ),
+    ]);
     let v = ok_json(&[
         "eval",
         "image",
@@ -1189,209 +1441,22 @@ fn bad_generate_inputs_get_clear_errors() {
     let o = p(&out);
     let real = dir.join("real.png");
     grey_image(DIGIT, &digits_csv()[0].0).save(&real).unwrap();
+    // `generate image --model M`, then `extra`, then `--out X`.
+    let gen_ = |extra: &[&str], needle: &str| {
+        let mut args = vec!["generate", "image", "--model", m.as_str()];
+        args.extend_from_slice(extra);
+        args.extend(["--out", o]);
+        bad(&args, needle)
+    };
 
     // Prompt images: unreadable, truncated, missing.
     let text = dir.join("text.png");
     std::fs::write(&text, "not a picture").unwrap();
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            &m,
-            "--prompt-image",
-            p(&text),
-            "--keep-rows",
-            "2",
-            "--out",
-            o,
-        ],
-        "not a readable PNG",
-    );
     let truncated = dir.join("truncated.png");
     let bytes = std::fs::read(&real).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            &m,
-            "--prompt-image",
-            p(&truncated),
-            "--keep-rows",
-            "2",
-            "--out",
-            o,
-        ],
-        "not a readable PNG",
-    );
     let missing = dir.join("missing.png");
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            &m,
-            "--prompt-image",
-            p(&missing),
-            "--keep-rows",
-            "2",
-            "--out",
-            o,
-        ],
-        "cannot open",
-    );
-    // --keep-rows: 0, the whole height or more, or without a prompt.
-    for rows in ["0", "8", "9"] {
-        fails(
-            &[
-                "generate",
-                "image",
-                "--model",
-                &m,
-                "--prompt-image",
-                p(&real),
-                "--keep-rows",
-                rows,
-                "--out",
-                o,
-            ],
-            "--keep-rows must be between 1 and 7",
-        );
-    }
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            &m,
-            "--keep-rows",
-            "2",
-            "--out",
-            o,
-        ],
-        "--prompt-image",
-    );
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            &m,
-            "--prompt-image",
-            p(&real),
-            "--out",
-            o,
-        ],
-        "--keep-rows",
-    );
-    // Classes: unknown by name or index.
-    for class in ["10", "cat", ""] {
-        fails(
-            &[
-                "generate", "image", "--model", &m, "--class", class, "--out", o,
-            ],
-            "unknown class",
-        );
-    }
-    // Counts, scales and dice.
-    fails(
-        &[
-            "generate", "image", "--model", &m, "--count", "0", "--out", o,
-        ],
-        "--count",
-    );
-    fails(
-        &[
-            "generate", "image", "--model", &m, "--scale", "0", "--out", o,
-        ],
-        "--scale",
-    );
-    fails(
-        &[
-            "generate", "image", "--model", &m, "--scale", "65", "--out", o,
-        ],
-        "--scale",
-    );
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            &m,
-            "--temperature",
-            "0",
-            "--out",
-            o,
-        ],
-        "temperature",
-    );
-    fails(
-        &[
-            "generate", "image", "--model", &m, "--top-k", "0", "--out", o,
-        ],
-        "top-k",
-    );
-    // A folder that does not exist for the grid.
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            &m,
-            "--out",
-            p(&dir.join("no/such/folder/x.png")),
-        ],
-        "cannot write",
-    );
-    assert!(!out.exists(), "no failed run wrote the grid");
-
-    // An image model is not a text or audio model.
-    fails(
-        &["generate", "text", "--model", &m, "--prompt", "a"],
-        "image model",
-    );
-    fails(
-        &[
-            "generate",
-            "audio",
-            "--model",
-            &m,
-            "--out",
-            p(&dir.join("x.wav")),
-        ],
-        "image model",
-    );
-    fails(
-        &[
-            "eval",
-            "audio",
-            "--model",
-            &m,
-            "--data",
-            p(&shared("audio/asterisk_digits")),
-            "--format",
-            "json",
-        ],
-        "image model",
-    );
-    fails(
-        &["eval", "text", "--model", &m, "--data", p(&real)],
-        "image model",
-    );
-    // Missing and broken model folders.
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            p(&dir.join("no-model")),
-            "--out",
-            o,
-        ],
-        "does not exist",
-    );
+    // A model folder whose config does not match its weights.
     let broken = dir.join("broken-model");
     copy_files(digits_model(), &broken, &[]);
     let mut config: Value =
@@ -1399,10 +1464,105 @@ fn bad_generate_inputs_get_clear_errors() {
             .unwrap();
     config["codec"]["width"] = Value::from(9);
     std::fs::write(broken.join("config.json"), config.to_string()).unwrap();
-    fails(
-        &["generate", "image", "--model", p(&broken), "--out", o],
-        "tokens_per_image",
-    );
+
+    let mut cases = vec![
+        gen_(
+            &["--prompt-image", p(&text), "--keep-rows", "2"],
+            "not a readable PNG",
+        ),
+        gen_(
+            &["--prompt-image", p(&truncated), "--keep-rows", "2"],
+            "not a readable PNG",
+        ),
+        gen_(
+            &["--prompt-image", p(&missing), "--keep-rows", "2"],
+            "cannot open",
+        ),
+    ];
+    // --keep-rows: 0, the whole height or more, or without a prompt.
+    for rows in ["0", "8", "9"] {
+        cases.push(gen_(
+            &["--prompt-image", p(&real), "--keep-rows", rows],
+            "--keep-rows must be between 1 and 7",
+        ));
+    }
+    cases.push(gen_(&["--keep-rows", "2"], "--prompt-image"));
+    cases.push(gen_(&["--prompt-image", p(&real)], "--keep-rows"));
+    // Classes: unknown by name or index.
+    for class in ["10", "cat", ""] {
+        cases.push(gen_(&["--class", class], "unknown class"));
+    }
+    cases.extend([
+        // Counts, scales and dice.
+        gen_(&["--count", "0"], "--count"),
+        gen_(&["--scale", "0"], "--scale"),
+        gen_(&["--scale", "65"], "--scale"),
+        gen_(&["--temperature", "0"], "temperature"),
+        gen_(&["--top-k", "0"], "top-k"),
+        // A folder that does not exist for the grid.
+        bad(
+            &[
+                "generate",
+                "image",
+                "--model",
+                &m,
+                "--out",
+                p(&dir.join("no/such/folder/x.png")),
+            ],
+            "cannot write",
+        ),
+        // An image model is not a text or audio model.
+        bad(
+            &["generate", "text", "--model", &m, "--prompt", "a"],
+            "image model",
+        ),
+        bad(
+            &[
+                "generate",
+                "audio",
+                "--model",
+                &m,
+                "--out",
+                p(&dir.join("x.wav")),
+            ],
+            "image model",
+        ),
+        bad(
+            &[
+                "eval",
+                "audio",
+                "--model",
+                &m,
+                "--data",
+                p(&shared("audio/asterisk_digits")),
+                "--format",
+                "json",
+            ],
+            "image model",
+        ),
+        bad(
+            &["eval", "text", "--model", &m, "--data", p(&real)],
+            "image model",
+        ),
+        // Missing and broken model folders.
+        bad(
+            &[
+                "generate",
+                "image",
+                "--model",
+                p(&dir.join("no-model")),
+                "--out",
+                o,
+            ],
+            "does not exist",
+        ),
+        bad(
+            &["generate", "image", "--model", p(&broken), "--out", o],
+            "tokens_per_image",
+        ),
+    ]);
+    all_fail(cases);
+    assert!(!out.exists(), "no failed run wrote the grid");
 }
 
 #[test]
@@ -1411,7 +1571,7 @@ fn bad_datasets_get_clear_errors() {
     let never = dir.join("never-written");
     let nw = p(&never);
     let train = |data: &Path, needle: &str| {
-        fails(
+        bad(
             &[
                 "train",
                 "image",
@@ -1425,45 +1585,47 @@ fn bad_datasets_get_clear_errors() {
             needle,
         )
     };
+    let eval = |model: &Path, data: &Path, needle: &str| {
+        bad(
+            &["eval", "image", "--model", p(model), "--data", p(data)],
+            needle,
+        )
+    };
     let src = &mnist_subset().0;
     let copy_mnist = |name: &str| -> PathBuf {
         let d = dir.join(name);
         copy_files(src, &d, &[]);
         d
     };
+    let mut cases = Vec::new();
 
-    // A truncated IDX file (the header promises more pixels than there are).
-    let truncated = copy_mnist("mnist-1");
-    let path = truncated.join("train-images-idx3-ubyte");
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
-    train(&truncated, "truncated");
-    // Shorter than its header, and not an IDX file at all.
-    std::fs::write(&path, &bytes[..10]).unwrap();
-    train(&truncated, "too short");
-    std::fs::write(&path, vec![7u8; bytes.len()]).unwrap();
-    train(&truncated, "magic number");
+    // A truncated IDX file (the header promises more pixels than there are); one shorter than
+    // its header; one that is not an IDX file at all.
+    let images = std::fs::read(src.join("train-images-idx3-ubyte")).unwrap();
+    for (name, bytes, needle) in [
+        (
+            "mnist-1",
+            images[..images.len() - 100].to_vec(),
+            "truncated",
+        ),
+        ("mnist-1-short", images[..10].to_vec(), "too short"),
+        ("mnist-1-not-idx", vec![7u8; images.len()], "magic number"),
+    ] {
+        let d = copy_mnist(name);
+        std::fs::write(d.join("train-images-idx3-ubyte"), bytes).unwrap();
+        cases.push(train(&d, needle));
+    }
     // A truncated gzip.
     let gz = copy_mnist("mnist-2");
     let path = gz.join("t10k-images-idx3-ubyte.gz");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    train(&gz, "truncated");
-    fails(
-        &[
-            "eval",
-            "image",
-            "--model",
-            p(mnist_blocks_model()),
-            "--data",
-            p(&gz),
-        ],
-        "truncated",
-    );
+    cases.push(train(&gz, "truncated"));
+    cases.push(eval(mnist_blocks_model(), &gz, "truncated"));
     // A missing labels file, and labels that do not match the images.
     let no_labels = copy_mnist("mnist-3");
     std::fs::remove_file(no_labels.join("train-labels-idx1-ubyte")).unwrap();
-    train(&no_labels, "not a complete MNIST folder");
+    cases.push(train(&no_labels, "not a complete MNIST folder"));
     let few_labels = copy_mnist("mnist-4");
     let bytes = std::fs::read(src.join("train-labels-idx1-ubyte")).unwrap();
     std::fs::write(
@@ -1471,74 +1633,57 @@ fn bad_datasets_get_clear_errors() {
         idx_prefix(&bytes, 8, 1, 10),
     )
     .unwrap();
-    train(&few_labels, "600 images but");
+    cases.push(train(&few_labels, "600 images but"));
 
-    // Folders with no images, images that are not images, a path that is not there.
+    // Folders with no images (empty, or only a text file), images that are not images, a path
+    // that is not there.
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    train(&empty, "no PNG images");
-    std::fs::write(empty.join("notes.txt"), "no pictures here").unwrap();
-    train(&empty, "no PNG images");
+    let notes = dir.join("notes-only");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(notes.join("notes.txt"), "no pictures here").unwrap();
     let fake = dir.join("fake-pngs");
     std::fs::create_dir_all(&fake).unwrap();
     std::fs::write(fake.join("a.png"), "not a png").unwrap();
-    train(&fake, "not a readable PNG");
-    train(&dir.join("no-such-data"), "cannot open the dataset");
-    train(
-        &shared("audio/asterisk_digits/3.wav"),
-        "cannot tell what dataset",
-    );
-    fails(
-        &[
-            "eval",
-            "image",
-            "--model",
-            p(digits_model()),
-            "--data",
-            p(&empty),
-        ],
-        "no PNG images",
-    );
+    cases.extend([
+        train(&empty, "no PNG images"),
+        train(&notes, "no PNG images"),
+        train(&fake, "not a readable PNG"),
+        train(&dir.join("no-such-data"), "cannot open the dataset"),
+        train(
+            &shared("audio/asterisk_digits/3.wav"),
+            "cannot tell what dataset",
+        ),
+        eval(digits_model(), &notes, "no PNG images"),
+    ]);
 
     // A digits CSV with a broken line.
     let csv = dir.join("digits.csv");
     std::fs::write(&csv, "0,1,2\n").unwrap();
-    train(&csv, "line 1");
+    cases.push(train(&csv, "line 1"));
 
-    // Missing labels: PNGs in class folders and loose ones beside them.
-    let mixed = dir.join("mixed");
-    for sub in ["a", "b"] {
-        std::fs::create_dir_all(mixed.join(sub)).unwrap();
-        grey_image(DIGIT, &digits_csv()[0].0)
-            .save(mixed.join(sub).join("1.png"))
-            .unwrap();
+    // Missing labels: PNGs in class folders and loose ones beside them. Labelled data whose
+    // classes are not the model's.
+    let (mixed, classes) = (dir.join("mixed"), dir.join("other-classes"));
+    for (folder, loose) in [(&mixed, true), (&classes, false)] {
+        for sub in ["a", "b"] {
+            std::fs::create_dir_all(folder.join(sub)).unwrap();
+            grey_image(DIGIT, &digits_csv()[0].0)
+                .save(folder.join(sub).join("1.png"))
+                .unwrap();
+        }
+        if loose {
+            grey_image(DIGIT, &digits_csv()[1].0)
+                .save(folder.join("loose.png"))
+                .unwrap();
+        }
     }
-    grey_image(DIGIT, &digits_csv()[1].0)
-        .save(mixed.join("loose.png"))
-        .unwrap();
-    train(&mixed, "move the loose ones into a class folder");
-    // Labelled data whose classes are not the model's.
-    std::fs::remove_file(mixed.join("loose.png")).unwrap();
-    fails(
-        &[
-            "eval",
-            "image",
-            "--model",
-            p(digits_model()),
-            "--data",
-            p(&mixed),
-        ],
-        "not the model's",
-    );
+    cases.push(train(&mixed, "move the loose ones into a class folder"));
+    cases.push(eval(digits_model(), &classes, "not the model's"));
 
     // Training configs the data cannot satisfy.
     let csv_gz = shared("images/sklearn_digits.csv.gz");
-    let cfg = |name: &str, text: &str| -> PathBuf {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    };
-    let cases = [
+    let configs = [
         (
             r#"{"codec": {"tokens": "squares:3"}}"#,
             "unknown tokenisation",
@@ -1552,9 +1697,10 @@ fn bad_datasets_get_clear_errors() {
             "must hold a whole image",
         ),
     ];
-    for (i, (text, needle)) in cases.into_iter().enumerate() {
-        let path = cfg(&format!("config-{i}.json"), text);
-        fails(
+    for (i, (text, needle)) in configs.into_iter().enumerate() {
+        let path = dir.join(format!("config-{i}.json"));
+        std::fs::write(&path, text).unwrap();
+        cases.push(bad(
             &[
                 "train",
                 "image",
@@ -1568,8 +1714,9 @@ fn bad_datasets_get_clear_errors() {
                 "1",
             ],
             needle,
-        );
+        ));
     }
+    all_fail(cases);
     assert!(
         !never.join("model.safetensors").exists(),
         "no failed run wrote a model"

@@ -217,41 +217,59 @@ fn eval_reports_nats_and_bits() {
 fn bad_inputs_get_clear_errors() {
     let m = model();
     let missing = scratch().join("no-such-model");
-    fails(
-        &[
-            "generate",
-            "text",
-            "--model",
-            missing.to_str().unwrap(),
-            "--prompt",
-            "a",
-        ],
-        "does not exist",
-    );
-    fails(
-        &["generate", "text", "--model", &m, "--prompt", ""],
-        "empty",
-    );
-    fails(&["generate", "text", "--model", &m], "--prompt");
-    fails(
-        &["generate", "text", "--model", &m, "--prompt", "ROMEO 接龍"],
-        "not in this model's vocabulary",
-    );
-    fails(
-        &["generate", "text", "--model", &m, "--prompt-ids", "1,2,999"],
-        "outside",
-    );
-    fails(
-        &[
-            "generate",
-            "text",
-            "--model",
-            &m,
-            "--prompt",
-            "x".repeat(60).as_str(),
-        ],
-        "context",
-    );
+    let missing = p(&missing);
+    let long_prompt = "x".repeat(60);
+    let x_png = scratch().join("x.png");
+
+    // Corrupt model files: weights that are not safetensors; config.json that is not JSON.
+    let broken_weights = scratch().join("broken-weights-model");
+    let broken_config = scratch().join("broken-config-model");
+    for broken in [&broken_weights, &broken_config] {
+        std::fs::create_dir_all(broken).unwrap();
+        std::fs::copy(
+            tiny_text_model().join("config.json"),
+            broken.join("config.json"),
+        )
+        .unwrap();
+        std::fs::write(broken.join("model.safetensors"), b"garbage").unwrap();
+    }
+    std::fs::write(broken_config.join("config.json"), b"{ not json").unwrap();
+
+    // Training data: empty, not UTF-8; a config with a misspelt key.
+    let out = scratch().join("never-written");
+    let out = p(&out);
+    let empty = scratch().join("empty.txt");
+    std::fs::write(&empty, b"").unwrap();
+    let binary = scratch().join("binary.txt");
+    std::fs::write(&binary, [0xffu8, 0xfe, 0x00, 0x80]).unwrap();
+    let data = scratch().join("shakespeare-100k.txt");
+    let bad_config = scratch().join("bad-config.json");
+    std::fs::write(&bad_config, r#"{"model": {"hiden": 3}}"#).unwrap();
+    let corpus = shared("text/tinyshakespeare.txt");
+
+    let mut cases = vec![
+        bad(
+            &["generate", "text", "--model", missing, "--prompt", "a"],
+            "does not exist",
+        ),
+        bad(
+            &["generate", "text", "--model", &m, "--prompt", ""],
+            "empty",
+        ),
+        bad(&["generate", "text", "--model", &m], "--prompt"),
+        bad(
+            &["generate", "text", "--model", &m, "--prompt", "ROMEO 接龍"],
+            "not in this model's vocabulary",
+        ),
+        bad(
+            &["generate", "text", "--model", &m, "--prompt-ids", "1,2,999"],
+            "outside",
+        ),
+        bad(
+            &["generate", "text", "--model", &m, "--prompt", &long_prompt],
+            "context",
+        ),
+    ];
     for (flag, value, needle) in [
         ("--temperature", "0", "temperature"),
         ("--temperature", "-1", "temperature"),
@@ -262,165 +280,113 @@ fn bad_inputs_get_clear_errors() {
         ("--show-probs", "0", "show-probs"),
         ("--count", "0", "count"),
     ] {
-        fails(
+        cases.push(bad(
             &[
                 "generate", "text", "--model", &m, "--prompt", "A", flag, value,
             ],
             needle,
-        );
+        ));
     }
-    // A text model is not an image or audio model, and a text file is not a model.
-    fails(
-        &[
-            "generate",
-            "image",
-            "--model",
-            &m,
-            "--out",
-            scratch().join("x.png").to_str().unwrap(),
-        ],
-        "text model",
-    );
-    fails(
-        &[
-            "eval", "audio", "--model", &m, "--data", ".", "--format", "json",
-        ],
-        "text model",
-    );
-
-    // Corrupt model files.
-    let broken = scratch().join("broken-model");
-    std::fs::create_dir_all(&broken).unwrap();
-    std::fs::copy(
-        tiny_text_model().join("config.json"),
-        broken.join("config.json"),
-    )
-    .unwrap();
-    std::fs::write(broken.join("model.safetensors"), b"garbage").unwrap();
-    fails(
-        &[
-            "generate",
-            "text",
-            "--model",
-            broken.to_str().unwrap(),
-            "--prompt",
-            "A",
-        ],
-        "safetensors",
-    );
-    std::fs::write(broken.join("config.json"), b"{ not json").unwrap();
-    fails(
-        &[
-            "generate",
-            "text",
-            "--model",
-            broken.to_str().unwrap(),
-            "--prompt",
-            "A",
-        ],
-        "not valid JSON",
-    );
-
-    // Training data problems.
-    let out = scratch().join("never-written");
-    fails(
-        &[
-            "train",
-            "text",
-            "--data",
-            missing.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        "cannot read",
-    );
-    let empty = scratch().join("empty.txt");
-    std::fs::write(&empty, b"").unwrap();
-    fails(
-        &[
-            "train",
-            "text",
-            "--data",
-            empty.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        "empty",
-    );
-    let binary = scratch().join("binary.txt");
-    std::fs::write(&binary, [0xffu8, 0xfe, 0x00, 0x80]).unwrap();
-    fails(
-        &[
-            "train",
-            "text",
-            "--data",
-            binary.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        "not UTF-8",
-    );
-    let data = scratch().join("shakespeare-100k.txt");
-    fails(
-        &[
-            "train",
-            "text",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--resume",
-        ],
-        "nothing to resume",
-    );
-    let bad_config = scratch().join("bad-config.json");
-    std::fs::write(&bad_config, r#"{"model": {"hiden": 3}}"#).unwrap();
-    fails(
-        &[
-            "train",
-            "text",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--config",
-            bad_config.to_str().unwrap(),
-        ],
-        "hiden",
-    );
-    fails(
-        &[
-            "eval",
-            "text",
-            "--model",
-            &m,
-            "--data",
-            missing.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-        "cannot read",
-    );
-    let corpus = shared("text/tinyshakespeare.txt");
-    fails(
-        &[
-            "eval",
-            "text",
-            "--model",
-            &m,
-            "--data",
-            p(&corpus),
-            "--check-classes",
-            "2",
-        ],
-        "for image and audio models",
-    );
-    fails(
-        &[
-            "generate", "text", "--model", &m, "--prompt", "A", "--device", "tpu",
-        ],
-        "unknown device",
-    );
+    cases.extend([
+        // A text model is not an image or audio model, and a text file is not a model.
+        bad(
+            &["generate", "image", "--model", &m, "--out", p(&x_png)],
+            "text model",
+        ),
+        bad(
+            &[
+                "eval", "audio", "--model", &m, "--data", ".", "--format", "json",
+            ],
+            "text model",
+        ),
+        // Corrupt model files.
+        bad(
+            &[
+                "generate",
+                "text",
+                "--model",
+                p(&broken_weights),
+                "--prompt",
+                "A",
+            ],
+            "safetensors",
+        ),
+        bad(
+            &[
+                "generate",
+                "text",
+                "--model",
+                p(&broken_config),
+                "--prompt",
+                "A",
+            ],
+            "not valid JSON",
+        ),
+        // Training data problems.
+        bad(
+            &["train", "text", "--data", missing, "--out", out],
+            "cannot read",
+        ),
+        bad(
+            &["train", "text", "--data", p(&empty), "--out", out],
+            "empty",
+        ),
+        bad(
+            &["train", "text", "--data", p(&binary), "--out", out],
+            "not UTF-8",
+        ),
+        bad(
+            &[
+                "train",
+                "text",
+                "--data",
+                p(&data),
+                "--out",
+                out,
+                "--resume",
+            ],
+            "nothing to resume",
+        ),
+        bad(
+            &[
+                "train",
+                "text",
+                "--data",
+                p(&data),
+                "--out",
+                out,
+                "--config",
+                p(&bad_config),
+            ],
+            "hiden",
+        ),
+        bad(
+            &[
+                "eval", "text", "--model", &m, "--data", missing, "--format", "json",
+            ],
+            "cannot read",
+        ),
+        bad(
+            &[
+                "eval",
+                "text",
+                "--model",
+                &m,
+                "--data",
+                p(&corpus),
+                "--check-classes",
+                "2",
+            ],
+            "for image and audio models",
+        ),
+        bad(
+            &[
+                "generate", "text", "--model", &m, "--prompt", "A", "--device", "tpu",
+            ],
+            "unknown device",
+        ),
+    ]);
+    all_fail(cases);
 }
 
 #[test]
@@ -458,7 +424,7 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_with_identical_weights() {
 
     // Start a second run, interrupt it once its first checkpoint exists, as Ctrl-C would.
     let broken = dir.join("broken");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jielong"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_jielong"))
         .args(args(&broken))
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -42,20 +42,129 @@ pub fn ok(args: &[&str]) -> Output {
 /// Runs and expects a clear failure: a non-zero exit, an `error:` line containing `needle`,
 /// and no panic.
 pub fn fails(args: &[&str], needle: &str) {
-    let o = jielong(args);
-    let err = stderr(&o);
+    let case = bad(args, needle);
+    if let Some(wrong) = case.mismatch(&case.run()) {
+        panic!("{wrong}");
+    }
+}
+
+/// One row of a table of bad inputs checked by [`all_fail`]: the arguments, and what the error
+/// must say.
+#[derive(Clone, Debug)]
+pub struct Bad {
+    args: Vec<String>,
+    needles: Vec<String>,
+    /// The needles as written (case-sensitive) and an `error:` in stderr; otherwise one needle
+    /// in any case, as [`fails`] checks.
+    exact: bool,
+}
+
+/// A case that must fail as [`fails`] checks: a non-zero exit, no panic, and `needle` in stderr
+/// (in any case).
+pub fn bad(args: &[&str], needle: &str) -> Bad {
+    Bad {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        needles: vec![needle.to_string()],
+        exact: false,
+    }
+}
+
+/// A case that must fail with `error:` and every one of `needles`, exactly as written, in
+/// stderr (and no panic).
+pub fn bad_with(args: &[&str], needles: &[&str]) -> Bad {
+    Bad {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        needles: needles.iter().map(|n| n.to_string()).collect(),
+        exact: true,
+    }
+}
+
+impl Bad {
+    fn run(&self) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_jielong"))
+            .args(&self.args)
+            .output()
+            .expect("the jielong binary runs")
+    }
+
+    /// What is wrong with the run `o` of this case, if anything.
+    fn mismatch(&self, o: &Output) -> Option<String> {
+        let (args, err) = (&self.args, stderr(o));
+        if o.status.success() {
+            return Some(format!(
+                "jielong {args:?} should fail but succeeded:\n{}",
+                stdout(o)
+            ));
+        }
+        if err.contains("panicked") {
+            return Some(format!("jielong {args:?} panicked:\n{err}"));
+        }
+        if self.exact && !err.contains("error:") {
+            return Some(format!("jielong {args:?}: no error line in:\n{err}"));
+        }
+        let missing: Vec<&String> = self
+            .needles
+            .iter()
+            .filter(|n| {
+                if self.exact {
+                    !err.contains(n.as_str())
+                } else {
+                    !err.to_lowercase().contains(&n.to_lowercase())
+                }
+            })
+            .collect();
+        (!missing.is_empty()).then(|| {
+            let missing = missing.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>();
+            format!(
+                "jielong {args:?}: expected {} in:\n{err}",
+                missing.join(" and ")
+            )
+        })
+    }
+}
+
+/// Runs every bad-input case (independent runs, several at a time) and then fails once,
+/// listing every case that did not fail as it should: a success, a panic, a missing needle.
+pub fn all_fail(cases: Vec<Bad>) {
+    assert!(!cases.is_empty(), "an empty table of bad inputs");
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8)
+        .min(cases.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut wrong: Vec<(usize, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut found = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(case) = cases.get(i) else {
+                            return found;
+                        };
+                        if let Some(m) = case.mismatch(&case.run()) {
+                            found.push((i, m));
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a worker of all_fail"))
+            .collect()
+    });
+    wrong.sort_by_key(|(i, _)| *i);
     assert!(
-        !o.status.success(),
-        "jielong {args:?} should fail but succeeded:\n{}",
-        stdout(&o)
-    );
-    assert!(
-        !err.contains("panicked"),
-        "jielong {args:?} panicked:\n{err}"
-    );
-    assert!(
-        err.to_lowercase().contains(&needle.to_lowercase()),
-        "jielong {args:?}: expected {needle:?} in:\n{err}"
+        wrong.is_empty(),
+        "{} of {} bad-input cases did not fail as expected:\n\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong
+            .iter()
+            .map(|(i, m)| format!("case {}: {m}", i + 1))
+            .collect::<Vec<_>>()
+            .join("\n\n")
     );
 }
 

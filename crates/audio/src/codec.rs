@@ -5,10 +5,11 @@
 //! sound like telephone speech while 8 bits of linear sound hissy.
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
-use jielong_core::{Codec, Specials, Vocab};
+use jielong_core::{Codec, FolderCodec, Specials, Vocab};
 use serde_json::{Value, json};
 
 /// Number of sample levels, the content part of the vocabulary.
@@ -190,9 +191,16 @@ impl AudioCodec {
     pub fn end(&self) -> u32 {
         self.vocab.end.unwrap_or(LEVELS as u32)
     }
+}
+
+impl FolderCodec for AudioCodec {
+    /// An audio codec has no side files.
+    fn save_files(&self, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
 
     /// The "codec" section of a model folder's config.json.
-    pub fn to_json(&self) -> Value {
+    fn to_json(&self) -> Value {
         json!({
             "kind": "audio",
             "quantisation": self.quantisation.name(),
@@ -204,7 +212,7 @@ impl AudioCodec {
     }
 
     /// Reads what [`Self::to_json`] wrote.
-    pub fn from_json(value: &Value) -> Result<Self> {
+    fn from_json(value: &Value, _dir: &Path) -> Result<Self> {
         let obj = value
             .as_object()
             .context("the audio codec section of config.json is not a JSON object")?;

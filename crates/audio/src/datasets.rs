@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use jielong_core::{Codec, Sequences, sorted_classes};
+use jielong_core::{Codec, LABEL_DROPOUT, Sequences, sorted_classes};
 
 use crate::codec::AudioCodec;
 use crate::wav::read_wav;
@@ -56,10 +56,6 @@ pub fn digit_word(label: &str) -> Option<&'static str> {
         .filter(|_| label.len() == 1)
         .map(|d| DIGIT_WORDS[d])
 }
-
-/// The chance that a labelled training sequence is shown with the unconditional token instead,
-/// so that one model learns both conditional and unconditional generation.
-pub const LABEL_DROPOUT: f64 = 0.1;
 
 /// Music and long prompts are cut into pieces no longer than this (seconds) by
 /// [`AudioDataset::cut_long`] unless told otherwise.
@@ -333,7 +329,7 @@ pub fn label_from_name(file_name: &str) -> Option<String> {
 }
 
 /// Every `.wav` file under `root`, recursively, sorted by path; hidden entries are skipped.
-fn wav_files(root: &Path) -> Result<Vec<PathBuf>> {
+pub fn wav_files(root: &Path) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -728,5 +724,6 @@ pub fn to_sequences(
         label_dropout: conditional.then_some((unconditional, LABEL_DROPOUT)),
         // END is never scored after the real END, so it can fill the rest of a window.
         pad: codec.end(),
+        redraw: None,
     })
 }

@@ -9,7 +9,7 @@
 //! - [`analysis`]: spectral flatness and energy (speech vs silence vs noise), unigram entropy.
 //! - [`classify`]: a spoken-digit classifier (mel cepstra, dynamic time warping, nearest
 //!   reference clip), to check that generated clips say the class asked for.
-//! - [`plot`]: waveform and spectrogram pictures.
+//! - [`plot`](mod@plot): waveform and spectrogram pictures.
 //!
 //! This crate knows no tensors: it depends on jielong-core only.
 
@@ -17,6 +17,7 @@ pub mod analysis;
 pub mod classify;
 pub mod codec;
 pub mod datasets;
+pub mod draw;
 pub mod plot;
 pub mod prompt;
 pub mod wav;
@@ -26,8 +27,9 @@ pub use classify::{ClassifierSettings, DigitClassifier, Features, dtw_distance};
 pub use codec::{AudioCodec, DEFAULT_RATE, Quantisation};
 pub use datasets::{
     AudioDataset, DIGIT_WORDS, HeldOut, LabelRule, LabelledClip, Source, digit_classes, digit_word,
-    held_out_digit_files, open_dataset, open_sources, to_sequences, training_sources,
+    held_out_digit_files, open_dataset, open_sources, to_sequences, training_sources, wav_files,
 };
+pub use draw::{Clip, ClipJob, ClipRequest, draw};
 pub use plot::{plot, plot_size};
 pub use prompt::{AudioPrompt, prompt_from_samples, prompt_from_wav, real_time_factor};
 pub use wav::{WavInfo, read_wav, read_wav_native, resample, write_wav};

@@ -19,14 +19,15 @@ fn real_digits() -> Vec<LabelledClip> {
     ds.clips
 }
 
-/// The full espeak-ng set (540 clips), made once per test run; `None` without espeak-ng.
-fn espeak_digits() -> Option<&'static [LabelledClip]> {
-    static SET: OnceLock<Option<Vec<LabelledClip>>> = OnceLock::new();
+/// The full espeak-ng set (540 clips), made once per test run. The tests that use it are
+/// ignored by default (`#[ignore = "needs espeak-ng"]`): run them with `-- --ignored`.
+fn espeak_digits() -> &'static [LabelledClip] {
+    static SET: OnceLock<Vec<LabelledClip>> = OnceLock::new();
     SET.get_or_init(|| {
-        if Command::new("espeak-ng").arg("--version").output().is_err() {
-            println!("NOTE: espeak-ng is not installed: skipping the espeak-digit tests");
-            return None;
-        }
+        assert!(
+            Command::new("espeak-ng").arg("--version").output().is_ok(),
+            "espeak-ng is not installed (apt-get install espeak-ng): this test needs it"
+        );
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("espeak");
         let status = Command::new("sh")
@@ -38,9 +39,8 @@ fn espeak_digits() -> Option<&'static [LabelledClip]> {
         assert!(status.success(), "make.sh failed");
         let ds = open_dataset(&out, RATE).unwrap();
         assert_eq!(ds.clips.len(), 540);
-        Some(ds.clips)
+        ds.clips
     })
-    .as_deref()
 }
 
 /// The espeak voice of a clip (`7_en-us_s130_p35.wav` → `en-us`).
@@ -213,30 +213,27 @@ fn references_come_from_a_folder_labelled_by_names() {
 }
 
 #[test]
+#[ignore = "needs espeak-ng"]
 fn synthetic_references_recognise_the_recorded_digits() {
-    let Some(espeak) = espeak_digits() else {
-        return;
-    };
+    let espeak = espeak_digits();
     let acc = accuracy(espeak, &real_digits(), ClassifierSettings::default());
     println!("recorded digits recognised by espeak references: {acc}");
     assert!(acc >= 0.5, "{acc}");
 }
 
 #[test]
+#[ignore = "needs espeak-ng"]
 fn recorded_references_recognise_the_synthetic_digits() {
-    let Some(espeak) = espeak_digits() else {
-        return;
-    };
+    let espeak = espeak_digits();
     let acc = accuracy(&real_digits(), espeak, ClassifierSettings::default());
     println!("espeak digits recognised by the ten recorded references: {acc}");
     assert!(acc >= 0.35, "{acc}");
 }
 
 #[test]
+#[ignore = "needs espeak-ng"]
 fn an_unseen_espeak_voice_is_recognised() {
-    let Some(espeak) = espeak_digits() else {
-        return;
-    };
+    let espeak = espeak_digits();
     let held = "en-gb+f4";
     let (queries, refs): (Vec<LabelledClip>, Vec<LabelledClip>) =
         espeak.iter().cloned().partition(|c| voice(c) == held);
@@ -247,11 +244,11 @@ fn an_unseen_espeak_voice_is_recognised() {
 }
 
 /// Prints the accuracy table behind the classifier's defaults and the choice of references:
-/// `cargo test --release -p jielong-audio --test classify -- --ignored --nocapture`.
+/// `cargo test --release -p jielong-audio --test classify -- measure_reference_sets --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "a measurement that prints a table; needs espeak-ng"]
 fn measure_reference_sets() {
-    let espeak = espeak_digits().expect("espeak-ng is needed for the measurement");
+    let espeak = espeak_digits();
     let real = real_digits();
     let all: Vec<&LabelledClip> = real.iter().chain(espeak.iter()).collect();
     let voices: Vec<Option<String>> = real

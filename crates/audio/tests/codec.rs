@@ -1,7 +1,9 @@
 //! The sample codec: quantisation error bounds, vocabulary, config.json round trips.
 
+use std::path::Path;
+
 use jielong_audio::{AudioCodec, Quantisation};
-use jielong_core::Codec;
+use jielong_core::{Codec, FolderCodec};
 use serde_json::json;
 
 fn grid() -> Vec<f32> {
@@ -131,11 +133,11 @@ fn config_json_round_trips_and_explains_bad_input() {
         assert_eq!(j["kind"], "audio");
         assert_eq!(j["rate"], 16_000);
         assert_eq!(j["quantisation"], q.name());
-        assert_eq!(AudioCodec::from_json(&j).unwrap(), c);
+        assert_eq!(AudioCodec::from_json(&j, Path::new(".")).unwrap(), c);
         // Through text, as it goes to config.json.
         let text = serde_json::to_string_pretty(&j).unwrap();
         assert_eq!(
-            AudioCodec::from_json(&serde_json::from_str(&text).unwrap()).unwrap(),
+            AudioCodec::from_json(&serde_json::from_str(&text).unwrap(), Path::new(".")).unwrap(),
             c
         );
     }
@@ -169,7 +171,10 @@ fn config_json_round_trips_and_explains_bad_input() {
         ),
     ];
     for (value, expected) in cases {
-        let err = format!("{:#}", AudioCodec::from_json(&value).unwrap_err());
+        let err = format!(
+            "{:#}",
+            AudioCodec::from_json(&value, Path::new(".")).unwrap_err()
+        );
         assert!(err.contains(expected), "{value}: {err}");
     }
 }

@@ -33,6 +33,8 @@ pub enum Command {
     Logits(LogitsArgs),
     /// Write a native text model as a Hugging Face (Llama) folder.
     Export(ExportArgs),
+    /// Serve models over HTTP: OpenAI-shaped API, metrics and a playground page at `/`.
+    Serve(ServeArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,10 +67,27 @@ pub struct DeviceArgs {
     pub device: String,
 }
 
+/// Where and how a model runs to generate or score: the same flags on every such command.
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Where the model runs: flex (the CPU kernels) or wgpu (GPU; builds with --features wgpu).
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+    /// The weights the CPU kernels run: f32, bf16, q8_0, q4_0, q4_1, or stored (as the model
+    /// stores them: a native folder's f32, a GGUF file's own types). Matrices whose rows are
+    /// not a multiple of 32 stay f32. Anything but f32/stored needs --device flex.
+    #[arg(long, default_value = "stored")]
+    pub weights: String,
+    /// Threads of the CPU kernels (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     pub modality: Modality,
-    /// Training data: a text file; an MNIST folder, digits CSV, PNG folder or sprite sheet; a
+    /// Training data: a text file; an MNIST folder (its train-* files; the t10k-* files, if
+    /// there, are held out, else every 10th image), digits CSV, PNG folder or sprite sheet; a
     /// folder of WAVs.
     #[arg(long)]
     pub data: PathBuf,
@@ -159,7 +178,7 @@ pub struct GenerateText {
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
-    pub device: DeviceArgs,
+    pub device: LoadArgs,
 }
 
 #[derive(Args, Debug)]
@@ -198,7 +217,7 @@ pub struct GenerateImage {
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
-    pub device: DeviceArgs,
+    pub device: LoadArgs,
 }
 
 #[derive(Args, Debug)]
@@ -233,7 +252,7 @@ pub struct GenerateAudio {
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
-    pub device: DeviceArgs,
+    pub device: LoadArgs,
 }
 
 #[derive(Args, Debug)]
@@ -241,7 +260,8 @@ pub struct EvalArgs {
     pub modality: Modality,
     #[arg(long)]
     pub model: PathBuf,
-    /// Held-out data: a text file, an MNIST folder (its t10k files), a folder of WAVs...
+    /// Held-out data: a text file, an MNIST folder (its t10k files; the train-* files may be
+    /// absent), a folder of WAVs...
     #[arg(long)]
     pub data: PathBuf,
     /// For a text file: score all of it, or only the held-out tail the model was trained
@@ -262,10 +282,24 @@ pub struct EvalArgs {
         allow_negative_numbers = true
     )]
     pub guidance: Option<f32>,
+    /// Images: binarise the held-out images first, by threshold (intensity >= 128) or
+    /// stochastically (each pixel on with probability intensity / 255, the MNIST literature's
+    /// test set; drawn from --binarise-seed). Default: the codec's own tokenisation.
+    #[arg(long, value_enum)]
+    pub binarise: Option<BinariseArg>,
+    /// The seed of a stochastic binarisation (default 0); write it beside the score.
+    #[arg(long, value_name = "N")]
+    pub binarise_seed: Option<u64>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     #[command(flatten)]
-    pub device: DeviceArgs,
+    pub device: LoadArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinariseArg {
+    Threshold,
+    Stochastic,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -287,10 +321,13 @@ pub struct BenchArgs {
     /// Sequences per training step (each as long as the context, at most 256 tokens).
     #[arg(long, default_value_t = 16)]
     pub train_batch: usize,
+    /// Measure generation only (large models: training them here would take minutes).
+    #[arg(long)]
+    pub no_train: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     #[command(flatten)]
-    pub device: DeviceArgs,
+    pub device: LoadArgs,
 }
 
 #[derive(Args, Debug)]
@@ -306,12 +343,13 @@ pub struct ChatArgs {
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
-    pub device: DeviceArgs,
+    pub device: LoadArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct TokenizeArgs {
-    /// A tokenizer.json, or a model folder (native or Hugging Face).
+    /// A tokenizer.json, a model folder (native or Hugging Face), or a GGUF file (tokenized as
+    /// llama.cpp does: no BOS added, special tokens written in the text parsed).
     #[arg(long)]
     pub tokenizer: PathBuf,
     #[arg(long, conflicts_with = "file", required_unless_present = "file")]
@@ -334,7 +372,7 @@ pub struct LogitsArgs {
     #[arg(long)]
     pub out: PathBuf,
     #[command(flatten)]
-    pub device: DeviceArgs,
+    pub device: LoadArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -351,4 +389,38 @@ pub struct ExportArgs {
     pub to: ExportFormat,
     /// The folder to write.
     pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A model folder or GGUF file to serve (repeat for several: text, image and audio at
+    /// once). Each is served under its folder's name, or its file's without `.gguf`.
+    #[arg(long, required = true)]
+    pub model: Vec<PathBuf>,
+    /// The address to listen on: this machine only unless told otherwise.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The port; 0 picks a free one (the address is printed on stderr).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on every API route (default: $JIELONG_API_KEY).
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Let web pages on ORIGIN call the API (CORS; `*` for any). Default: closed.
+    #[arg(long, value_name = "ORIGIN")]
+    pub cors: Option<String>,
+    /// Most sequences one model decodes together in a step.
+    #[arg(long, default_value_t = 64)]
+    pub max_batch: usize,
+    /// Requests that may wait for a model's batch before the server answers 503.
+    #[arg(long, default_value_t = 256)]
+    pub queue: usize,
+    /// Most new tokens one text request may ask for.
+    #[arg(long, default_value_t = 4096)]
+    pub max_tokens: usize,
+    /// Largest request body, in bytes (larger: 413).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body: usize,
+    #[command(flatten)]
+    pub load: LoadArgs,
 }

@@ -1,39 +1,60 @@
-//! `jielong bench`: generation tokens/s at batch 1 and 16, training tokens/s, load time and
-//! peak memory, for any model folder.
+//! `jielong bench`: generation tokens/s at batch 1 and 16 (on the decode model the flags ask
+//! for: the CPU kernels at a weight format and thread count, or burn on a GPU), training
+//! tokens/s (burn's training path), load time and peak memory, for any model folder or GGUF.
 
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use jielong_core::{GenerateConfig, Overflow, SamplerConfig, Sequences, generate};
-use jielong_nn::{ModelFolder, Transformer};
+use jielong_core::{Decoder, Flow, GenerateConfig, Overflow, SamplerConfig, Sequences, generate};
+use jielong_nn::{ModelFolder, TransformerConfig};
 use jielong_train::{Stepper, TrainConfig};
 use serde_json::json;
 
 use crate::args::{BenchArgs, Format};
-use crate::loaded;
+use crate::open;
 
 pub fn run(a: BenchArgs) -> Result<()> {
     if a.tokens == 0 || a.train_steps == 0 || a.train_batch == 0 {
         bail!("--tokens, --train-steps and --train-batch must be at least 1");
     }
-    let device = loaded::device(&a.device)?;
+    let options = open::load_options(&a.device)?;
     let started = Instant::now();
     let folder = ModelFolder::open(&a.model)?;
-    let model = folder.load(&device)?;
+    let model = folder.load_model(options.clone())?;
     let load_seconds = started.elapsed().as_secs_f64();
+    eprintln!("[{}: {}]", a.model.display(), model.describe());
 
     let batch1 = generation_speed(&model, 1, a.tokens)?;
     let batch16 = generation_speed(&model, 16, a.tokens)?;
-    let (train_batch, train_len) = (a.train_batch, model.config.context_len.min(256));
-    let train = training_speed(&model, &device, train_batch, train_len, a.train_steps)?;
+    let peak_generate = peak_memory_mib();
+    let config = model.config().clone();
+    let (train_batch, train_len) = (a.train_batch, config.context_len.min(256));
+    let train = if a.no_train {
+        None
+    } else {
+        drop(model);
+        Some(training_speed(
+            &config,
+            &options.device,
+            train_batch,
+            train_len,
+            a.train_steps,
+        )?)
+    };
     let report = json!({
         "model": a.model.display().to_string(),
         "modality": folder.modality,
-        "parameters": model.config.num_params(),
+        "parameters": config.num_params(),
         "device": a.device.device,
+        "weights": a.device.weights,
+        "threads": match options.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        },
         "load_seconds": load_seconds,
         "generate_tokens_per_second_batch1": batch1,
         "generate_tokens_per_second_batch16": batch16,
+        "peak_memory_mib_generate": peak_generate,
         "train_tokens_per_second": train,
         "train_batch": format!("{train_batch} x {train_len}"),
         "peak_memory_mib": peak_memory_mib(),
@@ -51,7 +72,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
 
 /// Tokens per second drawing `tokens` new tokens for each of `batch` sequences (the time to
 /// feed the one-token prompt included, as a user would see it).
-fn generation_speed(model: &Transformer, batch: usize, tokens: usize) -> Result<f64> {
+fn generation_speed(model: &impl Decoder, batch: usize, tokens: usize) -> Result<f64> {
     let mut config = GenerateConfig::new(SamplerConfig::default(), 0, tokens);
     config.overflow = Overflow::Slide;
     let prompts = vec![vec![0u32]; batch];
@@ -60,23 +81,9 @@ fn generation_speed(model: &Transformer, batch: usize, tokens: usize) -> Result<
         max_new_tokens: 4,
         ..config.clone()
     };
-    generate(
-        model,
-        &mut model.new_cache(),
-        &prompts,
-        &warm,
-        &mut |_| {},
-        &mut |_, _| false,
-    )?;
+    generate(model, &prompts, &warm, &mut |_| Flow::Continue)?;
     let t = Instant::now();
-    let out = generate(
-        model,
-        &mut model.new_cache(),
-        &prompts,
-        &config,
-        &mut |_| {},
-        &mut |_, _| false,
-    )?;
+    let out = generate(model, &prompts, &config, &mut |_| Flow::Continue)?;
     let drawn: usize = out.iter().map(|g| g.ids.len()).sum();
     Ok(drawn as f64 / t.elapsed().as_secs_f64())
 }
@@ -84,13 +91,13 @@ fn generation_speed(model: &Transformer, batch: usize, tokens: usize) -> Result<
 /// Training tokens per second on random tokens (forward, backward and AdamW), the first step
 /// not counted.
 fn training_speed(
-    model: &Transformer,
+    arch: &TransformerConfig,
     device: &jielong_nn::burn::tensor::Device,
     batch: usize,
     len: usize,
     steps: usize,
 ) -> Result<f64> {
-    let vocab = model.config.vocab_size as u32;
+    let vocab = arch.vocab_size as u32;
     let data = Sequences {
         seqs: vec![
             (0..200_000u32)
@@ -104,7 +111,7 @@ fn training_speed(
         seq_len: len,
         ..Default::default()
     };
-    let mut stepper = Stepper::new(&model.config, &config, device)?;
+    let mut stepper = Stepper::new(arch, &config, device)?;
     stepper.step(&data.batch(0, 0, batch, len), 1e-4)?;
     let t = Instant::now();
     for step in 1..=steps {

@@ -1,17 +1,20 @@
 //! `jielong eval`: held-out nats and bits per token, for every modality.
 
 use anyhow::{Result, bail};
-use jielong_core::{Score, score, windows};
+use jielong_core::Score;
 use serde_json::{Value, json};
 
 use crate::args::{EvalArgs, Format, Modality, Part};
-use crate::loaded;
+use crate::open;
 
 pub fn run(a: EvalArgs) -> Result<()> {
     if a.part == Part::Heldout && a.modality != Modality::Text {
         bail!(
             "--part heldout is for text files; image and audio datasets carry their own held-out split"
         );
+    }
+    if a.modality != Modality::Image && (a.binarise.is_some() || a.binarise_seed.is_some()) {
+        bail!("--binarise is for image models");
     }
     // Checked before any scoring: scoring a test set takes minutes.
     match a.check_classes {
@@ -21,33 +24,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
         Some(0) => bail!("--check-classes must be at least 1"),
         _ => {}
     }
-    let (folder, model) = loaded::open_model(&a.model, a.modality, &a.device)?;
+    let (folder, model) = open::open_model(&a.model, a.modality, &a.device)?;
     let (score, extra) = match a.modality {
-        Modality::Text => {
-            let codec = loaded::text_codec(&folder)?;
-            let text = jielong_text::read_text(&a.data)?;
-            let text = match a.part {
-                Part::All => text,
-                Part::Heldout => {
-                    let Some(fraction) = folder.raw["data"]["heldout"].as_f64() else {
-                        bail!(
-                            "{} does not record a held-out fraction: use --part all",
-                            a.model.display()
-                        );
-                    };
-                    jielong_text::TextCorpus::split(text, fraction)?.heldout
-                }
-            };
-            let ids = codec.encode_text(&text)?;
-            if ids.len() < 2 {
-                bail!(
-                    "{} is too short to score: it needs at least two tokens",
-                    a.data.display()
-                );
-            }
-            let ws = windows(&ids, 0, model.config.context_len)?;
-            (score(&model, &ws, &|_| true)?, Value::Null)
-        }
+        Modality::Text => crate::eval_text::score_text(&folder, &model, &a)?,
         Modality::Image => crate::eval_image::score_images(&folder, &model, &a)?,
         Modality::Audio => crate::eval_audio::score_clips(&folder, &model, &a)?,
     };

@@ -4,20 +4,22 @@
 
 use anyhow::{Context, Result, bail};
 use jielong_audio::{
-    AudioCodec, AudioDataset, DigitClassifier, open_dataset, to_sequences, unigram_entropy,
+    AudioCodec, AudioDataset, ClipRequest, DigitClassifier, draw, open_dataset, to_sequences,
+    unigram_entropy,
 };
-use jielong_core::{Codec, Score, score, windows};
-use jielong_nn::{ModelFolder, Transformer};
+use jielong_core::{Codec, Decoder, Flow, Score, score, windows};
+use jielong_nn::ModelFolder;
 use serde_json::{Value, json};
 
 use crate::args::EvalArgs;
+use crate::open;
 
 pub fn score_clips(
     folder: &ModelFolder,
-    model: &Transformer,
+    model: &impl Decoder,
     a: &EvalArgs,
 ) -> Result<(Score, Value)> {
-    let codec = AudioCodec::from_json(&folder.codec)?;
+    let codec: AudioCodec = open::codec(folder)?;
     let dataset = open_dataset(&a.data, codec.rate())?;
     // Clips labelled with one of the model's classes are scored conditioned on it.
     let conditional = !codec.classes().is_empty()
@@ -29,7 +31,7 @@ pub fn score_clips(
     let seqs = to_sequences(&codec, &dataset.clips, conditional)?;
     let mut ws = Vec::new();
     for s in &seqs.seqs {
-        ws.extend(windows(s, 1, model.config.context_len)?);
+        ws.extend(windows(s, 1, model.context_len())?);
     }
     let vocab = codec.vocab().clone();
     let total = score(model, &ws, &|t| vocab.is_content(t))?;
@@ -48,7 +50,7 @@ pub fn score_clips(
             &codec,
             &dataset,
             n,
-            crate::loaded::guidance(folder, a.guidance, true)?,
+            open::guidance(folder, a.guidance, true)?,
         )?;
     }
     Ok((total, extra))
@@ -58,7 +60,7 @@ pub fn score_clips(
 /// clips (mel cepstra, dynamic time warping, nearest reference). Chance is one in the number
 /// of classes.
 fn check_classes(
-    model: &Transformer,
+    model: &impl Decoder,
     codec: &AudioCodec,
     dataset: &AudioDataset,
     n: usize,
@@ -77,17 +79,10 @@ fn check_classes(
             );
         };
         eprintln!("drawing {n} one-second clips of class {name} ...");
-        let drawn = crate::generate_audio::draw(
-            model,
-            codec,
-            Some(name),
-            1.0,
-            n,
-            guidance,
-            c as u64 * 1000,
-            &[],
-            &mut |_| {},
-        )?;
+        let mut request = ClipRequest::new(Some(name), 1.0, n);
+        request.draw.guidance = guidance;
+        request.draw.seed = c as u64 * 1000;
+        let drawn = draw(model, codec, &request, &mut |_| Flow::Continue)?;
         clips.extend(drawn.into_iter().map(|clip| clip.samples));
         wanted.extend(std::iter::repeat_n(index, n));
     }

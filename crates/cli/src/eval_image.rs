@@ -2,21 +2,32 @@
 //! optionally whether class-conditional samples look like the class asked for.
 
 use anyhow::{Result, bail};
-use jielong_core::{Codec, Score, score, windows};
-use jielong_image::{DatasetOptions, DigitClassifier, ImageCodec, open_dataset_with, to_sequences};
-use jielong_nn::{ModelFolder, Transformer};
+use jielong_core::{Codec, Decoder, Score, score, windows};
+use jielong_image::{
+    Binarise, DatasetOptions, DigitClassifier, DrawRequest, ImageCodec, LabelledImage, MnistSplits,
+    draw_images, open_dataset_with, to_sequences,
+};
+use jielong_nn::ModelFolder;
 use serde_json::{Value, json};
 
-use crate::args::EvalArgs;
+use crate::args::{BinariseArg, EvalArgs};
+use crate::open;
 
 pub fn score_images(
     folder: &ModelFolder,
-    model: &Transformer,
+    model: &impl Decoder,
     a: &EvalArgs,
 ) -> Result<(Score, Value)> {
-    let codec = ImageCodec::from_json(&folder.codec, &folder.dir)?;
+    let codec: ImageCodec = open::codec(folder)?;
     let size = Some((codec.width(), codec.height()));
-    let dataset = open_dataset_with(&a.data, &DatasetOptions { size, index: None })?;
+    // An MNIST folder needs only its t10k files (its training files, when there, are the
+    // references of --check-classes).
+    let options = DatasetOptions {
+        size,
+        index: None,
+        mnist: MnistSplits::Test,
+    };
+    let dataset = open_dataset_with(&a.data, &options)?;
     // An MNIST folder's t10k files; otherwise the dataset's held-out split, or all of it.
     let images = if dataset.heldout.is_empty() {
         &dataset.train
@@ -31,18 +42,52 @@ pub fn score_images(
             codec.classes().join(", ")
         );
     }
-    let seqs = to_sequences(&codec, images, conditional)?;
-    let mut ws = Vec::new();
-    for s in &seqs.seqs {
-        ws.extend(windows(s, 1, model.config.context_len)?);
-    }
-    let vocab = codec.vocab().clone();
-    let total = score(model, &ws, &|t| vocab.is_content(t))?;
+    let binarise = match (a.binarise, a.binarise_seed) {
+        (None, Some(_)) => bail!("--binarise-seed goes with --binarise stochastic"),
+        (Some(BinariseArg::Threshold), Some(_)) => {
+            bail!("--binarise-seed goes with --binarise stochastic, not threshold")
+        }
+        (None, None) => None,
+        (Some(BinariseArg::Threshold), None) => Some(Binarise::Threshold),
+        (Some(BinariseArg::Stochastic), seed) => Some(Binarise::Stochastic {
+            seed: seed.unwrap_or(0),
+        }),
+    };
+    let binarised: Vec<LabelledImage>;
+    let images = match binarise {
+        None => images,
+        Some(b) => {
+            binarised = images
+                .iter()
+                .enumerate()
+                .map(|(i, l)| LabelledImage {
+                    image: b.apply(&l.image, i as u64),
+                    label: l.label,
+                })
+                .collect();
+            &binarised
+        }
+    };
+    // The literature's -log p(x) has no label: each image is scored after the unconditional
+    // token the label dropout trained; with labels, the class token's score is reported too.
+    let unconditional = score_sequences(model, &codec, images, false)?;
+    let n = images.len() as f64;
     let mut extra = json!({
         "images": images.len(),
-        "nats_per_image": total.nats / images.len() as f64,
-        "bits_per_dim": codec.bits_per_dim(total.nats, images.len()),
+        "nats_per_image": unconditional.nats / n,
+        "bits_per_dim": codec.bits_per_dim(unconditional.nats, images.len()),
+        "binarise": match binarise {
+            None => json!("none (the codec's own tokenisation)"),
+            Some(Binarise::Threshold) => json!("threshold (intensity >= 128)"),
+            Some(Binarise::Stochastic { seed }) => json!(format!("stochastic, seed {seed}")),
+        },
     });
+    if conditional {
+        let given = score_sequences(model, &codec, images, true)?;
+        extra["nats_per_image_given_label"] = json!(given.nats / n);
+        extra["bits_per_dim_given_label"] = json!(codec.bits_per_dim(given.nats, images.len()));
+        extra["nats_per_image_from"] = json!("the unconditional token, which label dropout trains");
+    }
     // What the tokenisation itself loses on these images (palettes, codebooks, grey levels):
     // the scores above are of the tokenised images.
     let lost = codec.reconstruction_error(images.iter().map(|l| &l.image))?;
@@ -54,15 +99,32 @@ pub fn score_images(
             &codec,
             &dataset,
             n,
-            crate::loaded::guidance(folder, a.guidance, true)?,
+            open::guidance(folder, a.guidance, true)?,
         )?;
     }
-    Ok((total, extra))
+    Ok((unconditional, extra))
+}
+
+/// The held-out score of `images`, each after its class token (`conditional`) or after the
+/// unconditional one.
+fn score_sequences(
+    model: &impl Decoder,
+    codec: &ImageCodec,
+    images: &[LabelledImage],
+    conditional: bool,
+) -> Result<Score> {
+    let seqs = to_sequences(codec, images, conditional)?;
+    let mut ws = Vec::new();
+    for s in &seqs.seqs {
+        ws.extend(windows(s, 1, model.context_len())?);
+    }
+    let vocab = codec.vocab();
+    score(model, &ws, &|t| vocab.is_content(t))
 }
 
 /// Draws `n` images per class and classifies them with a 5-NN vote on binarised pixels.
 fn check_classes(
-    model: &Transformer,
+    model: &impl Decoder,
     codec: &ImageCodec,
     dataset: &jielong_image::ImageDataset,
     n: usize,
@@ -75,16 +137,12 @@ fn check_classes(
     let (mut images, mut wanted) = (Vec::new(), Vec::new());
     for (c, name) in codec.classes().iter().enumerate() {
         eprintln!("drawing {n} images of class {name} ...");
-        images.extend(crate::generate_image::draw(
-            model,
-            codec,
-            Some(name),
-            n,
+        let request = DrawRequest {
             guidance,
-            c as u64 * 1000,
-            &[],
-            &mut |_| {},
-        )?);
+            seed: c as u64 * 1000,
+            ..DrawRequest::new(Some(name), n)
+        };
+        images.extend(draw_images(model, codec, &request)?);
         wanted.extend(std::iter::repeat_n(c, n));
     }
     let acc = classifier.evaluate(&images, &wanted)?;

@@ -8,18 +8,18 @@ use jielong_nn::{FolderKind, ModelFolder};
 use serde_json::json;
 
 use crate::args::{ExportArgs, ExportFormat, Modality};
-use crate::loaded;
+use crate::open;
 
 pub fn run(a: ExportArgs) -> Result<()> {
     let ExportFormat::Hf = a.to;
-    let folder = loaded::open_folder(&a.model, Modality::Text)?;
+    let folder = open::open_folder(&a.model, Modality::Text)?;
     if folder.kind == FolderKind::HuggingFace {
         bail!("{} is already a Hugging Face folder", a.model.display());
     }
     if a.out.canonicalize().ok() == a.model.canonicalize().ok() {
         bail!("export into another folder than the model's");
     }
-    let codec = loaded::text_codec(&folder)?;
+    let codec = open::text_codec(&folder)?;
     let vocab = codec.vocab();
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;

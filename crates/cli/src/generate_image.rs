@@ -5,107 +5,25 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use image::RgbImage;
-use jielong_core::{Codec, Decoder, Event, GenerateConfig, Guided, SamplerConfig, generate};
-use jielong_image::{CompletionRow, ImageCodec, animate, completion_grid, grid, save_png};
-use jielong_nn::Transformer;
+use jielong_core::{Codec, Event, Flow};
+use jielong_image::{
+    CompletionRow, DrawRequest, ImageCodec, animate, completion_grid, draw, grid, save_png,
+};
 
 use crate::args::{GenerateImage, Modality};
-use crate::generate::record_steps;
-use crate::loaded;
-use crate::probs::{self, Step};
-
-/// Draws `count` images of `class` (unconditional when `None`) as one batch. Each image
-/// starts from the start token and the `kept` tokens (a completion prompt); the rest is drawn.
-/// Returns every image's full token list.
-pub fn draw_tokens(
-    model: &Transformer,
-    codec: &ImageCodec,
-    class: Option<&str>,
-    count: usize,
-    sampler: SamplerConfig,
-    guidance: Option<f32>,
-    seed: u64,
-    kept: &[u32],
-    show_top: usize,
-    on_event: &mut dyn FnMut(Event),
-) -> Result<Vec<Vec<u32>>> {
-    let vocab = codec.vocab();
-    let start = vocab
-        .start_token(class)?
-        .context("this model has no start token")?;
-    let per_image = codec.tokens_per_image();
-    if per_image + 1 > model.config.context_len {
-        bail!(
-            "an image needs {} tokens but the model's context holds {}",
-            per_image + 1,
-            model.config.context_len
-        );
-    }
-    let mut prompt = vec![start];
-    prompt.extend_from_slice(kept);
-    let mut config = GenerateConfig::new(sampler, seed, per_image - kept.len());
-    // Only pixel tokens may be drawn: never a class, start or END token.
-    config.banned = (vocab.content_size as u32..vocab.size() as u32).collect();
-    config.show_top = show_top;
-    config.pad = start;
-    let decoder = Guided::for_vocab(model, vocab, class.is_some(), guidance)?;
-    let mut cache = decoder.new_cache(count);
-    let out = generate(
-        &decoder,
-        &mut cache,
-        &vec![prompt; count],
-        &config,
-        on_event,
-        &mut |_, _| false,
-    )?;
-    Ok(out
-        .into_iter()
-        .map(|g| {
-            let mut ids = kept.to_vec();
-            ids.extend(g.ids);
-            ids
-        })
-        .collect())
-}
-
-/// [`draw_tokens`] at temperature 1 (guided by `guidance` when given), decoded.
-pub fn draw(
-    model: &Transformer,
-    codec: &ImageCodec,
-    class: Option<&str>,
-    count: usize,
-    guidance: Option<f32>,
-    seed: u64,
-    kept: &[u32],
-    on_event: &mut dyn FnMut(Event),
-) -> Result<Vec<RgbImage>> {
-    draw_tokens(
-        model,
-        codec,
-        class,
-        count,
-        SamplerConfig::default(),
-        guidance,
-        seed,
-        kept,
-        0,
-        on_event,
-    )?
-    .iter()
-    .map(|ids| codec.decode(ids))
-    .collect()
-}
+use crate::show::{self, Step, record_steps};
+use crate::{open, settings};
 
 pub fn run(a: GenerateImage) -> Result<()> {
-    let sampler = loaded::sampler_config(&a.sampling)?;
+    let sampler = settings::sampler_config(&a.sampling)?;
     if a.count == 0 {
         bail!("--count must be at least 1");
     }
     if a.scale == 0 || a.scale > 64 {
         bail!("--scale must be between 1 and 64");
     }
-    let (folder, model) = loaded::open_model(&a.model, Modality::Image, &a.device)?;
-    let codec = ImageCodec::from_json(&folder.codec, &folder.dir)?;
+    let (folder, model) = open::open_model(&a.model, Modality::Image, &a.device)?;
+    let codec: ImageCodec = open::codec(&folder)?;
 
     // A completion keeps the top rows of a given image.
     let (original, kept) = match (&a.prompt_image, a.keep_rows) {
@@ -135,26 +53,24 @@ pub fn run(a: GenerateImage) -> Result<()> {
     let mut steps: Vec<Vec<Step>> = vec![Vec::new(); a.count];
     let label = |id: u32| codec.token_label(id);
     let started = Instant::now();
-    let tokens = draw_tokens(
-        &model,
-        &codec,
-        a.class.as_deref(),
-        a.count,
+    let request = DrawRequest {
+        kept: kept.clone(),
+        guidance: open::guidance(&folder, a.guidance, a.class.is_some())?,
         sampler,
-        loaded::guidance(&folder, a.guidance, a.class.is_some())?,
-        a.sampling.seed,
-        &kept,
-        show,
-        &mut |e| {
-            record_steps(&mut steps, &e);
-            if let (Event::Token { seq: 0, step, .. }, true) = (&e, show > 0) {
-                println!(
-                    "{}",
-                    probs::render(*step, steps[0].last().expect("just recorded"), &label)
-                );
-            }
-        },
-    )?;
+        seed: a.sampling.seed,
+        show_top: show,
+        ..DrawRequest::new(a.class.as_deref(), a.count)
+    };
+    let tokens = draw(&model, &codec, &request, &mut |e| {
+        record_steps(&mut steps, e);
+        if let (Event::Token { seq: 0, step, .. }, true) = (e, show > 0) {
+            println!(
+                "{}",
+                show::render(*step, steps[0].last().expect("just recorded"), &label)
+            );
+        }
+        Flow::Continue
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let images: Vec<RgbImage> = tokens
         .iter()

@@ -1,21 +1,30 @@
 //! The `jielong` command line. It owns the user's world — flags, files, progress bars,
-//! pictures, errors worded for people — and wires a codec, a model folder and the one
-//! generation loop together.
+//! pictures, errors worded for people — and is a shell over the library: each command opens a
+//! model, turns its flags into a request and calls its modality's recipe (`text::complete`,
+//! `text::Conversation::turn`, `image::draw`, `audio::draw`) or the trainer.
 
+// Leaves, used by the commands: flags, settings, opening models, pictures of steps and losses.
 mod args;
+mod open;
+mod plots;
+mod settings;
+mod show;
+mod training;
+
+// One file per command, and per modality where it differs.
 mod bench;
 mod chat;
 mod eval;
 mod eval_audio;
 mod eval_image;
+mod eval_text;
 mod export;
 mod generate;
 mod generate_audio;
 mod generate_image;
+mod generate_text;
 mod inspect;
-mod loaded;
-mod plots;
-mod probs;
+mod serve;
 mod train;
 mod train_audio;
 mod train_image;
@@ -35,7 +44,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", settings::describe(&e));
             ExitCode::FAILURE
         }
     }
@@ -52,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokenize(a) => inspect::tokenize(a),
         Command::Logits(a) => inspect::logits(a),
         Command::Export(a) => export::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
 

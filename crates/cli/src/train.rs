@@ -1,135 +1,30 @@
 //! `jielong train text|image|audio`: one trainer for every modality. Each modality only turns
-//! its data into token sequences and its codec into a config section.
+//! its data into token sequences and fits its codec (train_text.rs, train_image.rs,
+//! train_audio.rs); this file runs the trainer and writes the model card.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use jielong_core::{Sequences, Window};
-use jielong_nn::TransformerConfig;
+use jielong_core::FolderCodec;
+use jielong_nn::burn::tensor::Device;
+use jielong_nn::{Transformer, TransformerConfig};
 use jielong_train::{Event, Metrics, Run, TrainConfig};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::args::{Modality, TrainArgs};
-use crate::{loaded, plots};
-
-/// The `model` section of a `--config` file: the shape of the transformer.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelSpec {
-    pub hidden: usize,
-    pub layers: usize,
-    pub heads: usize,
-    /// Key-value heads (grouped-query attention); defaults to `heads`.
-    pub kv_heads: Option<usize>,
-    /// MLP width; defaults to about 8/3 of `hidden`.
-    pub intermediate: Option<usize>,
-    /// Longest sequence attended over; each modality has a default (an image model's is one
-    /// image plus its start token).
-    pub context: Option<usize>,
-    pub tie_embeddings: bool,
-    pub rope_theta: f64,
-}
-
-impl Default for ModelSpec {
-    fn default() -> Self {
-        Self {
-            hidden: 192,
-            layers: 4,
-            heads: 6,
-            kv_heads: None,
-            intermediate: None,
-            context: None,
-            tie_embeddings: false,
-            rope_theta: 10000.0,
-        }
-    }
-}
-
-impl ModelSpec {
-    pub fn architecture(&self, vocab_size: usize, context: usize) -> Result<TransformerConfig> {
-        if self.heads == 0 || self.hidden % self.heads != 0 {
-            bail!(
-                "model: hidden ({}) must be a multiple of heads ({})",
-                self.hidden,
-                self.heads
-            );
-        }
-        let mut a =
-            TransformerConfig::small(vocab_size, self.hidden, self.layers, self.heads, context)
-                .with_tie_embeddings(self.tie_embeddings)
-                .with_rope_theta(self.rope_theta);
-        a.num_kv_heads = self.kv_heads.unwrap_or(self.heads);
-        if let Some(i) = self.intermediate {
-            a.intermediate_size = i;
-        }
-        a.validate()?;
-        Ok(a)
-    }
-}
-
-/// A whole `--config` file.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RunFile {
-    pub model: ModelSpec,
-    pub train: TrainConfig,
-    /// Modality-specific codec choices (e.g. `{"kind": "chars"}` or `{"kind": "bpe", "vocab_size": 1024}`).
-    pub codec: Value,
-    /// Modality-specific data choices (e.g. `{"heldout": 0.1}`).
-    pub data: Value,
-    /// The folder of the config file: relative paths inside it are relative to this.
-    #[serde(skip)]
-    pub base: PathBuf,
-}
-
-impl RunFile {
-    /// A path written in the config file, relative to the file's folder.
-    pub fn path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base.join(p)
-        }
-    }
-}
-
-/// Reads a modality's `codec` or `data` section into its typed form: unknown keys are errors,
-/// missing keys take their defaults.
-pub fn section<T: serde::de::DeserializeOwned + Default>(value: &Value, name: &str) -> Result<T> {
-    match value {
-        Value::Null => Ok(T::default()),
-        v => serde_json::from_value(v.clone())
-            .with_context(|| format!("bad {name} section in the config")),
-    }
-}
-
-/// What a modality hands the trainer.
-pub struct Prepared {
-    pub vocab_size: usize,
-    /// The model's context (the config's, or the modality's default).
-    pub context: usize,
-    pub codec_json: Value,
-    /// Writes the codec's side files (tokenizer, palette...) into the model folder.
-    pub save_files: Box<dyn Fn(&Path) -> Result<()>>,
-    pub train: Sequences,
-    pub heldout: Vec<Window>,
-    /// A line for MODEL.md describing the data and split.
-    pub data_note: String,
-    /// Extra settings recorded in config.json's "data" section (e.g. the held-out fraction).
-    pub data_json: Value,
-}
+use crate::training::{Prepared, RunFile};
+use crate::{plots, settings};
 
 pub fn run(a: TrainArgs) -> Result<()> {
     let mut file = match &a.config {
         Some(path) => RunFile {
             base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
-            ..serde_json::from_value::<RunFile>(loaded::read_json(path)?)
+            ..serde_json::from_value::<RunFile>(settings::read_json(path)?)
                 .with_context(|| format!("{} is not a valid training config", path.display()))?
         },
         None => RunFile::default(),
@@ -143,22 +38,45 @@ pub fn run(a: TrainArgs) -> Result<()> {
             a.out.display()
         );
     }
-    let device = loaded::device(&a.device)?;
+    let device = settings::device(&a.device)?;
     eprintln!("reading {} ...", a.data.display());
-    let prepared = match a.modality {
-        Modality::Text => crate::train_text::prepare(&a.data, &file, &a.out, a.resume)?,
-        Modality::Image => crate::train_image::prepare(&a.data, &file, &a.out, a.resume)?,
-        Modality::Audio => crate::train_audio::prepare(&a.data, &file, &a.out, a.resume)?,
-    };
+    let (data, out) = (&a.data, &a.out);
+    match a.modality {
+        Modality::Text => {
+            let prepared = crate::train_text::prepare(data, &file, out, a.resume)?;
+            train(&a, file, &device, prepared, crate::train_text::sample)
+        }
+        Modality::Image => {
+            let prepared = crate::train_image::prepare(data, &file, out, a.resume)?;
+            train(&a, file, &device, prepared, crate::train_image::sample)
+        }
+        Modality::Audio => {
+            let prepared = crate::train_audio::prepare(data, &file, out, a.resume)?;
+            train(&a, file, &device, prepared, crate::train_audio::sample)
+        }
+    }
+}
+
+/// A modality's sample for the model card: its text, with any pictures written beside it.
+type Sample<C> = fn(&Path, &Transformer, &Prepared<C>) -> Result<String>;
+
+/// Trains on what a modality prepared, then writes its sample and the model card.
+fn train<C: FolderCodec>(
+    a: &TrainArgs,
+    mut file: RunFile,
+    device: &Device,
+    prepared: Prepared<C>,
+    sample: Sample<C>,
+) -> Result<()> {
     let arch = file
         .model
-        .architecture(prepared.vocab_size, prepared.context)?;
+        .architecture(prepared.codec.vocab().size(), prepared.context)?;
     if file.train.seq_len > arch.context_len {
         file.train.seq_len = arch.context_len;
     }
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
-    (prepared.save_files)(&a.out)?;
+    prepared.codec.save_files(&a.out)?;
 
     // Recorded as `jielong ...` whatever the binary was called, so the card reads as a recipe.
     let command = std::iter::once("jielong".to_string())
@@ -169,10 +87,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "training": {"command": command, "data": a.data.display().to_string(), "train": file.train},
         "data": prepared.data_json,
     });
+    let codec_json = prepared.codec.to_json();
     let run = Run {
         out: &a.out,
         modality: a.modality.name(),
-        codec: &prepared.codec_json,
+        codec: &codec_json,
         extra: &extra,
     };
 
@@ -208,7 +127,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         &file.train,
         &prepared.train,
         &prepared.heldout,
-        &device,
+        device,
         &run,
         a.resume,
         &stop,
@@ -231,20 +150,16 @@ pub fn run(a: TrainArgs) -> Result<()> {
         eval,
         eval / std::f64::consts::LN_2
     );
-    let sample = match a.modality {
-        Modality::Text => crate::train_text::sample(&a.out, &outcome.model)?,
-        Modality::Image => crate::train_image::sample(&a.out, &outcome.model)?,
-        Modality::Audio => crate::train_audio::sample(&a.out, &outcome.model)?,
+    let sample = sample(&a.out, &outcome.model, &prepared)?;
+    let card = Card {
+        command: &command,
+        arch: &arch,
+        train: &file.train,
+        data_note: &prepared.data_note,
+        metrics: &outcome.metrics,
+        sample: &sample,
     };
-    write_model_card(
-        &a,
-        &command,
-        &arch,
-        &file.train,
-        &prepared,
-        &outcome.metrics,
-        &sample,
-    )
+    card.write(a)
 }
 
 /// The progress bar, plus a plain line per evaluation when stderr is not a terminal (logs).
@@ -312,24 +227,36 @@ impl Progress {
     }
 }
 
-fn write_model_card(
-    a: &TrainArgs,
-    command: &str,
-    arch: &TransformerConfig,
-    train: &TrainConfig,
-    prepared: &Prepared,
-    metrics: &[Metrics],
-    sample: &str,
-) -> Result<()> {
-    let last = metrics.last().context("no metrics")?;
-    let eval = last.eval_loss.unwrap_or(f64::NAN);
-    let tokens_seen = train.steps * train.batch_size * train.seq_len;
-    let name = a
-        .out
-        .file_name()
-        .map_or("model".into(), |n| n.to_string_lossy().to_string());
-    let card = format!(
-        "# {name}\n\n\
+/// What the model card says.
+struct Card<'a> {
+    command: &'a str,
+    arch: &'a TransformerConfig,
+    train: &'a TrainConfig,
+    data_note: &'a str,
+    metrics: &'a [Metrics],
+    sample: &'a str,
+}
+
+impl Card<'_> {
+    /// Writes `MODEL.md` into the model folder.
+    fn write(&self, a: &TrainArgs) -> Result<()> {
+        let Card {
+            command,
+            arch,
+            train,
+            data_note,
+            metrics,
+            sample,
+        } = self;
+        let last = metrics.last().context("no metrics")?;
+        let eval = last.eval_loss.unwrap_or(f64::NAN);
+        let tokens_seen = train.steps * train.batch_size * train.seq_len;
+        let name = a
+            .out
+            .file_name()
+            .map_or("model".into(), |n| n.to_string_lossy().to_string());
+        let card = format!(
+            "# {name}\n\n\
          A jielong {modality} model: {layers} layers, {hidden} wide, {heads} heads ({kv} key-value heads), \
          context {context}, vocabulary {vocab}, {params} parameters.\n\n\
          ## Data\n\n{data}\n\n\
@@ -340,28 +267,29 @@ fn write_model_card(
          ![loss curve](loss.png)\n\n\
          ## Held-out score\n\n{eval:.4} nats/token ({bits:.4} bits/token), final training loss {train_loss:.4}.\n\n\
          ## Sample\n\n{sample}\n",
-        modality = a.modality.name(),
-        layers = arch.num_layers,
-        hidden = arch.hidden_size,
-        heads = arch.num_heads,
-        kv = arch.num_kv_heads,
-        context = arch.context_len,
-        vocab = arch.vocab_size,
-        params = arch.num_params(),
-        data = prepared.data_note,
-        steps = train.steps,
-        batch = train.batch_size,
-        seq = train.seq_len,
-        lr = train.learning_rate,
-        min_lr = train.min_learning_rate,
-        warmup = train.warmup_steps,
-        wd = train.weight_decay,
-        clip = train.grad_clip,
-        seed = train.seed,
-        time = last.elapsed,
-        device = a.device.device,
-        bits = eval / std::f64::consts::LN_2,
-        train_loss = last.train_loss,
-    );
-    jielong_core::write_atomic(&a.out.join("MODEL.md"), card.as_bytes())
+            modality = a.modality.name(),
+            layers = arch.num_layers,
+            hidden = arch.hidden_size,
+            heads = arch.num_heads,
+            kv = arch.num_kv_heads,
+            context = arch.context_len,
+            vocab = arch.vocab_size,
+            params = arch.num_params(),
+            data = data_note,
+            steps = train.steps,
+            batch = train.batch_size,
+            seq = train.seq_len,
+            lr = train.learning_rate,
+            min_lr = train.min_learning_rate,
+            warmup = train.warmup_steps,
+            wd = train.weight_decay,
+            clip = train.grad_clip,
+            seed = train.seed,
+            time = last.elapsed,
+            device = a.device.device,
+            bits = eval / std::f64::consts::LN_2,
+            train_loss = last.train_loss,
+        );
+        jielong_core::write_atomic(&a.out.join("MODEL.md"), card.as_bytes())
+    }
 }

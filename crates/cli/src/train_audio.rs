@@ -4,13 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use jielong_audio::{AudioCodec, HeldOut, LabelledClip, Quantisation, open_dataset, to_sequences};
-use jielong_core::{Codec, windows};
+use jielong_audio::{
+    AudioCodec, ClipRequest, HeldOut, Quantisation, draw, open_dataset, to_sequences, wav_files,
+};
+use jielong_core::{Flow, LABEL_DROPOUT, sorted_classes, windows};
 use jielong_nn::{ModelFolder, Transformer};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::train::{Prepared, RunFile, section};
+use crate::open;
+use crate::training::{Prepared, RunFile, section};
 
 /// The `codec` section of an audio training config.
 #[derive(Deserialize)]
@@ -47,7 +50,12 @@ struct DataSpec {
     heldout: Option<PathBuf>,
 }
 
-pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<Prepared> {
+pub fn prepare(
+    data: &Path,
+    file: &RunFile,
+    out: &Path,
+    resume: bool,
+) -> Result<Prepared<AudioCodec>> {
     let c: CodecSpec = section(&file.codec, "codec")?;
     let d: DataSpec = section(&file.data, "data")?;
     let (rate, piece_seconds) = (c.rate, c.piece_seconds);
@@ -67,7 +75,11 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
     let (train_clips, heldout_clips, held_note) = match &d.heldout {
         Some(dir) => {
             let dir = file.path(dir);
-            let files = wav_files(&dir)?;
+            let files = wav_files(&dir)
+                .with_context(|| format!("cannot read the held-out folder {}", dir.display()))?;
+            if files.is_empty() {
+                bail!("the held-out folder {} has no WAV files", dir.display());
+            }
             let held = HeldOut::from_files(&files, rate)?;
             let removed = dataset.remove_held_out(&held)?;
             held.check(&dataset.clips)?;
@@ -104,10 +116,10 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
     }
 
     let codec = if resume {
-        AudioCodec::from_json(&ModelFolder::open(out)?.codec)?
+        open::codec(&ModelFolder::open(out)?)?
     } else {
         let classes = if conditional {
-            labels(&train_clips)
+            sorted_classes(train_clips.iter().filter_map(|c| c.label.as_deref()))
         } else {
             Vec::new()
         };
@@ -140,20 +152,18 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
         quantisation.name(),
         if conditional {
             format!(
-                ", conditioned on {} classes ({}), label dropout 10%",
+                ", conditioned on {} classes ({}), label dropout {:.0}%",
                 codec.classes().len(),
-                codec.classes().join(" ")
+                codec.classes().join(" "),
+                100.0 * LABEL_DROPOUT
             )
         } else {
             String::new()
         },
     );
-    let codec_json = codec.to_json();
     Ok(Prepared {
-        vocab_size: codec.vocab().size(),
+        codec,
         context,
-        codec_json,
-        save_files: Box::new(|_| Ok(())),
         train,
         heldout,
         data_note,
@@ -161,31 +171,9 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
     })
 }
 
-/// The sorted distinct labels of labelled clips.
-fn labels(clips: &[LabelledClip]) -> Vec<String> {
-    let mut l: Vec<String> = clips.iter().filter_map(|c| c.label.clone()).collect();
-    l.sort_by(|a, b| (a.len(), a).cmp(&(b.len(), b)));
-    l.dedup();
-    l
-}
-
-fn wav_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read the held-out folder {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("wav")))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        bail!("the held-out folder {} has no WAV files", dir.display());
-    }
-    Ok(files)
-}
-
 /// A one-second clip per class (or two unconditional ones), with their plots, for MODEL.md.
-pub fn sample(out: &Path, model: &Transformer) -> Result<String> {
-    let folder = ModelFolder::open(out)?;
-    let codec = AudioCodec::from_json(&folder.codec)?;
+pub fn sample(out: &Path, model: &Transformer, prepared: &Prepared<AudioCodec>) -> Result<String> {
+    let codec = &prepared.codec;
     let classes: Vec<Option<String>> = if codec.classes().is_empty() {
         vec![None, None]
     } else {
@@ -198,20 +186,12 @@ pub fn sample(out: &Path, model: &Transformer) -> Result<String> {
             .to_string(),
     ];
     for (i, class) in classes.iter().enumerate() {
-        let clip = crate::generate_audio::draw(
-            model,
-            &codec,
-            class.as_deref(),
-            1.0,
-            1,
-            None,
-            i as u64,
-            &[],
-            &mut |_| {},
-        )?
-        .into_iter()
-        .next()
-        .context("no clip drawn")?;
+        let mut request = ClipRequest::new(class.as_deref(), 1.0, 1);
+        request.draw.seed = i as u64;
+        let clip = draw(model, codec, &request, &mut |_| Flow::Continue)?
+            .into_iter()
+            .next()
+            .context("no clip drawn")?;
         let name = class
             .clone()
             .map_or(format!("unconditional-{i}"), |c| format!("class-{c}"));

@@ -3,13 +3,17 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use jielong_core::{Codec, windows};
-use jielong_image::{DatasetOptions, ImageCodec, TokenSpec, open_dataset_with, to_sequences};
+use jielong_core::{Codec, LABEL_DROPOUT, windows};
+use jielong_image::{
+    Binarise, DatasetOptions, DrawRequest, ImageCodec, LabelledImage, MnistSplits, TokenSpec,
+    draw_images, open_dataset_with, to_dynamic_sequences, to_sequences,
+};
 use jielong_nn::{ModelFolder, Transformer};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::train::{Prepared, RunFile, section};
+use crate::open;
+use crate::training::{Prepared, RunFile, section};
 
 /// The `codec` section of an image training config.
 #[derive(Deserialize)]
@@ -24,6 +28,11 @@ struct CodecSpec {
     size: Option<[u32; 2]>,
     /// Seed of the palette or codebook k-means.
     seed: u64,
+    /// How grey training digits become black and white for a binary tokenisation: `threshold`
+    /// (the codec's own, intensity >= 128) or `dynamic` (each pixel on with probability
+    /// intensity / 255, drawn afresh each time a digit is used; the held-out digits are drawn
+    /// once, with seed 0, as `jielong eval image --binarise stochastic` does).
+    binarise: String,
 }
 
 impl Default for CodecSpec {
@@ -33,6 +42,7 @@ impl Default for CodecSpec {
             conditional: None,
             size: None,
             seed: 0,
+            binarise: "threshold".into(),
         }
     }
 }
@@ -42,7 +52,12 @@ impl Default for CodecSpec {
 #[serde(deny_unknown_fields)]
 struct DataSpec {}
 
-pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<Prepared> {
+pub fn prepare(
+    data: &Path,
+    file: &RunFile,
+    out: &Path,
+    resume: bool,
+) -> Result<Prepared<ImageCodec>> {
     let c: CodecSpec = section(&file.codec, "codec")?;
     section::<DataSpec>(&file.data, "data")?;
     let tokens: TokenSpec = c.tokens.parse()?;
@@ -56,6 +71,9 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
         &DatasetOptions {
             size: c.size.map(|[w, h]| (w, h)),
             index: None,
+            // An MNIST folder needs only its training files (its t10k files, when there, are
+            // the held-out split).
+            mnist: MnistSplits::Training,
         },
     )?;
     let conditional = match c.conditional {
@@ -69,8 +87,7 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
         None => dataset.is_labelled(),
     };
     let codec = if resume {
-        let folder = ModelFolder::open(out)?;
-        ImageCodec::from_json(&folder.codec, out)?
+        open::codec(&ModelFolder::open(out)?)?
     } else {
         eprintln!(
             "fitting {tokens} tokens to {} training images ...",
@@ -86,19 +103,47 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
             per_image
         );
     }
-    let train = to_sequences(&codec, &dataset.train, conditional)?;
     let heldout_images = if dataset.heldout.is_empty() {
         &dataset.train
     } else {
         &dataset.heldout
     };
-    let heldout_seqs = to_sequences(&codec, heldout_images, conditional)?;
+    let (train, heldout_seqs) = match c.binarise.as_str() {
+        "threshold" => (
+            to_sequences(&codec, &dataset.train, conditional)?,
+            to_sequences(&codec, heldout_images, conditional)?,
+        ),
+        "dynamic" => {
+            if !matches!(
+                tokens,
+                TokenSpec::Grey { levels: 2 } | TokenSpec::BinaryBlocks { .. }
+            ) {
+                bail!(
+                    "codec.binarise \"dynamic\" needs a binary tokenisation (binary or blocks:B), not {tokens}"
+                );
+            }
+            let fixed = Binarise::Stochastic { seed: 0 };
+            let held: Vec<LabelledImage> = heldout_images
+                .iter()
+                .enumerate()
+                .map(|(i, l)| LabelledImage {
+                    image: fixed.apply(&l.image, i as u64),
+                    label: l.label,
+                })
+                .collect();
+            (
+                to_dynamic_sequences(&codec, &dataset.train, conditional)?,
+                to_sequences(&codec, &held, conditional)?,
+            )
+        }
+        other => bail!("codec.binarise must be \"threshold\" or \"dynamic\", not {other:?}"),
+    };
     let mut heldout = Vec::new();
     for seq in &heldout_seqs.seqs {
         heldout.extend(windows(seq, 1, context)?);
     }
     let data_note = format!(
-        "`{}`: {} training images, {} held out{}, {}x{} {}, tokenised as `{}` ({} tokens per image, {} content tokens){}.",
+        "`{}`: {} training images, {} held out{}, {}x{} {}, tokenised as `{}` ({} tokens per image, {} content tokens){}{}.",
         data.display(),
         dataset.train.len(),
         dataset.heldout.len(),
@@ -119,30 +164,32 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
         codec.vocab().content_size,
         if conditional {
             format!(
-                ", conditioned on {} classes (label dropout 10%)",
-                dataset.classes.len()
+                ", conditioned on {} classes (label dropout {:.0}%)",
+                dataset.classes.len(),
+                100.0 * LABEL_DROPOUT
             )
         } else {
             String::new()
         },
+        if c.binarise == "dynamic" {
+            "; dynamic binarisation (each pixel on with probability intensity/255, drawn afresh for every use; held-out digits drawn once with seed 0)"
+        } else {
+            ""
+        },
     );
-    let codec_json = codec.to_json();
     Ok(Prepared {
-        vocab_size: codec.vocab().size(),
+        codec,
         context,
-        codec_json,
-        save_files: Box::new(move |dir| codec.save_files(dir)),
         train,
         heldout,
         data_note,
-        data_json: json!({ "source": data.display().to_string(), "conditional": conditional, "tokens": tokens.to_string() }),
+        data_json: json!({ "source": data.display().to_string(), "conditional": conditional, "tokens": tokens.to_string(), "binarise": c.binarise }),
     })
 }
 
 /// A grid of samples (four per class, or sixteen unconditional) saved as `samples.png`.
-pub fn sample(out: &Path, model: &Transformer) -> Result<String> {
-    let folder = ModelFolder::open(out)?;
-    let codec = ImageCodec::from_json(&folder.codec, out)?;
+pub fn sample(out: &Path, model: &Transformer, prepared: &Prepared<ImageCodec>) -> Result<String> {
+    let codec = &prepared.codec;
     let classes: Vec<Option<String>> = if codec.classes().is_empty() {
         vec![None]
     } else {
@@ -151,15 +198,10 @@ pub fn sample(out: &Path, model: &Transformer) -> Result<String> {
     let per = if classes.len() == 1 { 16 } else { 4 };
     let mut images = Vec::new();
     for class in &classes {
-        images.extend(crate::generate_image::draw(
+        images.extend(draw_images(
             model,
-            &codec,
-            class.as_deref(),
-            per,
-            None,
-            0,
-            &[],
-            &mut |_| {},
+            codec,
+            &DrawRequest::new(class.as_deref(), per),
         )?);
     }
     let grid = jielong_image::grid(&images, per.max(4), 3)?;

@@ -3,14 +3,17 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use jielong_core::{Codec, GenerateConfig, Overflow, SamplerConfig, generate, windows};
+use jielong_core::{Codec, Flow, SamplerConfig, windows};
 use jielong_nn::{ModelFolder, Transformer};
-use jielong_text::{TextCodec, TextCorpus, read_text, to_sequences, train_bpe};
+use jielong_text::{
+    CompletionRequest, TextCodec, TextCorpus, TextModel, TextPrompt, complete, read_text,
+    to_sequences, train_bpe,
+};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::loaded;
-use crate::train::{Prepared, RunFile, section};
+use crate::open;
+use crate::training::{Prepared, RunFile, section};
 
 /// The `codec` section of a text training config.
 #[derive(Deserialize)]
@@ -48,14 +51,19 @@ impl Default for DataSpec {
     }
 }
 
-pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<Prepared> {
+pub fn prepare(
+    data: &Path,
+    file: &RunFile,
+    out: &Path,
+    resume: bool,
+) -> Result<Prepared<TextCodec>> {
     let spec: CodecSpec = section(&file.codec, "codec")?;
     let heldout_fraction = section::<DataSpec>(&file.data, "data")?.heldout;
     let text = read_text(data)?;
     let corpus = TextCorpus::split(text.clone(), heldout_fraction)?;
     let codec = if resume {
         // The codec the run started with, not a re-derived one.
-        loaded::text_codec(&ModelFolder::open(out)?)?
+        open::text_codec(&ModelFolder::open(out)?)?
     } else {
         match spec.kind.as_str() {
             "chars" => TextCodec::chars_of(&text)?,
@@ -112,12 +120,9 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
         codec.kind(),
         codec.vocab().size()
     );
-    let codec_json = codec.to_json();
     Ok(Prepared {
-        vocab_size: codec.vocab().size(),
+        codec,
         context,
-        codec_json,
-        save_files: Box::new(move |dir| codec.save_files(dir)),
         train,
         heldout,
         data_note,
@@ -126,30 +131,23 @@ pub fn prepare(data: &Path, file: &RunFile, out: &Path, resume: bool) -> Result<
 }
 
 /// A continuation of the start of the held-out text, for MODEL.md.
-pub fn sample(out: &Path, model: &Transformer) -> Result<String> {
-    let folder = ModelFolder::open(out)?;
-    let codec = loaded::text_codec(&folder)?;
-    let prompt = folder.raw["data"]["sample_prompt"]
+pub fn sample(_out: &Path, model: &Transformer, prepared: &Prepared<TextCodec>) -> Result<String> {
+    let prompt = prepared.data_json["sample_prompt"]
         .as_str()
         .unwrap_or("The ")
         .to_string();
-    let ids = codec.encode_prompt(&prompt)?;
-    let sampler = SamplerConfig {
-        temperature: 0.8,
-        ..Default::default()
+    let text_model = TextModel::new(prepared.codec.clone(), &[]);
+    let request = CompletionRequest {
+        sampler: SamplerConfig {
+            temperature: 0.8,
+            ..Default::default()
+        },
+        slide: true,
+        ..CompletionRequest::new(TextPrompt::Text(prompt.clone()), 500)
     };
-    let mut config = GenerateConfig::new(sampler, 0, 500);
-    config.overflow = Overflow::Slide;
-    let mut cache = model.new_cache();
-    let g = generate(
-        model,
-        &mut cache,
-        &[ids],
-        &config,
-        &mut |_| {},
-        &mut |_, _| false,
-    )?;
-    let text = codec.decode_text(&g[0].ids)?;
+    let text = complete(model, &text_model, &request, &mut |_| Flow::Continue)?
+        .remove(0)
+        .text;
     Ok(format!(
         "Prompt (the start of the held-out text), then 500 tokens drawn at temperature 0.8, seed 0:\n\n```\n{prompt}{text}\n```"
     ))

@@ -23,8 +23,11 @@ pub fn sorted_classes<'a>(labels: impl IntoIterator<Item = &'a str>) -> Vec<Stri
 /// How many samples of one class were recognised as that class.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassAccuracy {
+    /// The class label, as listed by [`sorted_classes`].
     pub class: String,
+    /// Samples of this class the classifier recognised as this class.
     pub correct: usize,
+    /// Samples generated for this class, unclassified ones included.
     pub total: usize,
     /// Samples the classifier could not judge at all (a silent clip): in `total`, never correct.
     pub unclassified: usize,
@@ -40,8 +43,11 @@ impl ClassAccuracy {
 /// Per-class and overall accuracy of samples against the classes they were drawn for.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Accuracy {
+    /// One tally per class, in the order of the `classes` given to [`Accuracy::tally`].
     pub per_class: Vec<ClassAccuracy>,
+    /// Samples recognised as the class they were drawn for, over all classes.
     pub correct: usize,
+    /// Samples checked, over all classes.
     pub total: usize,
     /// `confusion[wanted][recognised]` (unclassified samples are in no column).
     pub confusion: Vec<Vec<usize>>,
@@ -87,6 +93,7 @@ impl Accuracy {
         })
     }
 
+    /// The fraction of all samples recognised as their class; 0 when there were none.
     pub fn overall(&self) -> f64 {
         if self.total == 0 {
             0.0

@@ -1,6 +1,8 @@
 //! Codecs turn content (text, an image, a clip) into token ids and back.
 
 use anyhow::{Result, bail};
+
+use crate::error::InvalidSetting;
 use serde::{Deserialize, Serialize};
 
 /// The tokens every codec may reserve beside its content tokens.
@@ -12,21 +14,28 @@ use serde::{Deserialize, Serialize};
 pub struct Vocab {
     /// Number of content tokens (bytes, characters, pixel levels, mu-law levels...).
     pub content_size: usize,
+    /// Begin-of-sequence token: starts a sequence when there is no class to start it with.
     pub bos: Option<u32>,
+    /// End token: the model draws it to finish a sequence of free length.
     pub end: Option<u32>,
+    /// Padding token: fills a sequence out to a fixed length; never drawn.
     pub pad: Option<u32>,
     /// Starts a sequence that is conditioned on no class (class-conditional models learn both).
     pub unconditional: Option<u32>,
     /// Class-label names; class `i` is the token `first_class + i`.
     pub classes: Vec<String>,
+    /// Id of the first class token; all special tokens before it, so it also counts them.
     pub first_class: u32,
 }
 
 /// Which special tokens a vocabulary wants, in the fixed order [`Vocab`] lays them out.
 #[derive(Clone, Debug, Default)]
 pub struct Specials {
+    /// Reserve a begin-of-sequence token ([`Vocab::bos`]).
     pub bos: bool,
+    /// Reserve an end token ([`Vocab::end`]).
     pub end: bool,
+    /// Reserve a padding token ([`Vocab::pad`]).
     pub pad: bool,
     /// Class labels; when non-empty an unconditional token is added too.
     pub classes: Vec<String>,
@@ -62,14 +71,18 @@ impl Vocab {
         self.first_class as usize + self.classes.len()
     }
 
+    /// Whether `id` is a content token (below `content_size`) rather than a special one.
     pub fn is_content(&self, id: u32) -> bool {
         (id as usize) < self.content_size
     }
 
     /// The token of class `name` (a label name, or its index written as a number).
-    pub fn class_token(&self, name: &str) -> Result<u32> {
+    pub fn class_token(&self, name: &str) -> Result<u32, InvalidSetting> {
         if self.classes.is_empty() {
-            bail!("this model has no class labels: drop --class");
+            return Err(InvalidSetting::new(
+                "class",
+                "cannot be used: this model has no class labels",
+            ));
         }
         let index = self.classes.iter().position(|c| c == name).or_else(|| {
             name.parse::<usize>()
@@ -78,16 +91,19 @@ impl Vocab {
         });
         match index {
             Some(i) => Ok(self.first_class + i as u32),
-            None => bail!(
-                "unknown class {name:?}: this model knows {}",
-                self.classes.join(", ")
-            ),
+            None => Err(InvalidSetting::new(
+                "class",
+                format!(
+                    "names an unknown class {name:?}: this model knows {}",
+                    self.classes.join(", ")
+                ),
+            )),
         }
     }
 
     /// The token that starts a sequence: the class token when a class is given, else the
     /// unconditional token of a class-conditional model, else BOS (if any).
-    pub fn start_token(&self, class: Option<&str>) -> Result<Option<u32>> {
+    pub fn start_token(&self, class: Option<&str>) -> Result<Option<u32>, InvalidSetting> {
         match class {
             Some(name) => self.class_token(name).map(Some),
             None => Ok(self.unconditional.or(self.bos)),
@@ -139,11 +155,25 @@ impl Vocab {
     }
 }
 
+/// A codec that lives in a model folder: the `codec` section of its `config.json`, plus any side
+/// files it needs (a `tokenizer.json`, a `palette.json`, a `codebook.json`).
+pub trait FolderCodec: Codec + Sized {
+    /// The codec section of `config.json`.
+    fn to_json(&self) -> serde_json::Value;
+
+    /// Reads a codec section; `dir` is the folder that holds the side files.
+    fn from_json(section: &serde_json::Value, dir: &std::path::Path) -> Result<Self>;
+
+    /// Writes the side files into the model folder `dir`, atomically.
+    fn save_files(&self, dir: &std::path::Path) -> Result<()>;
+}
+
 /// Content <-> token ids, for one modality.
 pub trait Codec {
     /// What the codec encodes: a string, an image, a clip.
     type Content;
 
+    /// The token layout this codec encodes into: content tokens, then its special tokens.
     fn vocab(&self) -> &Vocab;
 
     /// Content tokens only: no BOS, END or class token (callers add those).

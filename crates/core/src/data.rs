@@ -7,6 +7,11 @@ use anyhow::{Result, bail};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The share of a class-conditional model's training sequences whose class token is swapped for
+/// the unconditional one, so the model learns both (and classifier-free guidance works).
+pub const LABEL_DROPOUT: f64 = 0.1;
+
+/// A training set as token sequences, the one form of data the trainer reads for every modality.
 #[derive(Clone, Debug, Default)]
 pub struct Sequences {
     /// Each sequence: `prefix` conditioning tokens, then content (and END, if the codec has one).
@@ -18,19 +23,40 @@ pub struct Sequences {
     pub label_dropout: Option<(u32, f64)>,
     /// Fills windows longer than a sequence (never scored).
     pub pad: u32,
+    /// Draws sequence `i` afresh each time a batch uses it (e.g. a digit binarised anew from its
+    /// intensities), from a seed the batch draws; `seqs[i]` then stands for its length and for
+    /// evaluation. `None`: sequences are used as they are.
+    pub redraw: Option<Redraw>,
+}
+
+/// A sequence drawn afresh for each use: `(sequence index, seed) -> tokens`, of the same length
+/// as `Sequences::seqs[index]`.
+#[derive(Clone)]
+pub struct Redraw(pub std::sync::Arc<dyn Fn(usize, u64) -> Vec<u32> + Send + Sync>);
+
+impl std::fmt::Debug for Redraw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Redraw(..)")
+    }
 }
 
 /// A batch of windows: `inputs[b * len + t]` predicts `targets[b * len + t]` where `mask` is 1.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
+    /// Number of windows in the batch.
     pub batch: usize,
+    /// Tokens per window (the context length trained on).
     pub len: usize,
+    /// Input token ids, `batch * len` of them, window after window.
     pub inputs: Vec<u32>,
+    /// The next token after each input: the same windows shifted left by one.
     pub targets: Vec<u32>,
+    /// 1 where the target counts in the loss, 0 for padding, the prefix and cut-off context.
     pub mask: Vec<f32>,
 }
 
 impl Sequences {
+    /// Number of content tokens over all sequences, conditioning prefixes not counted.
     pub fn content_tokens(&self) -> usize {
         self.seqs
             .iter()
@@ -38,6 +64,8 @@ impl Sequences {
             .sum()
     }
 
+    /// Fails when the set has no content or holds a token id outside a vocabulary of
+    /// `vocab_size`, before a trainer would hit it mid-run.
     pub fn check(&self, vocab_size: usize) -> Result<()> {
         if self.seqs.is_empty() || self.content_tokens() == 0 {
             bail!("the dataset is empty");
@@ -86,7 +114,15 @@ impl Sequences {
                     false
                 }
             });
-            let seq = &self.seqs[seq.expect("pick < total")];
+            let index = seq.expect("pick < total");
+            let drawn;
+            let seq: &[u32] = match &self.redraw {
+                Some(redraw) => {
+                    drawn = (redraw.0)(index, rng.r#gen());
+                    &drawn
+                }
+                None => &self.seqs[index],
+            };
             let start = pick;
             let mut window: Vec<u32> = seq[..self.prefix].to_vec();
             if let Some((token, p)) = self.label_dropout {
@@ -143,6 +179,7 @@ mod tests {
             prefix: 1,
             label_dropout: None,
             pad: 99,
+            redraw: None,
         };
         let b = data.batch(3, 0, 8, 8);
         for row in 0..8 {
@@ -182,10 +219,34 @@ mod tests {
             prefix: 1,
             label_dropout: Some((60, 0.5)),
             pad: 0,
+            redraw: None,
         };
         let firsts: Vec<u32> = (0..200).map(|s| data.batch(0, s, 1, 3).inputs[0]).collect();
         let uncond = firsts.iter().filter(|&&t| t == 60).count();
         assert!(uncond > 60 && uncond < 140, "{uncond}");
         assert!(firsts.iter().all(|&t| t == 50 || t == 60));
+    }
+
+    #[test]
+    fn redrawn_sequences_are_a_pure_function_of_seed_and_step() {
+        let redraw = Redraw(std::sync::Arc::new(|i: usize, seed: u64| {
+            let mut s = vec![100 + i as u32];
+            s.extend((0..9).map(|k| ((seed >> k) & 1) as u32));
+            s
+        }));
+        let data = Sequences {
+            seqs: vec![vec![100; 10], vec![101; 10]],
+            prefix: 1,
+            redraw: Some(redraw),
+            ..Default::default()
+        };
+        let a = data.batch(3, 11, 8, 9);
+        assert_eq!(a, data.batch(3, 11, 8, 9));
+        assert_ne!(a.inputs, data.batch(3, 12, 8, 9).inputs);
+        // Every window is the whole redrawn sequence: a class token, then 0/1 content.
+        for w in a.inputs.chunks(9) {
+            assert!(w[0] == 100 || w[0] == 101);
+            assert!(w[1..].iter().all(|&t| t <= 1));
+        }
     }
 }

@@ -1,6 +1,12 @@
-//! The autoregressive decoder: feed new tokens after a cache, get next-token logits.
+//! The autoregressive decoder: feed new tokens after what a sequence's cache holds, get the
+//! next-token logits.
+//!
+//! A batch is ragged: each sequence brings its own cache and any number of new tokens, so
+//! sequences of different lengths (a fresh prompt beside one deep into its reply) are decoded
+//! together, and a sequence joins or leaves a batch between two calls simply by bringing or no
+//! longer bringing its cache.
 
-use anyhow::{Result, bail};
+use crate::error::FeedError;
 
 /// Which positions' logits a forward pass returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,48 +17,102 @@ pub enum Positions {
     All,
 }
 
-/// Next-token logits for a batch: `[batch, positions, vocab]`, row-major.
+/// Next-token logits of a ragged batch: for each sequence, one row of `vocab` values per
+/// position returned, the sequences' rows one after another.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Logits {
-    pub batch: usize,
-    pub positions: usize,
+    /// Values per row: the decoder's vocabulary size.
     pub vocab: usize,
+    /// All rows back to back, row-major; read one with [`Logits::row`] or [`Logits::last`].
     pub data: Vec<f32>,
+    /// Row index where each sequence's rows start, plus the total at the end.
+    starts: Vec<usize>,
 }
 
 impl Logits {
-    pub fn new(batch: usize, positions: usize, vocab: usize, data: Vec<f32>) -> Result<Self> {
-        if data.len() != batch * positions * vocab {
-            bail!(
-                "logits have {} values, expected {batch} x {positions} x {vocab}",
-                data.len()
-            );
+    /// Logits of sequences with `rows[s]` rows each.
+    ///
+    /// # Panics
+    /// When `data` does not hold `sum(rows) * vocab` values: decoders build it, so a mismatch
+    /// is a bug in the decoder, not bad input.
+    pub fn new(vocab: usize, rows: &[usize], data: Vec<f32>) -> Self {
+        let mut starts = Vec::with_capacity(rows.len() + 1);
+        let mut total = 0;
+        for &r in rows {
+            starts.push(total);
+            total += r;
         }
-        Ok(Self {
-            batch,
-            positions,
+        starts.push(total);
+        assert_eq!(
+            data.len(),
+            total * vocab,
+            "logits of {total} rows of {vocab} values"
+        );
+        Self {
             vocab,
             data,
-        })
+            starts,
+        }
     }
 
-    /// The logits after position `position` of sequence `seq`.
+    /// Number of sequences.
+    pub fn batch(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// Number of rows of sequence `seq`.
+    pub fn rows(&self, seq: usize) -> usize {
+        self.starts[seq + 1] - self.starts[seq]
+    }
+
+    /// The logits after the `position`-th returned position of sequence `seq`.
     pub fn row(&self, seq: usize, position: usize) -> &[f32] {
-        let start = (seq * self.positions + position) * self.vocab;
+        assert!(
+            position < self.rows(seq),
+            "row {position} of sequence {seq}"
+        );
+        let start = (self.starts[seq] + position) * self.vocab;
         &self.data[start..start + self.vocab]
     }
 
-    /// The logits after the last position of sequence `seq`.
+    /// The last rows of sequences `a` and `b` (a != b), both mutable.
+    pub fn two_rows_mut(&mut self, a: usize, b: usize) -> (&mut [f32], &mut [f32]) {
+        assert_ne!(a, b);
+        let v = self.vocab;
+        let (ra, rb) = (self.starts[a + 1] - 1, self.starts[b + 1] - 1);
+        if ra < rb {
+            let (lo, hi) = self.data.split_at_mut(rb * v);
+            (&mut lo[ra * v..(ra + 1) * v], &mut hi[..v])
+        } else {
+            let (lo, hi) = self.data.split_at_mut(ra * v);
+            (&mut hi[..v], &mut lo[rb * v..(rb + 1) * v])
+        }
+    }
+
+    /// The logits after the last position fed to sequence `seq`.
     pub fn last(&self, seq: usize) -> &[f32] {
-        self.row(seq, self.positions - 1)
+        self.row(seq, self.rows(seq) - 1)
+    }
+}
+
+/// One sequence of a batch: the tokens to feed after what its cache holds.
+pub struct Feed<'a, C> {
+    /// New token ids to append; never empty (see [`check_feeds`]).
+    pub ids: &'a [u32],
+    /// The sequence's cache, which the forward pass extends by `ids`.
+    pub cache: &'a mut C,
+}
+
+impl<'a, C> Feed<'a, C> {
+    /// Pairs the new ids of one sequence with its cache.
+    pub fn new(ids: &'a [u32], cache: &'a mut C) -> Self {
+        Self { ids, cache }
     }
 }
 
 /// A model that plays 接龍: given tokens, the distribution of the next one.
-///
-/// Every sequence of a batch is fed the same number of new tokens per call; the cache holds the
-/// keys and values of everything fed before, so a call costs only its new tokens.
 pub trait Decoder {
+    /// What one sequence has been fed so far (keys and values, for a transformer).
     type Cache;
 
     /// Size of the output layer.
@@ -61,48 +121,63 @@ pub trait Decoder {
     /// The longest sequence the model attends over.
     fn context_len(&self) -> usize;
 
-    /// An empty cache for `batch` sequences.
-    fn new_cache(&self, batch: usize) -> Self::Cache;
+    /// An empty cache for one sequence.
+    fn new_cache(&self) -> Self::Cache;
 
-    /// How many positions the cache holds.
+    /// How many positions `cache` holds.
     fn cache_len(&self, cache: &Self::Cache) -> usize;
 
-    /// Feeds `ids` (`[batch][new]`, the same `new` for every sequence) after what `cache` holds
-    /// and returns the next-token logits for the requested positions.
+    /// Forgets every position from `len` on (a chat rewinds to where a re-rendered
+    /// conversation stops matching what was fed).
+    fn truncate_cache(&self, cache: &mut Self::Cache, len: usize);
+
+    /// Feeds every sequence its new ids after what its cache holds and returns, per sequence,
+    /// the next-token logits of the positions asked for. Sequences may bring different numbers
+    /// of new ids; each sequence's logits depend only on its own cache and ids.
     fn forward(
         &self,
-        ids: &[Vec<u32>],
-        cache: &mut Self::Cache,
+        feeds: &mut [Feed<'_, Self::Cache>],
         positions: Positions,
-    ) -> Result<Logits>;
+    ) -> anyhow::Result<Logits>;
 }
 
-/// Checks the shape rules every decoder shares: a non-empty batch of equal-length, non-empty
-/// rows of in-vocabulary ids that fit in the context after the cache. Returns the row length.
-pub fn check_feed(
-    ids: &[Vec<u32>],
+/// Checks the rules every decoder shares: a non-empty batch of non-empty feeds of in-vocabulary
+/// ids that fit in the context after what each cache holds (`cached[s]`).
+pub fn check_feeds(
+    ids: &[&[u32]],
+    cached: &[usize],
     vocab_size: usize,
-    cached: usize,
     context: usize,
-) -> Result<usize> {
-    let Some(first) = ids.first() else {
-        bail!("no sequences to feed")
-    };
-    let len = first.len();
-    if len == 0 {
-        bail!("nothing to feed: every sequence needs at least one token");
+) -> Result<(), FeedError> {
+    if ids.is_empty() {
+        return Err(FeedError::EmptyBatch);
     }
-    if ids.iter().any(|row| row.len() != len) {
-        bail!("the sequences of a batch must be fed the same number of tokens");
+    for (row, &cached) in ids.iter().zip(cached) {
+        if row.is_empty() {
+            return Err(FeedError::EmptyFeed);
+        }
+        if let Some(&id) = row.iter().find(|&&id| id as usize >= vocab_size) {
+            return Err(FeedError::UnknownToken {
+                id,
+                vocab: vocab_size,
+            });
+        }
+        if cached + row.len() > context {
+            return Err(FeedError::TooLong {
+                tokens: cached + row.len(),
+                context,
+            });
+        }
     }
-    if let Some(&bad) = ids.iter().flatten().find(|&&id| id as usize >= vocab_size) {
-        bail!("token id {bad} is outside the model's vocabulary of {vocab_size}");
-    }
-    if cached + len > context {
-        bail!(
-            "{} tokens do not fit in the model's context of {context} tokens",
-            cached + len
-        );
-    }
-    Ok(len)
+    Ok(())
+}
+
+/// The number of rows each sequence gets for `positions`.
+pub fn rows_returned(ids: &[&[u32]], positions: Positions) -> Vec<usize> {
+    ids.iter()
+        .map(|row| match positions {
+            Positions::Last => 1,
+            Positions::All => row.len(),
+        })
+        .collect()
 }

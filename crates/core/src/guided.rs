@@ -1,191 +1,121 @@
-//! Classifier-free guidance as a decoder: a class-conditional model (trained with some labels
-//! dropped to the unconditional token) is run twice per step, once with the class token and
-//! once with the unconditional one, and the logits are pushed away from the unconditional ones:
-//! `u + scale * (c - u)`. Scale 1 is the plain conditional model; larger scales trade variety
-//! for samples that look more like their class. Being a [`Decoder`], it runs in the one loop.
-
-use anyhow::{Result, bail};
+//! Classifier-free guidance: a class-conditional model (trained with some labels dropped to
+//! the unconditional token) is run twice per step, once with the class token and once, as the
+//! sequence's twin, with the unconditional one, and the logits are pushed away from the
+//! unconditional ones: `u + scale * (c - u)`. Scale 1 is the plain conditional model; larger
+//! scales trade variety for samples that look more like their class.
+//!
+//! Guidance is a setting of one sequence ([`crate::GenerateConfig::guidance`]): the one loop
+//! feeds the twin beside it in the same batch, so guided and plain sequences share a batch.
 
 use crate::codec::Vocab;
-use crate::decoder::{Decoder, Logits, Positions};
+use crate::error::InvalidSetting;
 
-pub struct Guided<'a, D> {
-    decoder: &'a D,
-    /// The unconditional token and the scale; `None` passes everything straight through.
-    guidance: Option<(u32, f32)>,
+/// Guidance towards the class token a sequence starts with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Guidance {
+    /// Replaces the class token in the twin.
+    pub unconditional: u32,
+    /// The weight in `u + scale * (c - u)`: 0 is the unconditional model, 1 the plain
+    /// conditional one, above 1 pushes harder towards the class.
+    pub scale: f32,
 }
 
-impl<'a, D: Decoder> Guided<'a, D> {
-    /// No guidance: the decoder as it is.
-    pub fn none(decoder: &'a D) -> Self {
-        Self {
-            decoder,
-            guidance: None,
-        }
-    }
-
-    /// Guidance of `scale` (at least 0; 1 changes nothing) towards the class token each
-    /// sequence starts with, against `unconditional`.
-    pub fn new(decoder: &'a D, unconditional: u32, scale: f32) -> Result<Self> {
+impl Guidance {
+    /// Guidance of `scale` (at least 0; 1 changes nothing) against `unconditional`.
+    pub fn new(unconditional: u32, scale: f32) -> Result<Self, InvalidSetting> {
         if !(scale.is_finite() && scale >= 0.0) {
-            bail!("the guidance scale must be a number of at least 0 (got {scale})");
+            return Err(InvalidSetting::new(
+                "guidance",
+                format!("must be a number of at least 0 (got {scale})"),
+            ));
         }
         Ok(Self {
-            decoder,
-            guidance: Some((unconditional, scale)),
+            unconditional,
+            scale,
         })
     }
 
-    /// The decoder to draw from a model with `vocab`: guided by `scale` when one is given, which
-    /// needs a class-conditional vocabulary and sequences that start with a class (`has_class`).
+    /// The guidance to draw from a model with `vocab`: `scale` when one is given, which needs a
+    /// class-conditional vocabulary and sequences that start with a class (`has_class`).
     pub fn for_vocab(
-        decoder: &'a D,
         vocab: &Vocab,
         has_class: bool,
         scale: Option<f32>,
-    ) -> Result<Self> {
+    ) -> Result<Option<Self>, InvalidSetting> {
         let Some(scale) = scale else {
-            return Ok(Self::none(decoder));
+            return Ok(None);
         };
         let Some(unconditional) = vocab.unconditional else {
-            bail!("guidance needs a class-conditional model, and this one has no classes");
+            return Err(InvalidSetting::new(
+                "guidance",
+                "needs a class-conditional model, and this one has no classes",
+            ));
         };
         if !has_class {
-            bail!("guidance steers towards a class: give one with --class");
+            return Err(InvalidSetting::new(
+                "class",
+                "is needed: guidance steers towards a class",
+            ));
         }
-        Self::new(decoder, unconditional, scale)
-    }
-}
-
-impl<D: Decoder> Decoder for Guided<'_, D> {
-    type Cache = D::Cache;
-
-    fn vocab_size(&self) -> usize {
-        self.decoder.vocab_size()
+        Self::new(unconditional, scale).map(Some)
     }
 
-    fn context_len(&self) -> usize {
-        self.decoder.context_len()
+    /// The twin's feed: `ids` with the first token made unconditional when the twin starts.
+    pub fn twin_ids(&self, ids: &[u32], starting: bool) -> Vec<u32> {
+        let mut twin = ids.to_vec();
+        if starting && let Some(first) = twin.first_mut() {
+            *first = self.unconditional;
+        }
+        twin
     }
 
-    fn new_cache(&self, batch: usize) -> D::Cache {
-        self.decoder.new_cache(if self.guidance.is_some() {
-            2 * batch
-        } else {
-            batch
-        })
-    }
-
-    fn cache_len(&self, cache: &D::Cache) -> usize {
-        self.decoder.cache_len(cache)
-    }
-
-    /// # Shapes
-    /// - `ids`: batch x new tokens, each sequence starting with its class token when the cache
-    ///   is empty; the cache holds twice the batch (the unconditional twins after the rows).
-    fn forward(
-        &self,
-        ids: &[Vec<u32>],
-        cache: &mut D::Cache,
-        positions: Positions,
-    ) -> Result<Logits> {
-        let Some((unconditional, scale)) = self.guidance else {
-            return self.decoder.forward(ids, cache, positions);
-        };
-        let fresh = self.decoder.cache_len(cache) == 0;
-        let twins = ids.iter().map(|row| {
-            let mut twin = row.clone();
-            if fresh && let Some(first) = twin.first_mut() {
-                *first = unconditional;
-            }
-            twin
-        });
-        let both: Vec<Vec<u32>> = ids.iter().cloned().chain(twins).collect();
-        let out = self.decoder.forward(&both, cache, positions)?; // 2 batch x positions x vocab
-        let half = ids.len() * out.positions * out.vocab;
-        let (conditional, plain) = out.data.split_at(half);
-        let data = conditional
-            .iter()
-            .zip(plain)
-            .map(|(&c, &u)| u + scale * (c - u))
-            .collect();
-        Logits::new(ids.len(), out.positions, out.vocab, data)
+    /// `u + scale * (c - u)`, into `conditional`.
+    pub fn combine(&self, conditional: &mut [f32], unconditional: &[f32]) {
+        for (c, &u) in conditional.iter_mut().zip(unconditional) {
+            *c = u + self.scale * (*c - u);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::Specials;
 
-    /// Logits that say which token each sequence started with: the first token's id, as a
-    /// one-hot of height 10, at every position.
-    struct FirstToken;
-
-    impl Decoder for FirstToken {
-        type Cache = Vec<Vec<u32>>;
-        fn vocab_size(&self) -> usize {
-            4
-        }
-        fn context_len(&self) -> usize {
-            16
-        }
-        fn new_cache(&self, batch: usize) -> Self::Cache {
-            vec![Vec::new(); batch]
-        }
-        fn cache_len(&self, cache: &Self::Cache) -> usize {
-            cache.first().map_or(0, |c| c.len())
-        }
-        fn forward(
-            &self,
-            ids: &[Vec<u32>],
-            cache: &mut Self::Cache,
-            _: Positions,
-        ) -> Result<Logits> {
-            assert_eq!(
-                ids.len(),
-                cache.len(),
-                "the cache holds the whole (doubled) batch"
-            );
-            let mut data = Vec::new();
-            for (row, c) in ids.iter().zip(cache.iter_mut()) {
-                c.extend(row);
-                let mut one_hot = vec![0.0; 4];
-                one_hot[c[0] as usize] = 10.0;
-                data.extend(one_hot);
-            }
-            Logits::new(ids.len(), 1, 4, data)
-        }
+    #[test]
+    fn combine_pushes_away_from_the_unconditional_logits() {
+        let g = Guidance::new(3, 2.0).unwrap();
+        let mut c = [0.0, 10.0, 0.0, 0.0];
+        g.combine(&mut c, &[0.0, 0.0, 0.0, 10.0]);
+        assert_eq!(c, [0.0, 20.0, 0.0, -10.0]);
+        assert_eq!(g.twin_ids(&[7, 1], true), vec![3, 1]);
+        assert_eq!(g.twin_ids(&[7, 1], false), vec![7, 1]);
     }
 
     #[test]
-    fn guidance_pushes_away_from_the_unconditional_logits() {
-        let d = FirstToken;
-        let g = Guided::new(&d, 3, 2.0).unwrap();
-        let mut cache = g.new_cache(2);
-        let out = g
-            .forward(&[vec![1, 0], vec![2, 0]], &mut cache, Positions::Last)
-            .unwrap();
-        // u + 2 (c - u): the class token's logit doubles, the unconditional one's turns negative.
-        assert_eq!(out.last(0), [0.0, 20.0, 0.0, -10.0]);
-        assert_eq!(out.last(1), [0.0, 0.0, 20.0, -10.0]);
-        // Later feeds keep the twins' unconditional start.
-        let out = g
-            .forward(&[vec![0], vec![0]], &mut cache, Positions::Last)
-            .unwrap();
-        assert_eq!(out.last(0), [0.0, 20.0, 0.0, -10.0]);
-        assert_eq!(cache[2][0], 3);
-        assert_eq!(cache[2].len(), 3);
-    }
-
-    #[test]
-    fn scale_one_and_none_are_the_plain_decoder() {
-        let d = FirstToken;
-        for g in [Guided::new(&d, 3, 1.0).unwrap(), Guided::none(&d)] {
-            let mut cache = g.new_cache(1);
-            let out = g.forward(&[vec![2]], &mut cache, Positions::Last).unwrap();
-            assert_eq!(out.last(0), [0.0, 0.0, 10.0, 0.0]);
-        }
-        assert!(Guided::new(&d, 3, -1.0).is_err());
-        assert!(Guided::new(&d, 3, f32::NAN).is_err());
+    fn bad_settings_are_named() {
+        assert_eq!(Guidance::new(3, -1.0).unwrap_err().field, "guidance");
+        assert!(Guidance::new(3, f32::NAN).is_err());
+        let plain = Vocab::new(4, Specials::default());
+        assert!(Guidance::for_vocab(&plain, true, Some(2.0)).is_err());
+        assert_eq!(Guidance::for_vocab(&plain, true, None).unwrap(), None);
+        let classes = Vocab::new(
+            4,
+            Specials {
+                classes: vec!["a".into()],
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            Guidance::for_vocab(&classes, false, Some(2.0))
+                .unwrap_err()
+                .field,
+            "class"
+        );
+        assert!(
+            Guidance::for_vocab(&classes, true, Some(2.0))
+                .unwrap()
+                .is_some()
+        );
     }
 }

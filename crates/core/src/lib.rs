@@ -1,25 +1,35 @@
 //! jielong-core knows tokens, not tensors.
 //!
 //! A [`Codec`] turns content into token ids, a [`Decoder`] gives the distribution of the next
-//! token, a [`Sampler`] rolls the dice, and [`generate`] is the one loop that repeats it for
-//! every modality. [`score`] measures held-out nats per token with any decoder.
+//! token, a [`Sampler`] rolls the dice, and [`generate`](fn@generate) is the one loop that
+//! repeats it for every modality. [`score`](fn@score) measures held-out nats per token with any
+//! decoder.
+
+#![warn(missing_docs)]
 
 pub mod classes;
 pub mod codec;
 pub mod data;
 pub mod decoder;
+pub mod draw;
+pub mod error;
 pub mod generate;
 pub mod guided;
 pub mod sampler;
 pub mod score;
 
 pub use classes::{Accuracy, ClassAccuracy, par_map, sorted_classes};
-pub use codec::{Codec, Specials, Vocab};
-pub use data::{Batch, Sequences};
-pub use decoder::{Decoder, Logits, Positions, check_feed};
-pub use generate::{Event, Finish, GenerateConfig, Generation, Overflow, generate};
-pub use guided::Guided;
-pub use sampler::{Distribution, Sampler, SamplerConfig};
+pub use codec::{Codec, FolderCodec, Specials, Vocab};
+pub use data::{Batch, LABEL_DROPOUT, Redraw, Sequences};
+pub use decoder::{Decoder, Feed, Logits, Positions, check_feeds, rows_returned};
+pub use draw::ClassDraw;
+pub use error::{FeedError, InvalidSetting, PromptError};
+pub use generate::{
+    Done, Event, Finish, Flow, GenerateConfig, Generation, Generator, Overflow, generate,
+    generate_cached,
+};
+pub use guided::Guidance;
+pub use sampler::{Candidates, Distribution, Sampler, SamplerConfig};
 pub use score::{Score, Window, score, windows};
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename, so a reader

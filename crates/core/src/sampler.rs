@@ -1,14 +1,19 @@
 //! Rolling the dice: logits -> a distribution over the vocabulary -> one token.
 //!
-//! The chain runs in the order most tools use: repetition penalty, temperature, top-k, top-p,
-//! min-p, then a draw from what is left (renormalised). Greedy takes the argmax after the
-//! penalty.
+//! The chain is a few named steps, in the order most tools use: repetition penalty and bans on
+//! the logits, then top-k, temperature (the softmax), top-p and min-p on the candidates, then a
+//! seeded draw from what is left (renormalised). Greedy takes the argmax after the penalty and
+//! bans. A new filter is one more function over [`Candidates`].
 
 use anyhow::{Result, bail};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::error::InvalidSetting;
+
+/// How logits become a token: the settings of every step of the chain, as a config file or
+/// request spells them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SamplerConfig {
     /// Always take the most likely token.
@@ -40,31 +45,34 @@ impl Default for SamplerConfig {
 
 impl SamplerConfig {
     /// Rejects settings that make no distribution.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let bad = |field, message: String| InvalidSetting::new(field, message);
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            bail!(
-                "--temperature must be a positive number (got {}); use --greedy for argmax",
-                self.temperature
-            );
+            return Err(bad(
+                "temperature",
+                format!(
+                    "must be a positive number (got {}); greedy decoding is the argmax",
+                    self.temperature
+                ),
+            ));
         }
         if self.top_k == Some(0) {
-            bail!("--top-k must be at least 1");
+            return Err(bad("top_k", "must be at least 1".into()));
         }
-        if let Some(p) = self.top_p {
-            if !(p > 0.0 && p <= 1.0) {
-                bail!("--top-p must be in (0, 1] (got {p})");
-            }
+        if let Some(p) = self.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+            return Err(bad("top_p", format!("must be in (0, 1] (got {p})")));
         }
-        if let Some(p) = self.min_p {
-            if !(p >= 0.0 && p < 1.0) {
-                bail!("--min-p must be in [0, 1) (got {p})");
-            }
+        if let Some(p) = self.min_p.filter(|p| !(*p >= 0.0 && *p < 1.0)) {
+            return Err(bad("min_p", format!("must be in [0, 1) (got {p})")));
         }
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
-            bail!(
-                "--repetition-penalty must be a positive number (got {})",
-                self.repetition_penalty
-            );
+            return Err(bad(
+                "repetition_penalty",
+                format!(
+                    "must be a positive number (got {})",
+                    self.repetition_penalty
+                ),
+            ));
         }
         Ok(())
     }
@@ -74,11 +82,14 @@ impl SamplerConfig {
 /// unless a filter needed them ranked (`ranked`: most likely first).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Distribution {
+    /// `(token id, probability)` of every token that can still be drawn.
     pub candidates: Vec<(u32, f32)>,
+    /// Whether `candidates` is sorted most likely first rather than by id.
     pub ranked: bool,
 }
 
 impl Distribution {
+    /// The probability of token `id`; 0 when a filter removed it or it was banned.
     pub fn prob(&self, id: u32) -> f32 {
         self.candidates
             .iter()
@@ -117,6 +128,145 @@ fn by_prob(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
+/// The tokens still in the running and their weights: logits until [`softmax`] turns them
+/// into probabilities. In id order unless `ranked` (most likely first, ties by lower id).
+#[derive(Clone, Debug)]
+pub struct Candidates {
+    /// Token ids still in the running.
+    pub ids: Vec<u32>,
+    /// One weight per id: a logit before [`softmax`], a probability after.
+    pub weights: Vec<f64>,
+    /// Whether the candidates are sorted most likely first rather than by id.
+    pub ranked: bool,
+}
+
+impl Candidates {
+    /// Every token whose score is not -inf (banned tokens are -inf).
+    fn of(scores: &[f32]) -> Result<Self> {
+        if scores.iter().any(|s| s.is_nan()) {
+            bail!("the model produced NaN logits");
+        }
+        let (ids, weights): (Vec<u32>, Vec<f64>) = (0..scores.len() as u32)
+            .map(|i| (i, scores[i as usize] as f64))
+            .filter(|&(_, s)| s > f64::NEG_INFINITY)
+            .unzip();
+        if ids.is_empty() {
+            bail!("no token can be drawn: every logit is -inf or banned");
+        }
+        Ok(Self {
+            ids,
+            weights,
+            ranked: false,
+        })
+    }
+
+    /// Keeps the candidates whose weight passes `keep`, in their order.
+    fn retain(&mut self, keep: impl Fn(f64) -> bool) {
+        let (ids, weights) = self
+            .ids
+            .iter()
+            .zip(&self.weights)
+            .filter(|(_, w)| keep(**w))
+            .unzip();
+        (self.ids, self.weights) = (ids, weights);
+    }
+
+    /// Sorts most likely first; with `only`, keeps just that many (a partial sort).
+    fn rank(&mut self, only: Option<usize>) {
+        if self.ranked && only.is_none() {
+            return;
+        }
+        let mut order: Vec<usize> = (0..self.ids.len()).collect();
+        let by_weight = |a: &usize, b: &usize| {
+            self.weights[*b]
+                .total_cmp(&self.weights[*a])
+                .then(self.ids[*a].cmp(&self.ids[*b]))
+        };
+        if let Some(k) = only.filter(|&k| k < order.len()) {
+            order.select_nth_unstable_by(k - 1, by_weight);
+            order.truncate(k);
+        }
+        order.sort_unstable_by(by_weight);
+        self.ids = order.iter().map(|&i| self.ids[i]).collect();
+        self.weights = order.iter().map(|&i| self.weights[i]).collect();
+        self.ranked = true;
+    }
+
+    fn normalise(&mut self) {
+        let total: f64 = self.weights.iter().sum();
+        self.weights.iter_mut().for_each(|p| *p /= total);
+    }
+}
+
+/// Divides the logits of tokens already in `history` by `penalty` (multiplies negative ones),
+/// as CTRL does.
+pub fn penalise_repeats(scores: &mut [f32], history: &[u32], penalty: f32) {
+    if penalty == 1.0 {
+        return;
+    }
+    let mut seen = vec![false; scores.len()];
+    for &id in history {
+        if let Some(s) = seen.get_mut(id as usize) {
+            *s = true;
+        }
+    }
+    for (score, _) in scores.iter_mut().zip(&seen).filter(|(_, s)| **s) {
+        *score = if *score > 0.0 {
+            *score / penalty
+        } else {
+            *score * penalty
+        };
+    }
+}
+
+/// Makes `banned` tokens impossible.
+pub fn ban(scores: &mut [f32], banned: &[u32]) {
+    for &id in banned {
+        if let Some(s) = scores.get_mut(id as usize) {
+            *s = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// Keeps the `k` highest-scoring candidates, ranked.
+pub fn top_k(c: &mut Candidates, k: usize) {
+    c.rank(Some(k));
+}
+
+/// Logits to probabilities at `temperature` (computed in f64, relative to the maximum).
+pub fn softmax(c: &mut Candidates, temperature: f32) {
+    let max = c.weights.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let t = temperature as f64;
+    c.weights
+        .iter_mut()
+        .for_each(|w| *w = ((*w - max) / t).exp());
+    c.normalise();
+}
+
+/// Keeps the smallest set of most likely candidates whose probability reaches `p`.
+pub fn top_p(c: &mut Candidates, p: f32) {
+    c.rank(None); // a no-op when already ranked
+    let mut mass = 0.0;
+    let keep = c
+        .weights
+        .iter()
+        .position(|q| {
+            mass += q;
+            mass >= p as f64 - 1e-12
+        })
+        .map_or(c.ids.len(), |i| i + 1);
+    c.ids.truncate(keep);
+    c.weights.truncate(keep);
+    c.normalise();
+}
+
+/// Drops candidates less likely than `m` times the most likely one.
+pub fn min_p(c: &mut Candidates, m: f32) {
+    let floor = c.weights.iter().copied().fold(0.0, f64::max) * m as f64;
+    c.retain(|w| w >= floor);
+    c.normalise();
+}
+
 /// A seeded sampler for one sequence: the same seed and logits give the same tokens.
 #[derive(Clone, Debug)]
 pub struct Sampler {
@@ -125,7 +275,9 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn new(config: SamplerConfig, seed: u64) -> Result<Self> {
+    /// A sampler with `config` (checked by [`SamplerConfig::validate`]) whose dice are seeded
+    /// with `seed`.
+    pub fn new(config: SamplerConfig, seed: u64) -> Result<Self, InvalidSetting> {
         config.validate()?;
         Ok(Self {
             config,
@@ -133,6 +285,7 @@ impl Sampler {
         })
     }
 
+    /// The settings this sampler draws with.
     pub fn config(&self) -> &SamplerConfig {
         &self.config
     }
@@ -148,105 +301,38 @@ impl Sampler {
         history: &[u32],
         banned: &[u32],
     ) -> Result<Distribution> {
+        let config = &self.config;
         let mut scores = logits.to_vec();
-        if self.config.repetition_penalty != 1.0 {
-            let r = self.config.repetition_penalty;
-            let mut seen = vec![false; scores.len()];
-            for &id in history {
-                if let Some(s) = seen.get_mut(id as usize) {
-                    *s = true;
-                }
-            }
-            for (score, _) in scores.iter_mut().zip(&seen).filter(|(_, s)| **s) {
-                *score = if *score > 0.0 { *score / r } else { *score * r };
-            }
-        }
-        for &id in banned {
-            if let Some(s) = scores.get_mut(id as usize) {
-                *s = f32::NEG_INFINITY;
-            }
-        }
-        let temperature = if self.config.greedy {
-            1.0
+        penalise_repeats(&mut scores, history, config.repetition_penalty);
+        ban(&mut scores, banned);
+        let mut c = Candidates::of(&scores)?;
+        if config.greedy {
+            softmax(&mut c, 1.0);
         } else {
-            self.config.temperature
-        };
-        if scores.iter().any(|s| s.is_nan()) {
-            bail!("the model produced NaN logits");
-        }
-        // Candidates in id order; ranked (by score, then id) only when a filter needs it, since
-        // sorting a large vocabulary every step costs more than the rest of the sampler.
-        let mut order: Vec<u32> = (0..scores.len() as u32)
-            .filter(|&i| scores[i as usize] > f32::NEG_INFINITY)
-            .collect();
-        if order.is_empty() {
-            bail!("no token can be drawn: every logit is -inf or banned");
-        }
-        let by_score = |a: &u32, b: &u32| {
-            scores[*b as usize]
-                .total_cmp(&scores[*a as usize])
-                .then(a.cmp(b))
-        };
-        let filtering = !self.config.greedy;
-        let mut ranked = false;
-        if let (Some(k), true) = (self.config.top_k, filtering) {
-            if k < order.len() {
-                order.select_nth_unstable_by(k - 1, by_score);
-                order.truncate(k);
+            if let Some(k) = config.top_k {
+                top_k(&mut c, k);
+            } else if config.top_p.is_some() {
+                c.rank(None); // by logit, before the softmax can tie tiny probabilities
             }
-            order.sort_unstable_by(by_score);
-            ranked = true;
-        }
-        if let (Some(_), true, false) = (self.config.top_p, filtering, ranked) {
-            order.sort_unstable_by(by_score);
-            ranked = true;
-        }
-
-        let max = order
-            .iter()
-            .map(|&i| scores[i as usize])
-            .fold(f32::NEG_INFINITY, f32::max) as f64;
-        let mut probs: Vec<f64> = order
-            .iter()
-            .map(|&i| ((scores[i as usize] as f64 - max) / temperature as f64).exp())
-            .collect();
-        normalise(&mut probs);
-
-        if filtering {
-            if let Some(p) = self.config.top_p {
-                let mut mass = 0.0;
-                let keep = probs.iter().position(|q| {
-                    mass += q;
-                    mass >= p as f64 - 1e-12
-                });
-                let keep = keep.map_or(probs.len(), |i| i + 1);
-                order.truncate(keep);
-                probs.truncate(keep);
-                normalise(&mut probs);
+            softmax(&mut c, config.temperature);
+            if let Some(p) = config.top_p {
+                top_p(&mut c, p);
             }
-            if let Some(m) = self.config.min_p {
-                let floor = probs.iter().copied().fold(0.0, f64::max) * m as f64;
-                let (kept_ids, kept_probs): (Vec<u32>, Vec<f64>) = order
-                    .iter()
-                    .copied()
-                    .zip(probs.iter().copied())
-                    .filter(|&(_, q)| q >= floor)
-                    .unzip();
-                order = kept_ids;
-                probs = kept_probs;
-                normalise(&mut probs);
+            if let Some(m) = config.min_p {
+                min_p(&mut c, m);
             }
         }
         Ok(Distribution {
-            candidates: order
+            candidates: c
+                .ids
                 .into_iter()
-                .zip(probs.into_iter().map(|q| q as f32))
+                .zip(c.weights.into_iter().map(|q| q as f32))
                 .collect(),
-            ranked,
+            ranked: c.ranked,
         })
     }
 
-    /// Draws one token from a distribution (the first one when greedy).
+    /// Draws one token from a distribution (the most likely one when greedy).
     pub fn draw(&mut self, dist: &Distribution) -> u32 {
         if self.config.greedy {
             return dist.argmax();
@@ -264,11 +350,6 @@ impl Sampler {
             .expect("a distribution is never empty")
             .0
     }
-}
-
-fn normalise(probs: &mut [f64]) {
-    let total: f64 = probs.iter().sum();
-    probs.iter_mut().for_each(|p| *p /= total);
 }
 
 #[cfg(test)]

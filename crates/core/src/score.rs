@@ -3,14 +3,17 @@
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::decoder::{Decoder, Positions};
+use crate::decoder::{Decoder, Feed, Positions};
 
 /// One forward pass of an evaluation: the logits after `inputs[i]` predict `targets[i]`, and
 /// only positions `i >= scored_from` whose target `counts` are scored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Window {
+    /// Token ids fed in one pass: the prefix, then the context and the tokens predicted.
     pub inputs: Vec<u32>,
+    /// The token each input position should predict (placeholders before `scored_from`).
     pub targets: Vec<u32>,
+    /// First position whose prediction is scored; earlier ones only give context.
     pub scored_from: usize,
 }
 
@@ -51,47 +54,51 @@ pub fn windows(sequence: &[u32], prefix: usize, context: usize) -> Result<Vec<Wi
 /// Total negative log-likelihood of a set of windows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Score {
+    /// Targets scored (those that count).
     pub tokens: usize,
+    /// Sum of `-ln p(target)` over the scored targets.
     pub nats: f64,
 }
 
 impl Score {
+    /// Mean negative log-likelihood per scored token, in nats; 0 when nothing was scored.
     pub fn nats_per_token(&self) -> f64 {
         self.nats / self.tokens.max(1) as f64
     }
+    /// [`Score::nats_per_token`] in bits (bits per dimension, for pixels and samples).
     pub fn bits_per_token(&self) -> f64 {
         self.nats_per_token() / std::f64::consts::LN_2
     }
 }
 
-/// Scores windows with a decoder, batching windows of equal length. `counts(target)` says
+/// Scores windows with a decoder, several windows per forward pass. `counts(target)` says
 /// whether a target is a content token that counts (END or label tokens may not).
 pub fn score<D: Decoder>(
     decoder: &D,
     windows: &[Window],
     counts: &dyn Fn(u32) -> bool,
 ) -> Result<Score> {
-    let mut order: Vec<usize> = (0..windows.len()).collect();
-    order.sort_by_key(|&i| windows[i].inputs.len());
     // Keep each batch's logits under ~64 MB.
-    let budget = 16_000_000 / decoder.vocab_size().max(1);
+    let budget = (16_000_000 / decoder.vocab_size().max(1)).max(1);
     let mut total = Score::default();
-    let mut i = 0;
-    while i < order.len() {
-        let len = windows[order[i]].inputs.len();
-        let mut j = i;
-        while j < order.len()
-            && windows[order[j]].inputs.len() == len
-            && (j - i + 1) * len <= budget.max(len)
-        {
-            j += 1;
+    let mut rest = windows;
+    while !rest.is_empty() {
+        let mut n = 0;
+        let mut rows = 0;
+        while n < rest.len() && (n == 0 || rows + rest[n].inputs.len() <= budget) {
+            rows += rest[n].inputs.len();
+            n += 1;
         }
-        let batch: Vec<&Window> = order[i..j].iter().map(|&k| &windows[k]).collect();
-        let ids: Vec<Vec<u32>> = batch.iter().map(|w| w.inputs.clone()).collect();
-        let mut cache = decoder.new_cache(ids.len());
-        let logits = decoder.forward(&ids, &mut cache, Positions::All)?;
+        let (batch, later) = rest.split_at(n);
+        let mut caches: Vec<D::Cache> = batch.iter().map(|_| decoder.new_cache()).collect();
+        let mut feeds: Vec<Feed<D::Cache>> = batch
+            .iter()
+            .zip(caches.iter_mut())
+            .map(|(w, c)| Feed::new(&w.inputs, c))
+            .collect();
+        let logits = decoder.forward(&mut feeds, Positions::All)?;
         for (b, w) in batch.iter().enumerate() {
-            for pos in w.scored_from..len {
+            for pos in w.scored_from..w.inputs.len() {
                 let target = w.targets[pos];
                 if counts(target) {
                     total.nats += nll(logits.row(b, pos), target);
@@ -99,12 +106,12 @@ pub fn score<D: Decoder>(
                 }
             }
         }
-        i = j;
+        rest = later;
     }
     Ok(total)
 }
 
-/// -log softmax(logits)[target], computed stably in f64.
+/// `-log softmax(logits)[target]`, computed stably in f64.
 pub fn nll(logits: &[f32], target: u32) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let log_sum = logits

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use image::{DynamicImage, Rgb, RgbImage};
-use jielong_core::{Codec, Specials, Vocab};
+use jielong_core::{Codec, FolderCodec, Specials, Vocab};
 use serde_json::{Value, json};
 
 use crate::palette::Palette;
@@ -357,86 +357,6 @@ impl ImageCodec {
         }
     }
 
-    /// The `"codec"` section of a model folder's `config.json`.
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({
-            "kind": self.kind(),
-            "width": self.width,
-            "height": self.height,
-            "channels": self.channels(),
-            "classes": self.vocab.classes,
-            "tokens_per_image": self.tokens_per_image(),
-            "vocab_size": self.vocab.size(),
-            "files": self.side_files(),
-        });
-        let extra = match &self.tokens {
-            Tokenisation::Grey { levels } => json!({ "levels": levels }),
-            Tokenisation::BinaryBlocks { block } => json!({ "block": block }),
-            Tokenisation::Palette(p) => json!({ "colours": p.len(), "palette_file": PALETTE_FILE }),
-            Tokenisation::Patches(book) => {
-                json!({ "patch": book.patch(), "codebook_size": book.len(), "codebook_file": CODEBOOK_FILE })
-            }
-        };
-        if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), extra) {
-            v.extend(extra);
-        }
-        v
-    }
-
-    /// Writes the side files (palette, codebook) into the model folder `dir`, atomically.
-    pub fn save_files(&self, dir: &Path) -> Result<()> {
-        match &self.tokens {
-            Tokenisation::Palette(p) => p.save(&dir.join(PALETTE_FILE)),
-            Tokenisation::Patches(book) => book.save(&dir.join(CODEBOOK_FILE)),
-            _ => Ok(()),
-        }
-    }
-
-    /// Reads a codec back from its `config.json` section and the side files in `dir`.
-    pub fn from_json(v: &Value, dir: &Path) -> Result<Self> {
-        let section = Section(v);
-        let kind = section.str("kind")?;
-        let width = section.u32("width")?;
-        let height = section.u32("height")?;
-        let classes: Vec<String> = match v.get("classes") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(c) => serde_json::from_value(c.clone())
-                .context("the image codec section's \"classes\" must be a list of names")?,
-        };
-        let tokens = match kind {
-            "grey" => Tokenisation::Grey {
-                levels: section.u32("levels")?,
-            },
-            "binary_blocks" => Tokenisation::BinaryBlocks {
-                block: section.u32("block")?,
-            },
-            "palette" => {
-                let palette = Palette::load(&dir.join(section.file("palette_file")?))?;
-                section.expect_count("colours", palette.len(), "the palette file")?;
-                Tokenisation::Palette(palette)
-            }
-            "patches" => {
-                let book = Codebook::load(&dir.join(section.file("codebook_file")?))?;
-                section.expect_count("codebook_size", book.len(), "the codebook file")?;
-                section.expect_count(
-                    "patch",
-                    book.patch() as usize,
-                    "the codebook file's patch side",
-                )?;
-                Tokenisation::Patches(book)
-            }
-            other => bail!(
-                "unknown image codec kind {other:?} in config.json (expected grey, binary_blocks, palette or patches)"
-            ),
-        };
-        let codec = Self::new(width, height, tokens, classes)
-            .context("bad image codec section in config.json")?;
-        section.expect_count("channels", codec.channels() as usize, "this codec")?;
-        section.expect_count("tokens_per_image", codec.tokens_per_image(), "this codec")?;
-        section.expect_count("vocab_size", codec.vocab.size(), "this codec")?;
-        Ok(codec)
-    }
-
     /// Checks the size of an image before encoding.
     fn check_size(&self, img: &RgbImage) -> Result<()> {
         if img.dimensions() != (self.width, self.height) {
@@ -517,6 +437,88 @@ fn grey_level(v: u8, levels: u32) -> u32 {
 /// `round(level * 255 / (levels - 1))` in integers: evenly spaced greys from black to white.
 fn grey_value(level: u32, levels: u32) -> u8 {
     ((2 * level * 255 + (levels - 1)) / (2 * (levels - 1))).min(255) as u8
+}
+
+impl FolderCodec for ImageCodec {
+    /// The `"codec"` section of a model folder's `config.json`.
+    fn to_json(&self) -> Value {
+        let mut v = json!({
+            "kind": self.kind(),
+            "width": self.width,
+            "height": self.height,
+            "channels": self.channels(),
+            "classes": self.vocab.classes,
+            "tokens_per_image": self.tokens_per_image(),
+            "vocab_size": self.vocab.size(),
+            "files": self.side_files(),
+        });
+        let extra = match &self.tokens {
+            Tokenisation::Grey { levels } => json!({ "levels": levels }),
+            Tokenisation::BinaryBlocks { block } => json!({ "block": block }),
+            Tokenisation::Palette(p) => json!({ "colours": p.len(), "palette_file": PALETTE_FILE }),
+            Tokenisation::Patches(book) => {
+                json!({ "patch": book.patch(), "codebook_size": book.len(), "codebook_file": CODEBOOK_FILE })
+            }
+        };
+        if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), extra) {
+            v.extend(extra);
+        }
+        v
+    }
+
+    /// Writes the side files (palette, codebook) into the model folder `dir`, atomically.
+    fn save_files(&self, dir: &Path) -> Result<()> {
+        match &self.tokens {
+            Tokenisation::Palette(p) => p.save(&dir.join(PALETTE_FILE)),
+            Tokenisation::Patches(book) => book.save(&dir.join(CODEBOOK_FILE)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads a codec back from its `config.json` section and the side files in `dir`.
+    fn from_json(v: &Value, dir: &Path) -> Result<Self> {
+        let section = Section(v);
+        let kind = section.str("kind")?;
+        let width = section.u32("width")?;
+        let height = section.u32("height")?;
+        let classes: Vec<String> = match v.get("classes") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(c) => serde_json::from_value(c.clone())
+                .context("the image codec section's \"classes\" must be a list of names")?,
+        };
+        let tokens = match kind {
+            "grey" => Tokenisation::Grey {
+                levels: section.u32("levels")?,
+            },
+            "binary_blocks" => Tokenisation::BinaryBlocks {
+                block: section.u32("block")?,
+            },
+            "palette" => {
+                let palette = Palette::load(&dir.join(section.file("palette_file")?))?;
+                section.expect_count("colours", palette.len(), "the palette file")?;
+                Tokenisation::Palette(palette)
+            }
+            "patches" => {
+                let book = Codebook::load(&dir.join(section.file("codebook_file")?))?;
+                section.expect_count("codebook_size", book.len(), "the codebook file")?;
+                section.expect_count(
+                    "patch",
+                    book.patch() as usize,
+                    "the codebook file's patch side",
+                )?;
+                Tokenisation::Patches(book)
+            }
+            other => bail!(
+                "unknown image codec kind {other:?} in config.json (expected grey, binary_blocks, palette or patches)"
+            ),
+        };
+        let codec = Self::new(width, height, tokens, classes)
+            .context("bad image codec section in config.json")?;
+        section.expect_count("channels", codec.channels() as usize, "this codec")?;
+        section.expect_count("tokens_per_image", codec.tokens_per_image(), "this codec")?;
+        section.expect_count("vocab_size", codec.vocab.size(), "this codec")?;
+        Ok(codec)
+    }
 }
 
 impl Codec for ImageCodec {

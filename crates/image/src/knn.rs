@@ -61,9 +61,15 @@ impl DigitClassifier {
         Ok(out)
     }
 
-    /// Uses a dataset's training split as the references.
+    /// Uses a dataset's training split as the references, or its held-out split where it has
+    /// no training images (an MNIST folder with only its t10k files).
     pub fn from_dataset(data: &ImageDataset) -> Result<Self> {
-        Self::train(&data.train, &data.classes)
+        let references = if data.train.is_empty() {
+            &data.heldout
+        } else {
+            &data.train
+        };
+        Self::train(references, &data.classes)
     }
 
     pub fn classes(&self) -> &[String] {

@@ -10,8 +10,10 @@
 //!
 //! No tensors here: the crate knows pixels and tokens only.
 
+pub mod binarise;
 pub mod codec;
 pub mod datasets;
+pub mod draw;
 mod kmeans;
 pub mod knn;
 pub mod palette;
@@ -21,11 +23,15 @@ pub mod pixels;
 pub mod sequences;
 pub mod spec;
 
+pub use binarise::Binarise;
 pub use codec::{ImageCodec, Reconstruction, Tokenisation};
-pub use datasets::{DatasetOptions, ImageDataset, LabelledImage, open_dataset, open_dataset_with};
+pub use datasets::{
+    DatasetOptions, ImageDataset, LabelledImage, MnistSplits, open_dataset, open_dataset_with,
+};
+pub use draw::{DrawJob, DrawRequest, draw, draw_images};
 pub use knn::DigitClassifier;
 pub use palette::Palette;
 pub use patches::Codebook;
 pub use pictures::{CompletionRow, animate, completion_grid, grid, save_png};
-pub use sequences::to_sequences;
+pub use sequences::{to_dynamic_sequences, to_sequences};
 pub use spec::TokenSpec;

@@ -1,15 +1,14 @@
 //! Images as training sequences: a start token (the class, or the unconditional / BOS token),
 //! then the image's tokens in raster order.
 
-use anyhow::{Context, Result, bail};
-use jielong_core::{Codec, Sequences, par_map};
+use std::sync::Arc;
 
+use anyhow::{Context, Result, bail};
+use jielong_core::{Codec, LABEL_DROPOUT, Redraw, Sequences, par_map};
+
+use crate::binarise::Binarise;
 use crate::codec::ImageCodec;
 use crate::datasets::LabelledImage;
-
-/// How often a labelled image's class token is replaced by the unconditional token during
-/// training, so that one model learns both conditional and unconditional generation.
-pub const LABEL_DROPOUT: f64 = 0.1;
 
 /// Encodes `images` (at the codec's size) into sequences with a one-token prefix.
 ///
@@ -70,5 +69,38 @@ pub fn to_sequences(
             None
         },
         pad: plain_start,
+        redraw: None,
     })
+}
+
+/// [`to_sequences`] of `images` binarised afresh each time a batch uses one (dynamic
+/// binarisation: a pixel is on with probability intensity / 255). The stored sequences are the
+/// thresholded images.
+pub fn to_dynamic_sequences(
+    codec: &ImageCodec,
+    images: &[LabelledImage],
+    conditional: bool,
+) -> Result<Sequences> {
+    let thresholded: Vec<LabelledImage> = images
+        .iter()
+        .map(|l| LabelledImage {
+            image: Binarise::Threshold.apply(&l.image, 0),
+            label: l.label,
+        })
+        .collect();
+    let mut sequences = to_sequences(codec, &thresholded, conditional)?;
+    let (codec, originals) = (codec.clone(), Arc::new(images.to_vec()));
+    let starts: Vec<u32> = sequences.seqs.iter().map(|s| s[0]).collect();
+    sequences.redraw = Some(Redraw(Arc::new(move |i, seed| {
+        let image = Binarise::Stochastic { seed }.apply(&originals[i].image, i as u64);
+        let mut seq = vec![starts[i]];
+        // The image has the codec's size and only 0/255 pixels: encoding cannot fail.
+        seq.extend(
+            codec
+                .encode(&image)
+                .expect("a binarised image of the codec's size"),
+        );
+        seq
+    })));
+    Ok(sequences)
 }

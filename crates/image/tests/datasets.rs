@@ -10,7 +10,8 @@ use image::{Rgb, RgbImage};
 use jielong_core::Codec;
 use jielong_image::datasets::{read_idx_images, read_idx_labels};
 use jielong_image::{
-    DatasetOptions, ImageCodec, LabelledImage, open_dataset, open_dataset_with, to_sequences,
+    DatasetOptions, ImageCodec, LabelledImage, MnistSplits, open_dataset, open_dataset_with,
+    to_sequences,
 };
 
 fn gunzip(path: &Path) -> Vec<u8> {
@@ -99,6 +100,45 @@ fn damaged_mnist_files_give_clear_errors() {
     std::fs::write(mnist.join("train-labels-idx1-ubyte.gz"), gzip(&labels)).unwrap();
     let err = err_text(open_dataset(&mnist));
     assert!(err.contains("t10k-images-idx3-ubyte"), "{err}");
+    // Training needs only these two files (every 10th image is then held out); evaluation
+    // needs the t10k pair and names it.
+    let splits = |mnist_splits| DatasetOptions {
+        mnist: mnist_splits,
+        ..Default::default()
+    };
+    let data = open_dataset_with(&mnist, &splits(MnistSplits::Training)).unwrap();
+    assert_eq!((data.train.len(), data.heldout.len()), (9_000, 1_000));
+    let label = |i: usize| Some(labels[8 + i] as usize);
+    assert_eq!(data.train[0].label, label(0));
+    assert_eq!(data.train[9].label, label(10));
+    assert_eq!(data.heldout[0].label, label(9));
+    assert_eq!(data.heldout[1].label, label(19));
+    let err = err_text(open_dataset_with(&mnist, &splits(MnistSplits::Test)));
+    assert!(
+        err.contains("no t10k-images-idx3-ubyte") && err.contains("evaluation needs"),
+        "{err}"
+    );
+    // A folder with only the t10k pair is a test set: evaluation reads it, training names the
+    // missing training file; half a pair names the other half.
+    let test_only = dir.path().join("test-only");
+    std::fs::create_dir(&test_only).unwrap();
+    std::fs::write(test_only.join("t10k-images-idx3-ubyte.gz"), gzip(&images)).unwrap();
+    std::fs::write(test_only.join("t10k-labels-idx1-ubyte"), &labels).unwrap();
+    let data = open_dataset_with(&test_only, &splits(MnistSplits::Test)).unwrap();
+    assert_eq!((data.train.len(), data.heldout.len()), (0, 10_000));
+    let labels_read: Vec<usize> = data.heldout.iter().map(|l| l.label.unwrap()).collect();
+    let labels_file: Vec<usize> = labels[8..].iter().map(|&l| l as usize).collect();
+    assert_eq!(labels_read, labels_file);
+    for (options, missing) in [
+        (splits(MnistSplits::Training), "no train-images-idx3-ubyte"),
+        (DatasetOptions::default(), "no train-images-idx3-ubyte"),
+    ] {
+        let err = err_text(open_dataset_with(&test_only, &options));
+        assert!(err.contains(missing), "{err}");
+    }
+    std::fs::remove_file(test_only.join("t10k-labels-idx1-ubyte")).unwrap();
+    let err = err_text(open_dataset_with(&test_only, &splits(MnistSplits::Test)));
+    assert!(err.contains("no t10k-labels-idx1-ubyte"), "{err}");
     let mut fewer = labels[..8].to_vec();
     fewer[4..8].copy_from_slice(&100u32.to_be_bytes());
     fewer.extend_from_slice(&labels[8..108]);
@@ -173,7 +213,7 @@ fn png_folders_with_and_without_class_folders() {
         classes.path(),
         &DatasetOptions {
             size: Some((8, 8)),
-            index: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -247,7 +287,7 @@ fn twemoji_sprite_sheet_with_its_index() {
     let index = common::images_dir().join("twemoji_emoji.json");
     let options = DatasetOptions {
         index: Some(index),
-        size: None,
+        ..Default::default()
     };
     assert_eq!(
         open_dataset_with(&copy, &options).unwrap().heldout,

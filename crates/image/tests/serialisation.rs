@@ -3,7 +3,7 @@
 mod common;
 
 use image::RgbImage;
-use jielong_core::Codec;
+use jielong_core::{Codec, FolderCodec};
 use jielong_image::{Codebook, ImageCodec, Palette};
 use serde_json::json;
 

@@ -136,15 +136,10 @@ impl TransformerConfig {
         Ok(())
     }
 
-    /// Number of parameters, counted from the shapes.
+    /// Number of parameters, counted from the declared shapes (nothing is allocated).
     pub fn num_params(&self) -> usize {
-        let (h, i, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
-        let q = self.num_heads * self.head_dim;
-        let kv = self.num_kv_heads * self.head_dim;
-        let bias =
-            if self.attention_bias { q + 2 * kv } else { 0 } + if self.output_bias { h } else { 0 };
-        let layer = h * q + 2 * h * kv + q * h + bias + 3 * h * i + 2 * h;
-        let head = if self.tie_embeddings { 0 } else { v * h };
-        v * h + self.num_layers * layer + h + head
+        use burn::module::Module;
+        crate::model::Transformer::skeleton(self, &burn::tensor::Device::flex())
+            .map_or(0, |m| m.num_params())
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::{Llama3RopeScaling, TransformerConfig};
@@ -21,6 +22,8 @@ pub const FORMAT_VERSION: u64 = 1;
 pub enum FolderKind {
     Native,
     HuggingFace,
+    /// A GGUF file (llama.cpp's format; `dir` is the file): see [`crate::gguf`].
+    Gguf,
 }
 
 #[derive(Clone, Debug)]
@@ -38,6 +41,9 @@ pub struct ModelFolder {
 
 impl ModelFolder {
     pub fn open(dir: &Path) -> Result<Self> {
+        if crate::gguf::is_gguf_path(dir) {
+            return crate::gguf::open_gguf_model(dir);
+        }
         if !dir.is_dir() {
             bail!("model folder {} does not exist", dir.display());
         }
@@ -87,14 +93,52 @@ impl ModelFolder {
 
     /// Loads the weights into the transformer on `device`.
     pub fn load(&self, device: &Device) -> Result<Transformer> {
+        if self.kind == FolderKind::Gguf {
+            return crate::gguf::load_gguf(&self.dir, device);
+        }
         let mut weights = Weights::open_dir(&self.dir)?;
         Transformer::load(&self.architecture, &mut weights, device)
             .with_context(|| format!("cannot load the model in {}", self.dir.display()))
     }
 
+    /// The folder's weights by Hugging Face name, memory-mapped (the one place that says where
+    /// a folder's tensors come from; the decode model keeps it and borrows its bytes).
+    pub fn checkpoint(&self) -> Result<Box<dyn crate::weights::Checkpoint + Send + Sync>> {
+        Ok(match self.kind {
+            FolderKind::Gguf => Box::new(crate::gguf::GgufCheckpoint::open(&self.dir)?),
+            FolderKind::Native | FolderKind::HuggingFace => Box::new(Weights::open_dir(&self.dir)?),
+        })
+    }
+
+    /// The decode model: the kernels path on the CPU, burn on a GPU (see [`crate::Model`]).
+    pub fn load_model(&self, options: crate::LoadOptions) -> Result<crate::Model> {
+        crate::Model::load(self, options)
+    }
+
     /// Path of a file in the folder.
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+
+    /// Token ids named `key` (`bos_token_id`, `eos_token_id`) in a Hugging Face folder's
+    /// `generation_config.json` (preferred) or `config.json`; either may hold one id or a list.
+    pub fn hf_token_ids(&self, key: &str) -> Vec<u32> {
+        let ids = |v: &Value| -> Vec<u32> {
+            serde_json::from_value::<Option<TokenIds>>(v[key].clone())
+                .ok()
+                .flatten()
+                .map_or_else(Vec::new, |t| t.ids())
+        };
+        let generation = std::fs::read_to_string(self.file("generation_config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .map(|v| ids(&v))
+            .unwrap_or_default();
+        if generation.is_empty() {
+            ids(&self.raw)
+        } else {
+            generation
+        }
     }
 }
 
@@ -142,93 +186,158 @@ pub fn save_weights(path: &Path, model: &Transformer) -> Result<()> {
     save_safetensors(path, &tensors)
 }
 
+/// A Hugging Face `config.json` of the Llama family, as far as jielong reads it.
+#[derive(Debug, Deserialize)]
+pub struct HfConfig {
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: Option<usize>,
+    pub head_dim: Option<usize>,
+    pub max_position_embeddings: usize,
+    pub sliding_window: Option<usize>,
+    pub use_sliding_window: Option<bool>,
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    pub rope_scaling: Option<HfRopeScaling>,
+    #[serde(default = "default_hf_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    pub hidden_act: Option<String>,
+    pub bos_token_id: Option<TokenIds>,
+    pub eos_token_id: Option<TokenIds>,
+}
+
+/// `rope_scaling`: jielong reads Llama 3's kind.
+#[derive(Debug, Deserialize)]
+pub struct HfRopeScaling {
+    pub rope_type: Option<String>,
+    /// Older configs name the kind `type`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub factor: Option<f64>,
+    pub low_freq_factor: Option<f64>,
+    pub high_freq_factor: Option<f64>,
+    pub original_max_position_embeddings: Option<usize>,
+}
+
+/// A token id field that holds one id or a list (`eos_token_id` of Llama 3 is a list).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum TokenIds {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    pub fn ids(&self) -> Vec<u32> {
+        match self {
+            TokenIds::One(id) => vec![*id],
+            TokenIds::Many(ids) => ids.clone(),
+        }
+    }
+}
+
+fn default_rope_theta() -> f64 {
+    10000.0
+}
+
+fn default_hf_eps() -> f64 {
+    1e-6
+}
+
+const SUPPORTED: [&str; 3] = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"];
+
+impl HfConfig {
+    pub fn from_json(c: &Value) -> Result<Self> {
+        serde_json::from_value(c.clone()).context("not a Llama-family config.json")
+    }
+
+    /// The architecture this config describes (Llama, Mistral or Qwen2).
+    pub fn architecture(&self) -> Result<TransformerConfig> {
+        let arch = self.architectures.first().map_or("", String::as_str);
+        if !SUPPORTED.contains(&arch) {
+            bail!(
+                "unsupported architecture {arch:?}: jielong loads {}",
+                SUPPORTED.join(", ")
+            );
+        }
+        let act = self.hidden_act.as_deref().unwrap_or("silu");
+        if act != "silu" {
+            bail!("unsupported hidden_act {act:?}: only silu (SwiGLU) is supported");
+        }
+        if self.mlp_bias {
+            bail!("unsupported mlp_bias = true");
+        }
+        // Mistral-style sliding-window attention equals full attention within the window.
+        let context = match self.sliding_window {
+            Some(w) if self.use_sliding_window != Some(false) => {
+                self.max_position_embeddings.min(w)
+            }
+            _ => self.max_position_embeddings,
+        };
+        let rope_scaling = match &self.rope_scaling {
+            None => None,
+            Some(s) => {
+                let kind = s
+                    .rope_type
+                    .as_deref()
+                    .or(s.kind.as_deref())
+                    .unwrap_or_default();
+                if kind != "llama3" {
+                    bail!("unsupported rope_scaling type {kind:?}: only llama3 is supported");
+                }
+                let need = |v: Option<f64>, key: &str| {
+                    v.with_context(|| format!("rope_scaling has no {key}"))
+                };
+                Some(Llama3RopeScaling {
+                    factor: need(s.factor, "factor")?,
+                    low_freq_factor: need(s.low_freq_factor, "low_freq_factor")?,
+                    high_freq_factor: need(s.high_freq_factor, "high_freq_factor")?,
+                    original_max_position_embeddings: s
+                        .original_max_position_embeddings
+                        .context("rope_scaling has no original_max_position_embeddings")?,
+                })
+            }
+        };
+        let qwen2 = arch == "Qwen2ForCausalLM";
+        let config = TransformerConfig {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_layers: self.num_hidden_layers,
+            num_heads: self.num_attention_heads,
+            num_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
+            head_dim: self
+                .head_dim
+                .unwrap_or(self.hidden_size / self.num_attention_heads.max(1)),
+            context_len: context,
+            rope_theta: self.rope_theta,
+            rope_scaling,
+            rms_norm_eps: self.rms_norm_eps,
+            tie_embeddings: self.tie_word_embeddings,
+            // Qwen2 always has q/k/v biases (and none on o_proj); Llama's `attention_bias` puts
+            // biases on all four projections.
+            attention_bias: qwen2 || self.attention_bias,
+            output_bias: !qwen2 && self.attention_bias,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 /// Translates a Hugging Face `config.json` (Llama, Mistral, Qwen2) into the architecture.
 pub fn from_hf_config(c: &Value) -> Result<TransformerConfig> {
-    let arch = c["architectures"]
-        .get(0)
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let supported = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"];
-    if !supported.contains(&arch) {
-        bail!(
-            "unsupported architecture {arch:?}: jielong loads {}",
-            supported.join(", ")
-        );
-    }
-    let int = |key: &str| -> Result<usize> {
-        c[key]
-            .as_u64()
-            .map(|v| v as usize)
-            .with_context(|| format!("config.json has no integer {key}"))
-    };
-    let act = c["hidden_act"].as_str().unwrap_or("silu");
-    if act != "silu" {
-        bail!("unsupported hidden_act {act:?}: only silu (SwiGLU) is supported");
-    }
-    if c["mlp_bias"].as_bool() == Some(true) {
-        bail!("unsupported mlp_bias = true");
-    }
-    let hidden = int("hidden_size")?;
-    let heads = int("num_attention_heads")?;
-    let head_dim = c["head_dim"]
-        .as_u64()
-        .map(|v| v as usize)
-        .unwrap_or(hidden / heads);
-    let mut context = int("max_position_embeddings")?;
-    // Mistral-style sliding-window attention equals full attention within the window.
-    if let Some(w) = c["sliding_window"]
-        .as_u64()
-        .filter(|_| c["use_sliding_window"].as_bool() != Some(false))
-    {
-        context = context.min(w as usize);
-    }
-    let rope_scaling = match &c["rope_scaling"] {
-        Value::Null => None,
-        s => {
-            let kind = s["rope_type"]
-                .as_str()
-                .or(s["type"].as_str())
-                .unwrap_or_default();
-            if kind != "llama3" {
-                bail!("unsupported rope_scaling type {kind:?}: only llama3 is supported");
-            }
-            let f = |key: &str| {
-                s[key]
-                    .as_f64()
-                    .with_context(|| format!("rope_scaling has no {key}"))
-            };
-            Some(Llama3RopeScaling {
-                factor: f("factor")?,
-                low_freq_factor: f("low_freq_factor")?,
-                high_freq_factor: f("high_freq_factor")?,
-                original_max_position_embeddings: f("original_max_position_embeddings")? as usize,
-            })
-        }
-    };
-    let config = TransformerConfig {
-        vocab_size: int("vocab_size")?,
-        hidden_size: hidden,
-        intermediate_size: int("intermediate_size")?,
-        num_layers: int("num_hidden_layers")?,
-        num_heads: heads,
-        num_kv_heads: c["num_key_value_heads"]
-            .as_u64()
-            .map(|v| v as usize)
-            .unwrap_or(heads),
-        head_dim,
-        context_len: context,
-        rope_theta: c["rope_theta"].as_f64().unwrap_or(10000.0),
-        rope_scaling,
-        rms_norm_eps: c["rms_norm_eps"].as_f64().unwrap_or(1e-6),
-        tie_embeddings: c["tie_word_embeddings"].as_bool().unwrap_or(false),
-        // Qwen2 always has q/k/v biases (and none on o_proj); Llama's `attention_bias` puts
-        // biases on all four projections.
-        attention_bias: arch == "Qwen2ForCausalLM"
-            || c["attention_bias"].as_bool().unwrap_or(false),
-        output_bias: arch != "Qwen2ForCausalLM" && c["attention_bias"].as_bool().unwrap_or(false),
-    };
-    config.validate()?;
-    Ok(config)
+    HfConfig::from_json(c)?.architecture()
 }
 
 /// A Hugging Face `config.json` for the architecture (Llama format, whose `attention_bias`

@@ -2,21 +2,21 @@
 //! grouped-query attention, optional tied embeddings. Field names follow Hugging Face's Llama
 //! checkpoints so that weights load by name.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
 use burn::tensor::activation::{log_softmax, silu};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use jielong_core::{Decoder, Logits, Positions, check_feed};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use jielong_core::{Decoder, Feed, Logits, Positions, check_feeds, rows_returned};
 
 use crate::config::TransformerConfig;
-use crate::weights::Weights;
+use crate::walk;
+use crate::weights::Checkpoint;
 
-/// Keys and values of every position fed so far, per layer: `[batch, kv_heads, len, head_dim]`.
+/// Keys and values of every position one sequence was fed, per layer:
+/// `[1, kv_heads, len, head_dim]` (burn's path: the reference, training and wgpu).
 #[derive(Clone, Debug)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
@@ -40,8 +40,7 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Forgets every position from `len` on (a chat rewinds to where a re-rendered
-    /// conversation stops matching what was fed).
+    /// Forgets every position from `len` on.
     pub fn truncate(&mut self, len: usize) {
         if len >= self.len {
             return;
@@ -53,6 +52,40 @@ impl KvCache {
                 .map(|(k, v)| (k.narrow(2, 0, len), v.narrow(2, 0, len)));
         }
         self.len = len;
+    }
+
+    /// The caches of sequences of equal length as one batch `[n, kv_heads, len, head_dim]`.
+    fn stack(caches: &[&KvCache]) -> KvCache {
+        let layers = (0..caches[0].layers.len())
+            .map(|l| {
+                let parts: Vec<&(Tensor<4>, Tensor<4>)> =
+                    caches.iter().filter_map(|c| c.layers[l].as_ref()).collect();
+                (parts.len() == caches.len()).then(|| {
+                    let ks = parts.iter().map(|p| p.0.clone()).collect();
+                    let vs = parts.iter().map(|p| p.1.clone()).collect();
+                    (Tensor::cat(ks, 0), Tensor::cat(vs, 0))
+                })
+            })
+            .collect();
+        KvCache {
+            layers,
+            len: caches[0].len,
+        }
+    }
+
+    /// Sequence `i` of a stacked batch.
+    fn unstack(&self, i: usize) -> KvCache {
+        KvCache {
+            layers: self
+                .layers
+                .iter()
+                .map(|slot| {
+                    slot.as_ref()
+                        .map(|(k, v)| (k.clone().narrow(0, i, 1), v.clone().narrow(0, i, 1)))
+                })
+                .collect(),
+            len: self.len,
+        }
     }
 }
 
@@ -190,93 +223,41 @@ pub struct Transformer {
     rope_sin: Tensor<2>,
 }
 
-/// Where a model's tensors come from while it is built: drawn fresh, or read from a checkpoint
-/// by name. `std` is the spread of a fresh draw (a checkpoint ignores it).
-trait ParamSource {
-    /// `[rows, cols]` as stored (the embedding).
-    fn matrix(&mut self, name: &str, rows: usize, cols: usize, std: f64) -> Result<Tensor<2>>;
-    /// A linear layer's weight, returned `[d_in, d_out]`.
-    fn linear(&mut self, name: &str, d_in: usize, d_out: usize, std: f64) -> Result<Tensor<2>>;
-    /// A norm gain (fresh: ones) or a bias (fresh: zeros).
-    fn vector(&mut self, name: &str, len: usize, fresh: f32) -> Result<Tensor<1>>;
-}
-
-/// Fresh weights from a seeded generator.
-struct Fresh<'a> {
-    rng: ChaCha8Rng,
-    device: &'a Device,
-}
-
-impl ParamSource for Fresh<'_> {
-    fn matrix(&mut self, _: &str, rows: usize, cols: usize, std: f64) -> Result<Tensor<2>> {
-        let values: Vec<f32> = (0..rows * cols)
-            .map(|_| (gaussian(&mut self.rng) * std) as f32)
-            .collect();
-        Ok(Tensor::from_data(
-            TensorData::new(values, [rows, cols]),
-            self.device,
-        ))
-    }
-
-    fn linear(&mut self, name: &str, d_in: usize, d_out: usize, std: f64) -> Result<Tensor<2>> {
-        self.matrix(name, d_in, d_out, std)
-    }
-
-    fn vector(&mut self, _: &str, len: usize, fresh: f32) -> Result<Tensor<1>> {
-        Ok(Tensor::full([len], fresh, self.device))
-    }
-}
-
-impl ParamSource for (&mut Weights, &Device) {
-    fn matrix(&mut self, name: &str, rows: usize, cols: usize, _: f64) -> Result<Tensor<2>> {
-        self.0.matrix(name, rows, cols, self.1)
-    }
-
-    fn linear(&mut self, name: &str, d_in: usize, d_out: usize, _: f64) -> Result<Tensor<2>> {
-        self.0.linear(name, d_in, d_out, self.1)
-    }
-
-    fn vector(&mut self, name: &str, len: usize, _: f32) -> Result<Tensor<1>> {
-        self.0.vector(name, len, self.1)
-    }
-}
-
 impl Transformer {
     /// A freshly initialised model (GPT-2 style: normal weights of std 0.02, the residual
     /// projections scaled down by the depth), drawn from its own seeded generator so that the
     /// same seed gives the same weights whatever else the process does.
     pub fn init(config: &TransformerConfig, device: &Device, seed: u64) -> Result<Self> {
-        Self::build(
-            config,
-            device,
-            &mut Fresh {
-                rng: ChaCha8Rng::seed_from_u64(seed),
-                device,
-            },
-        )
+        let mut fresh = walk::Fresh::new(config, seed, device);
+        Ok(Self::skeleton(config, device)?.map(&mut fresh))
     }
 
     /// Builds the model from named weights (Hugging Face Llama names, `[out, in]` linear
     /// matrices). Every tensor must be present with the right shape, and none left over.
     pub fn load(
         config: &TransformerConfig,
-        weights: &mut Weights,
+        weights: &mut dyn Checkpoint,
         device: &Device,
     ) -> Result<Self> {
-        let model = Self::build(config, device, &mut (&mut *weights, device))?;
+        let mut load = walk::Load::new(weights, device);
+        let model = Self::skeleton(config, device)?.map(&mut load);
+        load.finish()?;
         weights.finish()?;
         Ok(model)
     }
 
-    /// Walks the architecture, taking each tensor from `source` under its checkpoint name.
-    fn build(
-        config: &TransformerConfig,
-        device: &Device,
-        source: &mut dyn ParamSource,
-    ) -> Result<Self> {
+    /// Every weight under its checkpoint name, as stored: linear matrices `[out, in]`.
+    pub fn named_tensors(&self) -> Vec<(String, TensorData)> {
+        let mut save = walk::Save::default();
+        self.visit(&mut save);
+        save.tensors
+    }
+
+    /// The architecture with every parameter declared but none allocated: the one place that
+    /// says which tensors the model has and their shapes. Their checkpoint names are the field
+    /// paths (see [`walk`]), so a walk over it initialises, loads, saves or counts them.
+    pub(crate) fn skeleton(config: &TransformerConfig, device: &Device) -> Result<Self> {
         config.validate()?;
-        let std = 0.02;
-        let residual_std = std / (2.0 * config.num_layers as f64).sqrt();
         let (h, q, kv, i, v) = (
             config.hidden_size,
             config.num_heads * config.head_dim,
@@ -284,150 +265,47 @@ impl Transformer {
             config.intermediate_size,
             config.vocab_size,
         );
-        let linear = |src: &mut dyn ParamSource,
-                      name: &str,
-                      d_in: usize,
-                      d_out: usize,
-                      std: f64,
-                      bias: bool|
-         -> Result<Linear> {
-            Ok(Linear {
-                weight: Param::from_tensor(src.linear(
-                    &format!("{name}.weight"),
-                    d_in,
-                    d_out,
-                    std,
-                )?),
-                bias: if bias {
-                    Some(Param::from_tensor(src.vector(
-                        &format!("{name}.bias"),
-                        d_out,
-                        0.0,
-                    )?))
-                } else {
-                    None
-                },
-            })
+        let linear = |d_in: usize, d_out: usize, bias: bool| Linear {
+            weight: walk::declare([d_in, d_out], device),
+            bias: bias.then(|| walk::declare([d_out], device)),
         };
-        let norm = |src: &mut dyn ParamSource, name: &str| -> Result<RmsNorm> {
-            Ok(RmsNorm {
-                weight: Param::from_tensor(src.vector(&format!("{name}.weight"), h, 1.0)?),
-                eps: config.rms_norm_eps,
-            })
+        let norm = || RmsNorm {
+            weight: walk::declare([h], device),
+            eps: config.rms_norm_eps,
         };
-        let embed = source.matrix("model.embed_tokens.weight", v, h, std)?;
         let bias = config.attention_bias;
-        let mut layers = Vec::with_capacity(config.num_layers);
-        for l in 0..config.num_layers {
-            let p = format!("model.layers.{l}");
-            layers.push(Block {
-                input_layernorm: norm(source, &format!("{p}.input_layernorm"))?,
+        let layers = (0..config.num_layers)
+            .map(|_| Block {
+                input_layernorm: norm(),
                 self_attn: Attention {
-                    q_proj: linear(source, &format!("{p}.self_attn.q_proj"), h, q, std, bias)?,
-                    k_proj: linear(source, &format!("{p}.self_attn.k_proj"), h, kv, std, bias)?,
-                    v_proj: linear(source, &format!("{p}.self_attn.v_proj"), h, kv, std, bias)?,
-                    o_proj: linear(
-                        source,
-                        &format!("{p}.self_attn.o_proj"),
-                        q,
-                        h,
-                        residual_std,
-                        config.output_bias,
-                    )?,
+                    q_proj: linear(h, q, bias),
+                    k_proj: linear(h, kv, bias),
+                    v_proj: linear(h, kv, bias),
+                    o_proj: linear(q, h, config.output_bias),
                     num_heads: config.num_heads,
                     num_kv_heads: config.num_kv_heads,
                     head_dim: config.head_dim,
                 },
-                post_attention_layernorm: norm(source, &format!("{p}.post_attention_layernorm"))?,
+                post_attention_layernorm: norm(),
                 mlp: Mlp {
-                    gate_proj: linear(source, &format!("{p}.mlp.gate_proj"), h, i, std, false)?,
-                    up_proj: linear(source, &format!("{p}.mlp.up_proj"), h, i, std, false)?,
-                    down_proj: linear(
-                        source,
-                        &format!("{p}.mlp.down_proj"),
-                        i,
-                        h,
-                        residual_std,
-                        false,
-                    )?,
+                    gate_proj: linear(h, i, false),
+                    up_proj: linear(h, i, false),
+                    down_proj: linear(i, h, false),
                 },
-            });
-        }
-        let norm_out = norm(source, "model.norm")?;
-        let lm_head = if config.tie_embeddings {
-            None
-        } else {
-            Some(linear(source, "lm_head", h, v, std, false)?)
-        };
+            })
+            .collect();
         let (rope_cos, rope_sin) = rope_tables(config, device);
         Ok(Self {
             embed_tokens: Embedding {
-                weight: Param::from_tensor(embed),
+                weight: walk::declare([v, h], device),
             },
             layers,
-            norm: norm_out,
-            lm_head,
+            norm: norm(),
+            lm_head: (!config.tie_embeddings).then(|| linear(h, v, false)),
             config: config.clone(),
             rope_cos,
             rope_sin,
         })
-    }
-
-    /// Every weight under its checkpoint name, as stored: linear matrices `[out, in]`.
-    pub fn named_tensors(&self) -> Vec<(String, TensorData)> {
-        let mut out = vec![(
-            "model.embed_tokens.weight".to_string(),
-            self.embed_tokens.weight.val().into_data(),
-        )];
-        let linear = |out: &mut Vec<(String, TensorData)>, name: String, l: &Linear| {
-            out.push((
-                format!("{name}.weight"),
-                l.weight.val().transpose().into_data(),
-            ));
-            if let Some(b) = &l.bias {
-                out.push((format!("{name}.bias"), b.val().into_data()));
-            }
-        };
-        let norm = |out: &mut Vec<(String, TensorData)>, name: String, n: &RmsNorm| {
-            out.push((format!("{name}.weight"), n.weight.val().into_data()));
-        };
-        for (i, b) in self.layers.iter().enumerate() {
-            let p = format!("model.layers.{i}");
-            norm(&mut out, format!("{p}.input_layernorm"), &b.input_layernorm);
-            linear(
-                &mut out,
-                format!("{p}.self_attn.q_proj"),
-                &b.self_attn.q_proj,
-            );
-            linear(
-                &mut out,
-                format!("{p}.self_attn.k_proj"),
-                &b.self_attn.k_proj,
-            );
-            linear(
-                &mut out,
-                format!("{p}.self_attn.v_proj"),
-                &b.self_attn.v_proj,
-            );
-            linear(
-                &mut out,
-                format!("{p}.self_attn.o_proj"),
-                &b.self_attn.o_proj,
-            );
-            norm(
-                &mut out,
-                format!("{p}.post_attention_layernorm"),
-                &b.post_attention_layernorm,
-            );
-            linear(&mut out, format!("{p}.mlp.gate_proj"), &b.mlp.gate_proj);
-            linear(&mut out, format!("{p}.mlp.up_proj"), &b.mlp.up_proj);
-            linear(&mut out, format!("{p}.mlp.down_proj"), &b.mlp.down_proj);
-        }
-        norm(&mut out, "model.norm".to_string(), &self.norm);
-        if let Some(head) = &self.lm_head {
-            linear(&mut out, "lm_head".to_string(), head);
-        }
-        out
     }
 
     pub fn device(&self) -> Device {
@@ -509,8 +387,46 @@ impl Transformer {
         (picked * mask.clone()).sum().neg() / mask.sum()
     }
 
-    pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.config.num_layers)
+    /// Runs sequences of equal cached and new lengths as one burn batch.
+    ///
+    /// # Shapes
+    /// - returns `[n, rows, vocab]` flattened, rows = 1 (`Last`) or the new length (`All`)
+    fn forward_group(
+        &self,
+        ids: &[&[u32]],
+        caches: &mut [&mut KvCache],
+        positions: Positions,
+    ) -> Result<Vec<f32>> {
+        let (batch, new) = (ids.len(), ids[0].len());
+        let mut stacked = if batch == 1 {
+            std::mem::replace(caches[0], KvCache::new(0))
+        } else {
+            KvCache::stack(&caches.iter().map(|c| &**c).collect::<Vec<_>>())
+        };
+        let flat: Vec<i64> = ids
+            .iter()
+            .flat_map(|r| r.iter())
+            .map(|&id| id as i64)
+            .collect();
+        let tokens =
+            Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, new]), &self.device());
+        let hidden = self.hidden(tokens, Some(&mut stacked)); // [b, new, hidden]
+        let hidden = match positions {
+            Positions::All => hidden,
+            Positions::Last => hidden.narrow(1, new - 1, 1),
+        };
+        let logits = self.head(hidden); // [b, rows, vocab]
+        if batch == 1 {
+            *caches[0] = stacked;
+        } else {
+            for (i, cache) in caches.iter_mut().enumerate() {
+                **cache = stacked.unstack(i);
+            }
+        }
+        logits
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("cannot read logits: {e:?}"))
     }
 }
 
@@ -525,7 +441,7 @@ impl Decoder for Transformer {
         self.config.context_len
     }
 
-    fn new_cache(&self, _batch: usize) -> KvCache {
+    fn new_cache(&self) -> KvCache {
         KvCache::new(self.config.num_layers)
     }
 
@@ -533,49 +449,59 @@ impl Decoder for Transformer {
         cache.len
     }
 
-    fn forward(
-        &self,
-        ids: &[Vec<u32>],
-        cache: &mut KvCache,
-        positions: Positions,
-    ) -> Result<Logits> {
-        let new = check_feed(
-            ids,
+    fn truncate_cache(&self, cache: &mut KvCache, len: usize) {
+        cache.truncate(len);
+    }
+
+    /// Sequences with the same cached and new lengths run together as one burn batch (the
+    /// usual case: a batch of images or clips); a ragged batch runs group by group.
+    fn forward(&self, feeds: &mut [Feed<'_, KvCache>], positions: Positions) -> Result<Logits> {
+        let ids: Vec<&[u32]> = feeds.iter().map(|f| f.ids).collect();
+        let cached: Vec<usize> = feeds.iter().map(|f| f.cache.len).collect();
+        check_feeds(
+            &ids,
+            &cached,
             self.config.vocab_size,
-            cache.len,
             self.config.context_len,
         )?;
-        let batch = ids.len();
-        if let Some((k, _)) = cache.layers.first().and_then(|l| l.as_ref()) {
-            if k.dims()[0] != batch {
-                bail!(
-                    "the cache holds {} sequences but {batch} were fed",
-                    k.dims()[0]
-                );
+        let rows = rows_returned(&ids, positions);
+        let vocab = self.config.vocab_size;
+        // Where each sequence's logits start in the output.
+        let mut offsets = Vec::with_capacity(rows.len());
+        let mut total = 0;
+        for r in &rows {
+            offsets.push(total * vocab);
+            total += r;
+        }
+        let mut data = vec![0.0f32; total * vocab];
+        let mut groups: Vec<((usize, usize), Vec<usize>)> = Vec::new();
+        for (i, key) in cached
+            .iter()
+            .zip(&ids)
+            .map(|(&c, r)| (c, r.len()))
+            .enumerate()
+        {
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((key, vec![i])),
             }
         }
-        let flat: Vec<i64> = ids.iter().flatten().map(|&id| id as i64).collect();
-        let tokens =
-            Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, new]), &self.device());
-        let hidden = self.hidden(tokens, Some(cache)); // [b, new, hidden]
-        let (hidden, n) = match positions {
-            Positions::All => (hidden, new),
-            Positions::Last => (hidden.narrow(1, new - 1, 1), 1),
-        };
-        let logits = self.head(hidden); // [b, n, vocab]
-        let data = logits
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("cannot read logits: {e:?}"))?;
-        Logits::new(batch, n, self.config.vocab_size, data)
+        for (_, members) in groups {
+            let group_ids: Vec<&[u32]> = members.iter().map(|&i| ids[i]).collect();
+            let mut group_caches: Vec<&mut KvCache> = Vec::with_capacity(members.len());
+            for (i, f) in feeds.iter_mut().enumerate() {
+                if members.contains(&i) {
+                    group_caches.push(&mut *f.cache);
+                }
+            }
+            let out = self.forward_group(&group_ids, &mut group_caches, positions)?;
+            let per = out.len() / members.len();
+            for (k, &i) in members.iter().enumerate() {
+                data[offsets[i]..offsets[i] + per].copy_from_slice(&out[k * per..(k + 1) * per]);
+            }
+        }
+        Ok(Logits::new(vocab, &rows, data))
     }
-}
-
-/// A standard normal draw (Box-Muller).
-fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
-    let u1: f64 = 1.0 - rng.r#gen::<f64>(); // in (0, 1]
-    let u2: f64 = rng.r#gen();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 /// cos and sin of `position * inv_freq` for every position of the context, computed in f64.
@@ -612,7 +538,7 @@ fn rope_tables(config: &TransformerConfig, device: &Device) -> (Tensor<2>, Tenso
 
 /// Llama 3's rescaling: long wavelengths are slowed by `factor`, short ones kept, the band in
 /// between interpolated.
-fn llama3_scale(freq: f64, s: &crate::config::Llama3RopeScaling) -> f64 {
+pub(crate) fn llama3_scale(freq: f64, s: &crate::config::Llama3RopeScaling) -> f64 {
     let old = s.original_max_position_embeddings as f64;
     let low_wavelen = old / s.low_freq_factor;
     let high_wavelen = old / s.high_freq_factor;

@@ -1,15 +1,50 @@
-//! Named weights in safetensors files: memory-mapped, f32/f16/bf16, one file or shards.
+//! Named weights: the [`Checkpoint`] every loader reads, and safetensors files (memory-mapped,
+//! f32/f16/bf16, one file or shards).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use std::borrow::Cow;
+
 use anyhow::{Context, Result, bail};
-use burn::tensor::{Device, Tensor, TensorData};
+use jielong_gguf::GgmlType;
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
-/// The tensors of a checkpoint, read by name. Tracks which were taken so that a loader can
+/// A stored tensor: its Hugging Face name, its shape in PyTorch order (`[out, in]` for a linear
+/// weight), its ggml type (safetensors' f32/f16/bf16 are the same bytes as ggml's) and its
+/// bytes, borrowed from the memory-mapped file where it can be.
+pub struct RawTensor<'a> {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub ty: GgmlType,
+    pub data: Cow<'a, [u8]>,
+}
+
+impl RawTensor<'_> {
+    /// The values as f32 (de-quantized when stored in blocks).
+    pub fn to_f32(&self) -> Vec<f32> {
+        jielong_gguf::dequantize(self.ty, &self.data)
+    }
+}
+
+/// Where a model's tensors come from, by Hugging Face name: a safetensors folder, a GGUF
+/// file. Tracks which tensors were taken so that a loader can say which it did not use.
+pub trait Checkpoint {
+    /// The tensor `name`, checked against `shape` (PyTorch order).
+    fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<RawTensor<'_>>;
+
+    /// Fails, naming them, if the checkpoint holds tensors the model did not take.
+    fn finish(&self) -> Result<()>;
+
+    /// The tensor `name` as f32 values.
+    fn read(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        Ok(self.tensor(name, shape)?.to_f32())
+    }
+}
+
+/// The tensors of a safetensors checkpoint, read by name. Tracks which were taken so that a loader can
 /// say which tensors the model did not use.
 pub struct Weights {
     files: Vec<(PathBuf, Mmap)>,
@@ -81,8 +116,7 @@ impl Weights {
         self.index.contains_key(name)
     }
 
-    /// The tensor `name` as f32 values, checked against `shape`.
-    pub fn read(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    fn tensor_view(&mut self, name: &str, shape: &[usize]) -> Result<RawTensor<'_>> {
         let &file = self
             .index
             .get(name)
@@ -100,72 +134,28 @@ impl Weights {
                 shape
             );
         }
-        let bytes = view.data();
-        let values = match view.dtype() {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+        let ty = match view.dtype() {
+            Dtype::F32 => GgmlType::F32,
+            Dtype::F16 => GgmlType::F16,
+            Dtype::BF16 => GgmlType::BF16,
             other => {
                 bail!("tensor {name} is {other:?}; only f32, f16 and bf16 weights are supported")
             }
         };
+        // The view borrows the map, which lives as long as `self`.
+        let offset = view.data().as_ptr() as usize - mmap.as_ptr() as usize;
+        let data = &mmap[offset..offset + view.data().len()];
         self.taken.insert(name.to_string());
-        Ok(values)
-    }
-
-    /// A `[rows, cols]` matrix as stored.
-    pub fn matrix(
-        &mut self,
-        name: &str,
-        rows: usize,
-        cols: usize,
-        device: &Device,
-    ) -> Result<Tensor<2>> {
-        let values = self.read(name, &[rows, cols])?;
-        Ok(Tensor::from_data(
-            TensorData::new(values, [rows, cols]),
-            device,
-        ))
-    }
-
-    /// A linear layer's weight, stored `[out, in]` (PyTorch), returned `[in, out]` (burn),
-    /// transposed here so the tensor is contiguous.
-    pub fn linear(
-        &mut self,
-        name: &str,
-        d_in: usize,
-        d_out: usize,
-        device: &Device,
-    ) -> Result<Tensor<2>> {
-        let stored = self.read(name, &[d_out, d_in])?;
-        let mut values = vec![0.0f32; stored.len()];
-        for o in 0..d_out {
-            for i in 0..d_in {
-                values[i * d_out + o] = stored[o * d_in + i];
-            }
-        }
-        Ok(Tensor::from_data(
-            TensorData::new(values, [d_in, d_out]),
-            device,
-        ))
-    }
-
-    pub fn vector(&mut self, name: &str, len: usize, device: &Device) -> Result<Tensor<1>> {
-        let values = self.read(name, &[len])?;
-        Ok(Tensor::from_data(TensorData::new(values, [len]), device))
+        Ok(RawTensor {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            ty,
+            data: Cow::Borrowed(data),
+        })
     }
 
     /// Fails, naming them, if the checkpoint holds tensors the model did not take.
-    pub fn finish(&self) -> Result<()> {
+    fn unused_check(&self) -> Result<()> {
         // Rotary tables are recomputed from the config; some exporters save them anyway.
         let unused: Vec<&String> = self
             .index
@@ -182,6 +172,16 @@ impl Weights {
             );
         }
         Ok(())
+    }
+}
+
+impl Checkpoint for Weights {
+    fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<RawTensor<'_>> {
+        self.tensor_view(name, shape)
+    }
+
+    fn finish(&self) -> Result<()> {
+        self.unused_check()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, Distribution, Tensor};
-use jielong_core::{Decoder, Positions};
+use jielong_core::{Decoder, Feed, Logits, Positions};
 use jielong_nn::{ModelFolder, Transformer, TransformerConfig, burn, save_native};
 
 /// Random weights scaled up so that logits have real spread (the default init gives
@@ -43,6 +43,25 @@ fn sequence(n: usize, vocab: u32) -> Vec<u32> {
     (0..n as u32).map(|i| (i * 7 + 3) % vocab).collect()
 }
 
+/// One forward pass of a batch, each row with its own cache.
+fn forward(
+    model: &Transformer,
+    rows: &[Vec<u32>],
+    caches: &mut [jielong_nn::KvCache],
+    positions: Positions,
+) -> anyhow::Result<Logits> {
+    let mut feeds: Vec<Feed<_>> = rows
+        .iter()
+        .zip(caches.iter_mut())
+        .map(|(r, c)| Feed::new(r, c))
+        .collect();
+    Decoder::forward(model, &mut feeds, positions)
+}
+
+fn caches(model: &Transformer, n: usize) -> Vec<jielong_nn::KvCache> {
+    (0..n).map(|_| model.new_cache()).collect()
+}
+
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -57,17 +76,16 @@ fn cached_and_uncached_logits_agree() {
         let model = spread_model(&config, 1);
         let ids = sequence(30, config.vocab_size as u32);
         let batch = vec![ids.clone(), ids.iter().rev().copied().collect::<Vec<_>>()];
-        let mut cache = model.new_cache();
-        let full = Decoder::forward(&model, &batch, &mut cache, Positions::All).unwrap();
+        let full = forward(&model, &batch, &mut caches(&model, 2), Positions::All).unwrap();
         let spread = full.data.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         assert!(spread > 1.0, "logits too flat to test anything: {spread}");
 
         // Feed the same tokens in uneven chunks with a cache.
-        let mut cache = model.new_cache();
+        let mut cache = caches(&model, 2);
         let mut pos = 0;
         for chunk in [5, 1, 1, 9, 1, 13] {
             let part: Vec<Vec<u32>> = batch.iter().map(|s| s[pos..pos + chunk].to_vec()).collect();
-            let step = Decoder::forward(&model, &part, &mut cache, Positions::All).unwrap();
+            let step = forward(&model, &part, &mut cache, Positions::All).unwrap();
             for b in 0..2 {
                 for t in 0..chunk {
                     let d = max_diff(step.row(b, t), full.row(b, pos + t));
@@ -75,23 +93,99 @@ fn cached_and_uncached_logits_agree() {
                 }
             }
             pos += chunk;
-            assert_eq!(model.cache_len(&cache), pos);
+            assert_eq!(model.cache_len(&cache[1]), pos);
         }
         // Positions::Last returns the last row only.
-        let mut cache = model.new_cache();
-        let last = Decoder::forward(&model, &batch, &mut cache, Positions::Last).unwrap();
+        let last = forward(&model, &batch, &mut caches(&model, 2), Positions::Last).unwrap();
+        assert_eq!(last.rows(1), 1);
         assert!(max_diff(last.last(1), full.last(1)) < 1e-4);
     }
+}
+
+#[test]
+fn a_ragged_batch_gives_each_sequence_what_it_gets_alone() {
+    for config in configs() {
+        let model = spread_model(&config, 5);
+        let v = config.vocab_size as u32;
+        // Three sequences: cached lengths 0, 7 and 3; new lengths 4, 1 and 1.
+        let histories = [
+            sequence(4, v),
+            sequence(8, v),
+            sequence(4, v).into_iter().rev().collect::<Vec<_>>(),
+        ];
+        let cached = [0usize, 7, 3];
+        let mut together = caches(&model, 3);
+        for (c, (h, &n)) in together.iter_mut().zip(histories.iter().zip(&cached)) {
+            if n > 0 {
+                forward(
+                    &model,
+                    &[h[..n].to_vec()],
+                    std::slice::from_mut(c),
+                    Positions::Last,
+                )
+                .unwrap();
+            }
+        }
+        let news: Vec<Vec<u32>> = histories
+            .iter()
+            .zip(&cached)
+            .map(|(h, &n)| h[n..].to_vec())
+            .collect();
+        let out = forward(&model, &news, &mut together, Positions::All).unwrap();
+        for (s, h) in histories.iter().enumerate() {
+            let alone =
+                forward(&model, &[h.clone()], &mut caches(&model, 1), Positions::All).unwrap();
+            assert_eq!(out.rows(s), news[s].len());
+            for r in 0..news[s].len() {
+                let d = max_diff(out.row(s, r), alone.row(0, cached[s] + r));
+                assert!(d < 1e-4, "sequence {s} row {r} differs by {d}");
+            }
+        }
+    }
+}
+
+#[test]
+fn checkpoint_names_are_hugging_face_names_and_counts_match() {
+    let config = TransformerConfig::new(41, 24, 40, 2, 6, 2, 6, 48).with_attention_bias(true);
+    let model = Transformer::init(&config, &Device::flex(), 0).unwrap();
+    let tensors = model.named_tensors();
+    let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
+    let mut expected = vec!["model.embed_tokens.weight".to_string()];
+    for l in 0..2 {
+        let p = format!("model.layers.{l}");
+        expected.push(format!("{p}.input_layernorm.weight"));
+        for proj in ["q_proj", "k_proj", "v_proj"] {
+            expected.push(format!("{p}.self_attn.{proj}.weight"));
+            expected.push(format!("{p}.self_attn.{proj}.bias"));
+        }
+        expected.push(format!("{p}.self_attn.o_proj.weight"));
+        expected.push(format!("{p}.post_attention_layernorm.weight"));
+        for proj in ["gate_proj", "up_proj", "down_proj"] {
+            expected.push(format!("{p}.mlp.{proj}.weight"));
+        }
+    }
+    expected.push("model.norm.weight".into());
+    expected.push("lm_head.weight".into());
+    assert_eq!(names, expected);
+    // Linear weights are stored [out, in]: q_proj maps 24 wide to 6 heads x 6.
+    let q = &tensors[2].1;
+    assert_eq!(q.shape().to_vec(), vec![36, 24]);
+    let counted: usize = tensors.iter().map(|(_, d)| d.num_elements()).sum();
+    assert_eq!(config.num_params(), counted);
+    assert_eq!(
+        counted,
+        41 * 24 * 2 + 2 * (24 * 36 + 36 + 2 * (24 * 12 + 12) + 36 * 24 + 3 * 24 * 40 + 2 * 24) + 24
+    );
 }
 
 #[test]
 fn overlong_and_out_of_vocabulary_feeds_are_errors() {
     let config = &configs()[0];
     let model = spread_model(config, 2);
-    let mut cache = model.new_cache();
-    let err = Decoder::forward(&model, &[vec![1; 49]], &mut cache, Positions::Last).unwrap_err();
+    let mut cache = caches(&model, 1);
+    let err = forward(&model, &[vec![1; 49]], &mut cache, Positions::Last).unwrap_err();
     assert!(err.to_string().contains("context"), "{err}");
-    let err = Decoder::forward(&model, &[vec![37]], &mut cache, Positions::Last).unwrap_err();
+    let err = forward(&model, &[vec![37]], &mut cache, Positions::Last).unwrap_err();
     assert!(err.to_string().contains("vocabulary"), "{err}");
 }
 
@@ -107,8 +201,8 @@ fn a_saved_folder_loads_to_the_same_logits_and_bad_folders_are_named() {
         assert_eq!(folder.codec, codec);
         let loaded = folder.load(&Device::flex()).unwrap();
         let ids = vec![sequence(20, config.vocab_size as u32)];
-        let a = Decoder::forward(&model, &ids, &mut model.new_cache(), Positions::All).unwrap();
-        let b = Decoder::forward(&loaded, &ids, &mut loaded.new_cache(), Positions::All).unwrap();
+        let a = forward(&model, &ids, &mut caches(&model, 1), Positions::All).unwrap();
+        let b = forward(&loaded, &ids, &mut caches(&loaded, 1), Positions::All).unwrap();
         assert_eq!(a.data, b.data, "weights must round-trip exactly");
     }
 

@@ -48,6 +48,21 @@ impl ChatTemplate {
         }
     }
 
+    /// A template given as text (a GGUF file's `tokenizer.chat_template`) with the texts of
+    /// its BOS and EOS tokens, checked by rendering a one-message conversation.
+    pub fn from_source(source: &str, bos_token: &str, eos_token: &str) -> Result<Self> {
+        let template = Self {
+            source: source.into(),
+            bos_token: bos_token.into(),
+            eos_token: eos_token.into(),
+            builtin: false,
+        };
+        template
+            .render(&[Message::new("user", "hi")], true)
+            .context("the chat template does not render")?;
+        Ok(template)
+    }
+
     /// The template of `dir/tokenizer_config.json` (`chat_template` as a string, or a list of
     /// named templates of which "default" is taken), or the built-in one when there is none.
     pub fn from_folder(dir: &Path) -> Result<Self> {

@@ -4,12 +4,12 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use jielong_core::{Codec, Specials, Vocab};
+use jielong_core::{Codec, FolderCodec, Specials, Vocab};
 use serde_json::{Value, json};
 use tokenizers::Tokenizer;
 
 /// How text becomes token ids.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum TextCodec {
     /// UTF-8 bytes: 256 tokens, any text.
     Bytes { vocab: Vocab },
@@ -75,63 +75,6 @@ impl TextCodec {
             TextCodec::Bytes { .. } => "bytes",
             TextCodec::Chars { .. } => "chars",
             TextCodec::Tokenizer { .. } => "tokenizer",
-        }
-    }
-
-    /// The codec section of a model folder's `config.json`.
-    pub fn to_json(&self) -> Value {
-        match self {
-            TextCodec::Bytes { .. } => json!({ "kind": "bytes" }),
-            TextCodec::Chars { chars, .. } => {
-                json!({ "kind": "chars", "chars": chars.iter().collect::<String>() })
-            }
-            TextCodec::Tokenizer { file, vocab, .. } => {
-                json!({ "kind": "tokenizer", "file": file, "bos": vocab.bos, "end": vocab.end })
-            }
-        }
-    }
-
-    /// Writes side files (the tokenizer) into a model folder.
-    pub fn save_files(&self, dir: &Path) -> Result<()> {
-        if let TextCodec::Tokenizer {
-            tokenizer, file, ..
-        } = self
-        {
-            let text = tokenizer
-                .to_string(true)
-                .map_err(|e| anyhow::anyhow!("cannot serialise the tokenizer: {e}"))?;
-            jielong_core::write_atomic(&dir.join(file), text.as_bytes())?;
-        }
-        Ok(())
-    }
-
-    /// Reads a codec section (`dir` holds its side files).
-    pub fn from_json(section: &Value, dir: &Path) -> Result<Self> {
-        match section["kind"].as_str() {
-            Some("bytes") => Ok(Self::bytes()),
-            Some("chars") => {
-                let chars = section["chars"]
-                    .as_str()
-                    .context("codec section: chars codec without \"chars\"")?;
-                let codec = Self::chars_of(chars)?;
-                if codec.vocab().size() != chars.chars().count() {
-                    bail!("codec section: the character list has duplicates");
-                }
-                Ok(codec)
-            }
-            Some("tokenizer") => {
-                let file = section["file"].as_str().unwrap_or("tokenizer.json");
-                let id = |k: &str| section[k].as_u64().map(|v| v as u32);
-                Ok(Self::tokenizer(
-                    Self::load_tokenizer(&dir.join(file))?,
-                    file,
-                    id("bos"),
-                    id("end"),
-                ))
-            }
-            other => {
-                bail!("codec section: unknown text codec {other:?} (bytes, chars or tokenizer)")
-            }
         }
     }
 
@@ -275,6 +218,65 @@ fn byte_level_chars() -> Vec<char> {
             }
         })
         .collect()
+}
+
+impl FolderCodec for TextCodec {
+    /// The codec section of a model folder's `config.json`.
+    fn to_json(&self) -> Value {
+        match self {
+            TextCodec::Bytes { .. } => json!({ "kind": "bytes" }),
+            TextCodec::Chars { chars, .. } => {
+                json!({ "kind": "chars", "chars": chars.iter().collect::<String>() })
+            }
+            TextCodec::Tokenizer { file, vocab, .. } => {
+                json!({ "kind": "tokenizer", "file": file, "bos": vocab.bos, "end": vocab.end })
+            }
+        }
+    }
+
+    /// Writes side files (the tokenizer) into a model folder.
+    fn save_files(&self, dir: &Path) -> Result<()> {
+        if let TextCodec::Tokenizer {
+            tokenizer, file, ..
+        } = self
+        {
+            let text = tokenizer
+                .to_string(true)
+                .map_err(|e| anyhow::anyhow!("cannot serialise the tokenizer: {e}"))?;
+            jielong_core::write_atomic(&dir.join(file), text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Reads a codec section (`dir` holds its side files).
+    fn from_json(section: &Value, dir: &Path) -> Result<Self> {
+        match section["kind"].as_str() {
+            Some("bytes") => Ok(Self::bytes()),
+            Some("chars") => {
+                let chars = section["chars"]
+                    .as_str()
+                    .context("codec section: chars codec without \"chars\"")?;
+                let codec = Self::chars_of(chars)?;
+                if codec.vocab().size() != chars.chars().count() {
+                    bail!("codec section: the character list has duplicates");
+                }
+                Ok(codec)
+            }
+            Some("tokenizer") => {
+                let file = section["file"].as_str().unwrap_or("tokenizer.json");
+                let id = |k: &str| section[k].as_u64().map(|v| v as u32);
+                Ok(Self::tokenizer(
+                    Self::load_tokenizer(&dir.join(file))?,
+                    file,
+                    id("bos"),
+                    id("end"),
+                ))
+            }
+            other => {
+                bail!("codec section: unknown text codec {other:?} (bytes, chars or tokenizer)")
+            }
+        }
+    }
 }
 
 impl Codec for TextCodec {

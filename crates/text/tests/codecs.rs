@@ -1,6 +1,6 @@
 //! Text codecs round-trip real text, refuse what they cannot express, and stream safely.
 
-use jielong_core::Codec;
+use jielong_core::{Codec, FolderCodec};
 use jielong_text::{TextCodec, TextCorpus, TextStream, find_stop, read_text, train_bpe};
 
 fn botchan() -> String {

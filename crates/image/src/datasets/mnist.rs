@@ -1,39 +1,92 @@
 //! MNIST in its original IDX format, gzipped or not: `train-*` is the training split and the
-//! 10,000 `t10k-*` images are held out.
+//! 10,000 `t10k-*` images are held out. A folder may hold only the pair of files its user needs
+//! (see [`MnistSplits`]): the t10k pair to evaluate, the training pair to train (every 10th
+//! training image is then held out, as in the other datasets without a split of their own).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use image::RgbImage;
 
-use super::{ImageDataset, LabelledImage, read_maybe_gzipped};
+use super::{ImageDataset, LabelledImage, MnistSplits, is_heldout, read_maybe_gzipped};
 
 const IMAGES_MAGIC: u32 = 0x0000_0803; // unsigned bytes, 3 dimensions
 const LABELS_MAGIC: u32 = 0x0000_0801; // unsigned bytes, 1 dimension
 
-/// Whether `dir` holds MNIST's training images (gzipped or not).
+/// The four files, by split: (split, images, labels).
+const TRAIN: (&str, &str, &str) = (
+    "training",
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+);
+const TEST: (&str, &str, &str) = ("test", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte");
+
+/// Whether `dir` holds any of MNIST's four files (gzipped or not).
 pub(crate) fn is_mnist_folder(dir: &Path) -> bool {
-    find(dir, "train-images-idx3-ubyte").is_ok()
+    [TRAIN, TEST]
+        .iter()
+        .flat_map(|&(_, images, labels)| [images, labels])
+        .any(|name| existing(dir, name).is_some())
 }
 
-/// `name` or `name.gz` in `dir`.
-fn find(dir: &Path, name: &str) -> Result<PathBuf> {
+/// `name` or `name.gz` in `dir`, if either is a file.
+fn existing(dir: &Path, name: &str) -> Option<PathBuf> {
     [dir.join(name), dir.join(format!("{name}.gz"))]
         .into_iter()
         .find(|p| p.is_file())
-        .with_context(|| {
-            format!(
-                "{} has no {name} (or {name}.gz): it is not a complete MNIST folder",
-                dir.display()
-            )
-        })
+}
+
+/// The paths of a split's images and labels: `None` when neither file is there, an error naming
+/// the missing one when only one is, or when `needed` and neither is.
+fn pair(
+    dir: &Path,
+    (split, images, labels): (&str, &str, &str),
+    needed: bool,
+    purpose: Option<&str>,
+) -> Result<Option<(PathBuf, PathBuf)>> {
+    let missing = |name: &str| {
+        let why = match purpose {
+            Some(purpose) => format!("{purpose} needs MNIST's {split} files {images} and {labels}"),
+            None => format!("MNIST's {split} files are {images} and {labels}"),
+        };
+        anyhow::anyhow!(
+            "{} has no {name} (or {name}.gz): it is not a complete MNIST folder ({why}, gzipped or not)",
+            dir.display()
+        )
+    };
+    match (existing(dir, images), existing(dir, labels)) {
+        (Some(i), Some(l)) => Ok(Some((i, l))),
+        (None, None) if !needed => Ok(None),
+        (None, _) => Err(missing(images)),
+        (_, None) => Err(missing(labels)),
+    }
 }
 
 /// Reads the four MNIST files from `dir`. Labels are the classes "0".."9".
 pub fn read_mnist(dir: &Path) -> Result<ImageDataset> {
-    let split = |prefix: &str| -> Result<Vec<LabelledImage>> {
-        let images_path = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
-        let labels_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
+    read_mnist_splits(dir, MnistSplits::Both)
+}
+
+/// Reads the MNIST files of `dir` that `splits` asks for: the needed pair must be complete, the
+/// other pair is read when it is there (and must then be complete too). Without the t10k pair,
+/// every 10th training image is held out; without the training pair, there are no training
+/// images. Labels are the classes "0".."9".
+pub fn read_mnist_splits(dir: &Path, splits: MnistSplits) -> Result<ImageDataset> {
+    let (train_files, test_files) = match splits {
+        MnistSplits::Both => (pair(dir, TRAIN, true, None)?, pair(dir, TEST, true, None)?),
+        MnistSplits::Training => (
+            pair(dir, TRAIN, true, Some("training"))?,
+            pair(dir, TEST, false, None)?,
+        ),
+        MnistSplits::Test => (
+            pair(dir, TRAIN, false, None)?,
+            pair(dir, TEST, true, Some("evaluation"))?,
+        ),
+    };
+    let split = |files: Option<(PathBuf, PathBuf)>| -> Result<Vec<LabelledImage>> {
+        let Some((images_path, labels_path)) = files else {
+            return Ok(Vec::new());
+        };
         let images = read_idx_images(&images_path)?;
         let labels = read_idx_labels(&labels_path)?;
         if images.len() != labels.len() {
@@ -62,14 +115,27 @@ pub fn read_mnist(dir: &Path) -> Result<ImageDataset> {
     };
     // The two splits are independent: read them at the same time.
     let (train, heldout) = std::thread::scope(|s| {
-        let heldout = s.spawn(|| split("t10k"));
-        let train = split("train");
+        let heldout = s.spawn(|| split(test_files));
+        let train = split(train_files);
         (train, heldout.join())
     });
-    let heldout = heldout.map_err(|_| anyhow::anyhow!("reading the MNIST test split failed"))??;
+    let (mut train, mut heldout) = (
+        train?,
+        heldout.map_err(|_| anyhow::anyhow!("reading the MNIST test split failed"))??,
+    );
+    if heldout.is_empty() {
+        let all = std::mem::take(&mut train);
+        for (i, image) in all.into_iter().enumerate() {
+            if is_heldout(i) {
+                heldout.push(image);
+            } else {
+                train.push(image);
+            }
+        }
+    }
     let classes = (0..10).map(|d| d.to_string()).collect();
     ImageDataset::new(
-        train?,
+        train,
         heldout,
         classes,
         format!("MNIST ({})", dir.display()),

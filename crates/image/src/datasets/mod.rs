@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use image::RgbImage;
 
 pub use digits_csv::read_digits_csv;
-pub use mnist::{read_idx_images, read_idx_labels, read_mnist};
+pub use mnist::{read_idx_images, read_idx_labels, read_mnist, read_mnist_splits};
 pub use png_folder::read_png_folder;
 pub use sprite_sheet::read_sprite_sheet;
 
@@ -103,6 +103,21 @@ impl ImageDataset {
     }
 }
 
+/// Which of an MNIST folder's two pairs of files must be there. The other pair is read when it
+/// is there; a split whose files are absent is empty.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MnistSplits {
+    /// All four files ([`open_dataset`]).
+    #[default]
+    Both,
+    /// The training pair `train-images-idx3-ubyte`, `train-labels-idx1-ubyte` (training; the
+    /// t10k pair, when there, is its held-out split, otherwise every 10th training image).
+    Training,
+    /// The test pair `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte` (evaluation; the
+    /// training pair, when there, gives a classifier's references).
+    Test,
+}
+
 /// Choices [`open_dataset_with`] cannot guess.
 #[derive(Clone, Debug, Default)]
 pub struct DatasetOptions {
@@ -110,9 +125,12 @@ pub struct DatasetOptions {
     pub size: Option<(u32, u32)>,
     /// The JSON index of a sprite sheet (otherwise found beside the sheet).
     pub index: Option<PathBuf>,
+    /// The MNIST files that must be there (other datasets hold both splits in one place).
+    pub mnist: MnistSplits,
 }
 
-/// Reads the dataset at `path`, telling from the path what it is: a folder with MNIST IDX files,
+/// Reads the dataset at `path`, telling from the path what it is: a folder with MNIST IDX files
+/// (all four of them; see [`DatasetOptions::mnist`] for folders with one split),
 /// a `.csv` / `.csv.gz` of 8x8 digits, a sprite-sheet PNG with its JSON index beside it, or a
 /// folder of PNGs (labelled by sub-folder).
 pub fn open_dataset(path: &Path) -> Result<ImageDataset> {
@@ -129,7 +147,7 @@ pub fn open_dataset_with(path: &Path, options: &DatasetOptions) -> Result<ImageD
         .unwrap_or_default();
     let data = if meta.is_dir() {
         if mnist::is_mnist_folder(path) {
-            read_mnist(path)?
+            read_mnist_splits(path, options.mnist)?
         } else {
             return read_png_folder(path, options.size);
         }

@@ -1,6 +1,7 @@
 //! `--show-probs K`: the lecture's dice — for every step, the K most likely tokens, their
 //! probabilities, and which one was drawn.
 
+use jielong_core::Event;
 use serde_json::{Value, json};
 
 /// One step of a sequence: the token drawn, its probability and the top candidates.
@@ -9,6 +10,20 @@ pub struct Step {
     pub id: u32,
     pub prob: f32,
     pub top: Vec<(u32, f32)>,
+}
+
+/// Collects the `--show-probs` steps of every sequence.
+pub fn record_steps(steps: &mut [Vec<Step>], event: &Event) {
+    if let Event::Token {
+        seq, id, prob, top, ..
+    } = event
+    {
+        steps[*seq].push(Step {
+            id: *id,
+            prob: *prob,
+            top: top.to_vec(),
+        });
+    }
 }
 
 /// A one-line picture of a step: `  12  'e' 41.2% ████▏ *   'a' 20.1% ██ ...`.

@@ -1,0 +1,134 @@
+//! Opening a model for a command: the folder, checked against the modality the command needs,
+//! its transformer, and its codec (a text model's with its end tokens and chat template).
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use jielong_core::{Codec, FolderCodec, InvalidSetting};
+use jielong_nn::fast::Weights;
+use jielong_nn::{FolderKind, LoadOptions, Model, ModelFolder, select_device};
+use jielong_text::{ChatTemplate, GgufVocab, TextCodec, TextModel};
+
+use crate::args::{LoadArgs, Modality};
+
+/// Opens a folder and checks that it holds a model of the expected modality.
+pub fn open_folder(dir: &Path, expected: Modality) -> Result<ModelFolder> {
+    let folder = ModelFolder::open(dir)?;
+    if folder.modality != expected.name() {
+        let article = |m: &str| {
+            if m.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            }
+        };
+        bail!(
+            "{} is {} {} model, not {} {} model: use `jielong ... {}` with it",
+            dir.display(),
+            article(&folder.modality),
+            folder.modality,
+            article(expected.name()),
+            expected.name(),
+            folder.modality
+        );
+    }
+    Ok(folder)
+}
+
+/// The folder and its decode model as the flags ask: the CPU kernels with the weight format
+/// and threads asked for, or burn on a GPU. Says on stderr what runs it.
+pub fn open_model(dir: &Path, expected: Modality, load: &LoadArgs) -> Result<(ModelFolder, Model)> {
+    let folder = open_folder(dir, expected)?;
+    let model = folder.load_model(load_options(load)?)?;
+    eprintln!("[{}: {}]", dir.display(), model.describe());
+    Ok((folder, model))
+}
+
+/// The loader's options from the flags.
+pub fn load_options(load: &LoadArgs) -> Result<LoadOptions> {
+    if load.threads == Some(0) {
+        return Err(InvalidSetting::new("threads", "must be at least 1").into());
+    }
+    let weights: Weights = load
+        .weights
+        .parse()
+        .map_err(|e: anyhow::Error| InvalidSetting::new("weights", format!("is wrong: {e}")))?;
+    Ok(LoadOptions {
+        device: select_device(&load.device)?,
+        weights,
+        threads: load.threads.unwrap_or(0),
+    })
+}
+
+/// The codec of a native image or audio folder.
+pub fn codec<C: FolderCodec>(folder: &ModelFolder) -> Result<C> {
+    C::from_json(&folder.codec, &folder.dir)
+}
+
+/// The text codec of a folder: a native codec section, or a Hugging Face folder's
+/// `tokenizer.json` with its BOS/EOS ids.
+pub fn text_codec(folder: &ModelFolder) -> Result<TextCodec> {
+    let codec = match folder.kind {
+        FolderKind::Native => TextCodec::from_json(&folder.codec, &folder.dir)?,
+        FolderKind::HuggingFace => TextCodec::tokenizer(
+            TextCodec::load_tokenizer(&folder.file("tokenizer.json"))?,
+            "tokenizer.json",
+            folder.hf_token_ids("bos_token_id").first().copied(),
+            folder.hf_token_ids("eos_token_id").first().copied(),
+        ),
+        FolderKind::Gguf => TextCodec::from_gguf_vocab(&GgufVocab::open(&folder.dir)?)?,
+    };
+    let size = codec.vocab().size();
+    if size > folder.architecture.vocab_size {
+        bail!(
+            "the codec has {size} tokens but the model's output layer only {}",
+            folder.architecture.vocab_size
+        );
+    }
+    Ok(codec)
+}
+
+/// A text folder's codec with the tokens that end a text (a Hugging Face folder's every EOS).
+pub fn text_model(folder: &ModelFolder) -> Result<TextModel> {
+    let eos = match folder.kind {
+        // A GGUF file's EOS and end-of-turn ids are kept in the same place.
+        FolderKind::HuggingFace | FolderKind::Gguf => folder.hf_token_ids("eos_token_id"),
+        FolderKind::Native => Vec::new(),
+    };
+    Ok(TextModel::new(text_codec(folder)?, &eos))
+}
+
+/// The model's chat template (a GGUF file's `tokenizer.chat_template`, a folder's
+/// `tokenizer_config.json`), or the built-in one.
+pub fn chat_template(folder: &ModelFolder) -> Result<ChatTemplate> {
+    match folder.kind {
+        FolderKind::Gguf => Ok(GgufVocab::open(&folder.dir)?
+            .chat_template()?
+            .unwrap_or_else(ChatTemplate::builtin)),
+        _ => ChatTemplate::from_folder(&folder.dir),
+    }
+}
+
+/// The classifier-free guidance to draw a class with: the one asked for, else the model's
+/// default (`config.json`: `"generation": {"guidance": G}`, set from its class check), else
+/// none. Unconditional draws (`with_class` false) are never guided by default.
+pub fn guidance(folder: &ModelFolder, asked: Option<f32>, with_class: bool) -> Result<Option<f32>> {
+    if asked.is_some() || !with_class {
+        return Ok(asked);
+    }
+    match folder.raw.pointer("/generation/guidance") {
+        None => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(g) => {
+                eprintln!(
+                    "guidance {g} (the model's default; --guidance 1 draws from the plain model)"
+                );
+                Ok(Some(g as f32))
+            }
+            None => bail!(
+                "{}: generation.guidance must be a number, not {v}",
+                folder.dir.join("config.json").display()
+            ),
+        },
+    }
+}

@@ -1,0 +1,214 @@
+//! One sequence's key/value cache, grown in blocks of positions.
+//!
+//! Each layer holds a list of blocks of [`BLOCK`] positions. Appending a token writes its keys
+//! and values in place; when a layer's blocks are full a new block is allocated, so growth
+//! never copies earlier positions and memory follows the sequence's length (a cache is not
+//! sized for the whole context up front). `truncate` keeps the blocks for reuse.
+//!
+//! Inside a block, keys and values are stored transposed, `[kv_heads][head_dim][BLOCK]`, so
+//! that attention works on 16 positions per vector instruction whatever the head size (8 or
+//! 128): a score is one FMA per dimension, a weighted value sum one FMA per dimension.
+//! Positions of a block past the cache's length always hold zeros (fresh blocks are zeroed and
+//! `truncate` clears what it forgets), so that attention can process whole blocks.
+//!
+//! A ragged batch holds one cache per sequence; the weight products of all sequences share one
+//! batched `matmul`, and each sequence attends over its own cache.
+
+/// Positions per block.
+pub const BLOCK: usize = 64;
+
+/// Keys and values of every layer of one sequence, in f32.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    /// Positions stored per layer (they differ only in the middle of a step).
+    lens: Vec<usize>,
+    /// `[layer][block]`, each block `[K: kv_heads][head_dim][BLOCK] ++ [V: kv_heads][head_dim][BLOCK]`.
+    blocks: Vec<Vec<Box<[f32]>>>,
+}
+
+impl KvCache {
+    /// An empty cache; no memory is allocated until positions are appended.
+    ///
+    /// Panics when `layers`, `kv_heads` or `head_dim` is 0.
+    pub fn new(layers: usize, kv_heads: usize, head_dim: usize) -> KvCache {
+        assert!(
+            layers > 0 && kv_heads > 0 && head_dim > 0,
+            "KvCache: zero-sized dimension"
+        );
+        KvCache {
+            layers,
+            kv_heads,
+            head_dim,
+            lens: vec![0; layers],
+            blocks: (0..layers).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    pub fn layers(&self) -> usize {
+        self.layers
+    }
+    pub fn kv_heads(&self) -> usize {
+        self.kv_heads
+    }
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// Positions held by every layer (after a complete step, the sequence's length).
+    pub fn len(&self) -> usize {
+        self.lens.iter().copied().min().unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Positions held by one layer.
+    pub fn layer_len(&self, layer: usize) -> usize {
+        self.lens[layer]
+    }
+
+    /// Positions every layer can hold without allocating.
+    pub fn capacity(&self) -> usize {
+        self.blocks
+            .iter()
+            .map(|b| b.len() * BLOCK)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Bytes of key/value storage allocated.
+    pub fn memory_bytes(&self) -> usize {
+        self.blocks.iter().map(|b| b.len()).sum::<usize>() * self.block_floats() * 4
+    }
+
+    /// Forgets positions from `len` on, in every layer (a rewind, or a shorter prompt reusing the
+    /// cache); the blocks stay allocated for reuse.
+    pub fn truncate(&mut self, len: usize) {
+        for (l, blocks) in self.lens.iter_mut().zip(&mut self.blocks) {
+            if len >= *l {
+                continue;
+            }
+            // Zero the forgotten positions of every block that keeps or held some of them, so
+            // that positions past the length read as zeros.
+            for (b, block) in blocks
+                .iter_mut()
+                .enumerate()
+                .take((*l).div_ceil(BLOCK))
+                .skip(len / BLOCK)
+            {
+                let from = len.saturating_sub(b * BLOCK);
+                for column in block.chunks_exact_mut(BLOCK) {
+                    column[from..].fill(0.0);
+                }
+            }
+            *l = len;
+        }
+    }
+
+    /// Empties the cache, keeping its blocks.
+    pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// Frees blocks beyond those the current length needs.
+    pub fn shrink_to_fit(&mut self) {
+        for (blocks, &len) in self.blocks.iter_mut().zip(&self.lens) {
+            blocks.truncate(len.div_ceil(BLOCK));
+        }
+    }
+
+    /// Allocates blocks so that every layer can hold `positions` positions.
+    pub fn reserve(&mut self, positions: usize) {
+        let floats = self.block_floats();
+        for blocks in &mut self.blocks {
+            while blocks.len() * BLOCK < positions {
+                blocks.push(vec![0f32; floats].into_boxed_slice());
+            }
+        }
+    }
+
+    /// Appends the keys and values of `n` new positions to `layer` (after its current ones).
+    ///
+    /// # Shapes
+    /// `k`, `v`: `[n][kv_heads * head_dim]` (the K and V projections of the new tokens).
+    pub fn append(&mut self, layer: usize, k: &[f32], v: &[f32]) {
+        let (hd, kvh) = (self.head_dim, self.kv_heads);
+        let width = kvh * hd;
+        assert!(
+            layer < self.layers,
+            "KvCache::append: layer {layer} of {}",
+            self.layers
+        );
+        assert_eq!(
+            k.len() % width,
+            0,
+            "KvCache::append: k rows must have {width} values"
+        );
+        assert_eq!(k.len(), v.len(), "KvCache::append: k and v lengths differ");
+        let n = k.len() / width;
+        let start = self.lens[layer];
+        let floats = self.block_floats();
+        let blocks = &mut self.blocks[layer];
+        while blocks.len() * BLOCK < start + n {
+            blocks.push(vec![0f32; floats].into_boxed_slice());
+        }
+        for (t, (kr, vr)) in k.chunks_exact(width).zip(v.chunks_exact(width)).enumerate() {
+            let pos = start + t;
+            let (block, j) = (&mut blocks[pos / BLOCK], pos % BLOCK);
+            let (kb, vb) = block.split_at_mut(kvh * hd * BLOCK);
+            // Column j of each head's [head_dim][BLOCK] matrices.
+            for (dst, src) in [(kb, kr), (vb, vr)] {
+                for (i, val) in src.iter().enumerate() {
+                    dst[i * BLOCK + j] = *val;
+                }
+            }
+        }
+        self.lens[layer] = start + n;
+    }
+
+    /// The key of `kv_head` at `pos` in `layer`, copied into `out` (`[head_dim]`).
+    pub fn key(&self, layer: usize, kv_head: usize, pos: usize, out: &mut [f32]) {
+        assert!(
+            pos < self.lens[layer],
+            "KvCache::key: position {pos} of {}",
+            self.lens[layer]
+        );
+        let kh = self.keys(layer, pos / BLOCK, kv_head);
+        for (d, o) in out[..self.head_dim].iter_mut().enumerate() {
+            *o = kh[d * BLOCK + pos % BLOCK];
+        }
+    }
+
+    /// The value of `kv_head` at `pos` in `layer`, copied into `out` (`[head_dim]`).
+    pub fn value(&self, layer: usize, kv_head: usize, pos: usize, out: &mut [f32]) {
+        assert!(
+            pos < self.lens[layer],
+            "KvCache::value: position {pos} of {}",
+            self.lens[layer]
+        );
+        let vh = self.values(layer, pos / BLOCK, kv_head);
+        for (d, o) in out[..self.head_dim].iter_mut().enumerate() {
+            *o = vh[d * BLOCK + pos % BLOCK];
+        }
+    }
+
+    /// Block `b` of `layer`: the keys of `kv_head`, `[head_dim][BLOCK]`.
+    pub(crate) fn keys(&self, layer: usize, b: usize, kv_head: usize) -> &[f32] {
+        let size = self.head_dim * BLOCK;
+        &self.blocks[layer][b][kv_head * size..][..size]
+    }
+
+    /// Block `b` of `layer`: the values of `kv_head`, `[head_dim][BLOCK]`.
+    pub(crate) fn values(&self, layer: usize, b: usize, kv_head: usize) -> &[f32] {
+        let size = self.head_dim * BLOCK;
+        &self.blocks[layer][b][(self.kv_heads + kv_head) * size..][..size]
+    }
+
+    fn block_floats(&self) -> usize {
+        2 * self.kv_heads * self.head_dim * BLOCK
+    }
+}

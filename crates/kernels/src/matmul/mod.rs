@@ -1,0 +1,264 @@
+//! Matrix products of a batch of activation rows with a weight matrix: `y = x Wᵀ + b`.
+//!
+//! The decode path multiplies `batch` rows of activations (one per new token of every sequence
+//! in the batch) by each weight matrix. Threads split the **output rows** of the weights (never
+//! the reduction), so each output is computed by one thread from start to end.
+//!
+//! # Determinism
+//!
+//! Every output element is computed by the same sequence of IEEE operations whatever the batch
+//! size, its row in the batch, the other rows, the number of threads and the tiling: the
+//! element `i` accumulated by a fused multiply-add into lane `i % 16` of 16 partial sums, the
+//! lanes added by a fixed tree ((l, l+8), (l, l+4), (l, l+2), (0, 1)), then `+ bias`.
+//! A server can batch unrelated requests and each gets the bits it would get alone. The three
+//! instruction-set paths give the same bits as well.
+//!
+//! # Quantized weights
+//!
+//! Quantized and bf16 weights are widened to f32 in registers (a block's integers converted and
+//! multiplied by its f16 scale, which is exact) and multiplied with the f32 activations by the
+//! same FMAs as f32 weights. So a quantized product gives **exactly** the f32 product of the
+//! de-quantized weights: the only error is the weights' own quantization error, with no
+//! activation quantization on top (unlike llama.cpp's Q8 activations with integer dot
+//! products, which trade accuracy for 4x more multiply-adds per instruction at large batch).
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod portable;
+
+use crate::isa::Isa;
+use crate::pool::Pool;
+use crate::quant::{MatRef, WeightType};
+
+/// Products sharing one input that [`matmul_many`] runs in one parallel region at a time.
+const MAX_JOBS: usize = 8;
+
+/// One product for [`matmul_many`]: the weights, an optional bias (`rows` values) and the
+/// output (`batch * rows` values, row-major `[batch][rows]`).
+pub type Job<'a, 'b> = (MatRef<'a>, Option<&'a [f32]>, &'b mut [f32]);
+
+/// `out[b * rows + o] = bias[o] + Σ_i x[b * cols + i] * W[o][i]`.
+///
+/// # Shapes
+/// - `x`: `[batch][cols]` activations, row-major.
+/// - `w`: `[rows][cols]` weights of any [`WeightType`].
+/// - `bias`: `[rows]` or `None`.
+/// - `out`: `[batch][rows]`, overwritten.
+///
+/// # Panics
+/// When the slice lengths do not match these shapes.
+pub fn matmul(
+    pool: &Pool,
+    x: &[f32],
+    batch: usize,
+    w: MatRef<'_>,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    matmul_with(Isa::best(), pool, x, batch, w, bias, out)
+}
+
+/// [`matmul`] on a chosen instruction-set path (for tests and benchmarks). Panics if the CPU
+/// does not support `isa`.
+pub fn matmul_with(
+    isa: Isa,
+    pool: &Pool,
+    x: &[f32],
+    batch: usize,
+    w: MatRef<'_>,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    matmul_many_with(isa, pool, x, batch, &mut [(w, bias, out)])
+}
+
+/// Several products of the same input (Q, K and V; gate and up) in one parallel region: the
+/// output rows of all of them are split across the threads together, which halves the
+/// synchronisation of a decode step and balances small matrices.
+///
+/// # Shapes
+/// - `x`: `[batch][cols]`; every job's weights must have `cols` columns.
+/// - each job: weights `[rows_j][cols]`, bias `[rows_j]` or `None`, output `[batch][rows_j]`.
+///
+/// # Panics
+/// When the slice lengths do not match these shapes.
+pub fn matmul_many(pool: &Pool, x: &[f32], batch: usize, jobs: &mut [Job<'_, '_>]) {
+    matmul_many_with(Isa::best(), pool, x, batch, jobs)
+}
+
+/// [`matmul_many`] on a chosen instruction-set path. Panics if the CPU does not support `isa`.
+pub fn matmul_many_with(isa: Isa, pool: &Pool, x: &[f32], batch: usize, jobs: &mut [Job<'_, '_>]) {
+    isa.assert_available();
+    for group in jobs.chunks_mut(MAX_JOBS) {
+        run_group(isa, pool, x, batch, group);
+    }
+}
+
+/// Everything a kernel needs about one product, as raw pointers so that threads can write
+/// disjoint output rows of the same slice.
+#[derive(Clone, Copy)]
+pub(crate) struct Args {
+    /// `[batch][cols]` activations.
+    pub x: *const f32,
+    pub batch: usize,
+    pub cols: usize,
+    pub ty: WeightType,
+    /// `[rows][row_bytes]` weights.
+    pub w: *const u8,
+    pub row_bytes: usize,
+    /// `[rows]`, or null for no bias.
+    pub bias: *const f32,
+    /// `[batch][rows]` outputs.
+    pub out: *mut f32,
+    pub rows: usize,
+    /// [`crate::quant::f16_table`], for the SIMD kernels' block scales.
+    pub f16: *const f32,
+}
+
+// SAFETY: the pointers come from slices borrowed for the whole parallel region, and the
+// threads write disjoint output rows.
+unsafe impl Send for Args {}
+unsafe impl Sync for Args {}
+
+impl Args {
+    const EMPTY: Args = Args {
+        x: std::ptr::null(),
+        batch: 0,
+        cols: 0,
+        ty: WeightType::F32,
+        w: std::ptr::null(),
+        row_bytes: 0,
+        bias: std::ptr::null(),
+        out: std::ptr::null_mut(),
+        rows: 0,
+        f16: std::ptr::null(),
+    };
+}
+
+fn run_group(isa: Isa, pool: &Pool, x: &[f32], batch: usize, jobs: &mut [Job<'_, '_>]) {
+    if batch == 0 || jobs.is_empty() {
+        return;
+    }
+    assert_eq!(
+        x.len() % batch,
+        0,
+        "matmul: x holds {} values, not {batch} rows",
+        x.len()
+    );
+    let cols = x.len() / batch;
+    let f16 = crate::quant::f16_table().as_ptr();
+    let mut args = [Args::EMPTY; MAX_JOBS];
+    let mut total_rows = 0;
+    for (a, (w, bias, out)) in args.iter_mut().zip(jobs.iter_mut()) {
+        assert_eq!(
+            w.cols(),
+            cols,
+            "matmul: weights have {} columns, x rows have {cols}",
+            w.cols()
+        );
+        assert_eq!(
+            out.len(),
+            batch * w.rows(),
+            "matmul: output length for {batch}x{}",
+            w.rows()
+        );
+        if let Some(b) = bias {
+            assert_eq!(b.len(), w.rows(), "matmul: bias length");
+        }
+        *a = Args {
+            x: x.as_ptr(),
+            batch,
+            cols,
+            ty: w.ty(),
+            w: w.data().as_ptr(),
+            row_bytes: w.row_bytes(),
+            bias: bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+            out: out.as_mut_ptr(),
+            rows: w.rows(),
+            f16,
+        };
+        total_rows += w.rows();
+    }
+    let args = &args[..jobs.len()];
+    if total_rows == 0 || cols == 0 {
+        // No reduction: every output is its bias (or zero).
+        // SAFETY: bias and out hold `rows` and `batch * rows` values (checked above).
+        for a in args {
+            for r in 0..a.rows {
+                let v = if a.bias.is_null() {
+                    0.0
+                } else {
+                    unsafe { *a.bias.add(r) }
+                };
+                for b in 0..batch {
+                    unsafe { *a.out.add(b * a.rows + r) = v };
+                }
+            }
+        }
+        return;
+    }
+
+    // Contiguous ranges of the rows of all jobs, cut at multiples of 4 (the kernels' row tile).
+    let tasks = pool.tasks_for(batch * cols * total_rows, total_rows.div_ceil(4));
+    let bound = |t: usize| ((total_rows * t / tasks) / 4 * 4).min(total_rows);
+    let task = |t: usize| {
+        let (start, end) = (
+            bound(t),
+            if t + 1 == tasks {
+                total_rows
+            } else {
+                bound(t + 1)
+            },
+        );
+        let mut offset = 0;
+        for a in args {
+            let (lo, hi) = (start.max(offset), end.min(offset + a.rows));
+            if lo < hi {
+                // SAFETY: `isa` is available (checked above), the pointers are valid for the
+                // shapes checked above and rows lo..hi of this job belong to this task only.
+                unsafe { rows(isa, a, lo - offset, hi - offset) };
+            }
+            offset += a.rows;
+        }
+    };
+    if tasks == 1 {
+        task(0);
+    } else {
+        pool.run(tasks, &task);
+    }
+}
+
+/// Runs `f` with this thread's panel of at least `len` floats: the SIMD kernels widen quantized
+/// weight rows into it once per row tile when a batch would otherwise widen them once per
+/// batch tile. It grows to the largest size needed and is then reused (no allocation per call).
+#[cfg(target_arch = "x86_64")]
+fn with_panel<T>(len: usize, f: impl FnOnce(&mut [f32]) -> T) -> T {
+    thread_local! {
+        static PANEL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    PANEL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < len {
+            p.resize(len, 0.0);
+        }
+        f(&mut p[..len])
+    })
+}
+
+/// Computes output rows `r0..r1` of one product for every batch row.
+///
+/// # Safety
+/// `isa` must be available and `a` must describe valid, correctly sized buffers.
+unsafe fn rows(isa: Isa, a: &Args, r0: usize, r1: usize) {
+    match isa {
+        Isa::Scalar => unsafe { portable::rows(a, r0, r1) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::rows(a, r0, r1) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::rows(a, r0, r1) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("only the portable path exists on this architecture"),
+    }
+}
