@@ -2,7 +2,7 @@
 //! generate audio`: `cargo run --release --example draw_audio -- models/spoken-digits 4 four.wav`.
 
 use jielong::audio::{AudioCodec, ClipRequest, draw, write_wav};
-use jielong::core::{Flow, FolderCodec};
+use jielong::core::{Event, Flow, FolderCodec};
 use jielong::nn::ModelFolder;
 use jielong::nn::burn::tensor::Device;
 
@@ -18,8 +18,10 @@ fn main() -> anyhow::Result<()> {
     let mut request = ClipRequest::new(Some(class), seconds, 1);
     request.draw.seed = 1;
     let mut drawn = 0;
-    let clips = draw(&model, &codec, &request, &mut |_| {
-        drawn += 1; // one event per sample drawn
+    let clips = draw(&model, &codec, &request, &mut |event| {
+        if let Event::Token { .. } = event {
+            drawn += 1; // one per sample drawn (the other events say the window slid)
+        }
         Flow::Continue
     })?;
     write_wav(out.as_ref(), &clips[0].samples, codec.rate())?;

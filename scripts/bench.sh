@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Reproduces BENCHMARKS.md: `jielong bench` on every shipped model and on random models of
 # llama2.c's "stories15M" / "stories260K" shapes (native and Hugging Face folders), printed as
-# markdown rows. Run on an otherwise idle machine: bash scripts/bench.sh > /tmp/bench.md
+# markdown rows; then the side-by-side rows against llama.cpp on the same weights (GGUF files
+# written by `jielong export --to gguf`, and SmolLM2's Q4_1 file when scripts/fetch-smollm2.sh
+# has fetched it). Run on an otherwise idle machine: bash scripts/bench.sh > /tmp/bench.md
+#
+# llama.cpp runs through the npm package node-llama-cpp: LLAMACPP_DIR names a folder where
+# `npm i -E node-llama-cpp@3.21.1` was run (without it the reference columns say n/a).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin jielong --example random_model
-bin=target/release/jielong
+target="${CARGO_TARGET_DIR:-target}"
+bin="$target/release/jielong"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # stories15M: dim 288, 6 layers, 6 heads, 32000 tokens, hidden 768, context 256, output layer
 # tied to the embedding (15.2M parameters); stories260K: dim 64, 5 layers, 8 heads (4 kv), 512
 # tokens, hidden 172, context 512 (as ../shared/reference/tiny-llama-gqa).
-target/release/examples/random_model "$tmp/stories15M" 32000 288 768 6 6 6 256 tied >/dev/null
-target/release/examples/random_model "$tmp/stories260K" 512 64 172 5 8 4 512 >/dev/null
+"$target/release/examples/random_model" "$tmp/stories15M" 32000 288 768 6 6 6 256 tied >/dev/null
+"$target/release/examples/random_model" "$tmp/stories260K" 512 64 172 5 8 4 512 >/dev/null
 
 models=(models/shakespeare-char models/mnist-binary models/spoken-digits "$tmp/stories15M" "$tmp/stories260K")
 [ -d ../shared/reference/tiny-llama-gqa ] && models+=(../shared/reference/tiny-llama-gqa)
@@ -32,7 +38,7 @@ done
 
 # Training speed on nanoGPT's CPU recipe shape (65 characters, 4 layers, 128 wide, 4 heads,
 # context 64, batch 12), to compare with PyTorch on this machine.
-target/release/examples/random_model "$tmp/nanogpt-cpu" 65 128 344 4 4 4 64 >/dev/null
+"$target/release/examples/random_model" "$tmp/nanogpt-cpu" 65 128 344 4 4 4 64 >/dev/null
 "$bin" bench --model "$tmp/nanogpt-cpu" --train-batch 12 --format json | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
@@ -44,4 +50,47 @@ if [ -d models/spoken-digits ]; then
     "$bin" generate audio --model models/spoken-digits --class 4 --seconds 2 --count "$count" --seed 1 \
       --out "$tmp/four.wav" 2>&1 | grep -o "[0-9]* samples/s, real-time factor [0-9.]*" | sed "s/^/spoken-digits, $count clip(s) at once: /"
   done
+fi
+
+# ---- Side by side with llama.cpp on the same weights ---------------------------------------
+# jielong's batch-1 and batch-16 decoding per weight type, llama.cpp's batch-1 decoding of the
+# GGUF of the same weights (the best of 1 and 2 threads).
+llamacpp() { # FILE -> tok/s or n/a
+  local dir="${LLAMACPP_DIR:-}" best=0 t r
+  if [ -z "$dir" ] || [ ! -d "$dir/node_modules/node-llama-cpp" ]; then echo n/a; return; fi
+  cp ../shared/tools/llamacpp_bench.mjs "$dir/" 2>/dev/null || true
+  for t in 1 2; do
+    r=$(cd "$dir" && node llamacpp_bench.mjs "$1" "$t" "Once upon a time" 128 2>/dev/null | grep -o "decode [0-9.]*" | cut -d" " -f2)
+    best=$(python3 -c "print(max($best, ${r:-0}))")
+  done
+  echo "$best"
+}
+row() { # NAME MODEL WEIGHTS GGUF
+  "$bin" bench --model "$2" --weights "$3" --no-train --format json 2>/dev/null | python3 -c '
+import json, sys
+r = json.load(sys.stdin); ref = sys.argv[2]
+b1 = r["generate_tokens_per_second_batch1"]; b16 = r["generate_tokens_per_second_batch16"]
+ratio = "%.2f" % (b1 / float(ref)) if ref not in ("n/a", "0") else "n/a"
+mem = r.get("peak_memory_mib_generate")
+print("| %s | %s | %.0f | %.0f | %s | %s | %s |" % (sys.argv[1], r["weights"], b1, b16, ref, ratio, "%.0f" % mem if mem else "n/a"))' "$1" "$(llamacpp "$4")"
+}
+echo
+echo "| model | jielong weights | jielong tok/s batch 1 | jielong tok/s batch 16 | llama.cpp tok/s batch 1 (same weights) | jielong / llama.cpp | peak MiB |"
+echo "|---|---|---|---|---|---|---|"
+for shape in stories15M stories260K; do
+  for w in f32 q8_0; do
+    "$bin" export --model "$tmp/$shape" --to gguf --weights "$w" "$tmp/$shape.$w.gguf" 2>/dev/null
+  done
+  row "$shape" "$tmp/$shape" f32 "$tmp/$shape.f32.gguf"
+  row "$shape" "$tmp/$shape" bf16 "$tmp/$shape.f32.gguf"
+  row "$shape" "$tmp/$shape" q8_0 "$tmp/$shape.q8_0.gguf"
+done
+smol="${JIELONG_SMOLLM2:-.cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}"
+if [ -f "$smol" ]; then
+  row "SmolLM2-135M-Instruct (Q4_1 file)" "$smol" stored "$smol"
+  # Peak memory of a 256-token generation on the 4-bit file (the KV cache grows with the tokens).
+  /usr/bin/time -f "SmolLM2 Q4_1, generate text --max-new-tokens 256: peak RSS %M KB, %e s" \
+    "$bin" generate text --model "$smol" --prompt "Once upon a time" --max-new-tokens 256 --seed 1 \
+    >/dev/null 2>"$tmp/time.txt" || true
+  tail -1 "$tmp/time.txt"
 fi

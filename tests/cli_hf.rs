@@ -1245,7 +1245,7 @@ fn export_round_trip_gives_identical_logits_ids_and_generation() {
         ),
         bad(
             &["export", "--model", p(native), "--to", "hf", p(native)],
-            "another folder",
+            "another path",
         ),
         bad(
             &["export", "--model", p(&missing), "--to", "hf", p(&again3)],
@@ -1287,6 +1287,190 @@ fn exported_character_model_refuses_unknown_characters_like_the_native_one() {
             "vocabulary",
         ),
     ]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Export to GGUF and back.
+
+/// A native character model as an f32 GGUF file runs exactly as the folder does: the same
+/// token ids (llama.cpp's tokenizer rules on the exported vocabulary), the same logits, the
+/// same greedy text; and the file exports back to a Hugging Face folder with the same weights.
+#[test]
+fn native_model_exports_to_gguf_and_runs_the_same() {
+    let native = tiny_text_model();
+    let file = temp("native.gguf");
+    ok(&["export", "--model", p(native), "--to", "gguf", p(&file)]);
+    let text = "ROMEO:\nWhat, ho! Is this the way?";
+    let ids = tokenize(native, text);
+    assert_eq!(
+        tokenize(&file, text),
+        ids,
+        "the GGUF vocabulary gives the same ids"
+    );
+    assert_eq!(
+        logits(&file, &ids),
+        logits(native, &ids),
+        "identical f32 logits"
+    );
+    let run = |m: &Path| greedy(m, &ids, 25, &[])["ids"].clone();
+    assert_eq!(run(&file), run(native), "the same greedy generation");
+
+    let (from_native, from_gguf) = (temp("hf-native"), temp("hf-gguf"));
+    ok(&[
+        "export",
+        "--model",
+        p(native),
+        "--to",
+        "hf",
+        p(&from_native),
+    ]);
+    ok(&["export", "--model", p(&file), "--to", "hf", p(&from_gguf)]);
+    assert!(
+        std::fs::read(from_native.join("model.safetensors")).unwrap()
+            == std::fs::read(from_gguf.join("model.safetensors")).unwrap(),
+        "f32 through GGUF is bit-exact"
+    );
+}
+
+/// Hugging Face folder → GGUF (each weight type) → Hugging Face folder → GGUF → Hugging Face
+/// folder: f32 and f16 keep every bit of what they hold, q8_0 and q4_0 give the same
+/// de-quantized tensors the second time round; each file runs as its de-quantized weights do.
+#[test]
+fn gguf_round_trips_keep_the_weights() {
+    let source = tiny_llama();
+    let ids = [1u32, 45, 100, 200, 300, 411];
+    let reference = logits(&source, &ids);
+    for ty in ["f32", "f16", "q8_0", "q4_0"] {
+        let (a, b) = (temp(&format!("{ty}-a.gguf")), temp(&format!("{ty}-b.gguf")));
+        let (hf_a, hf_b) = (temp(&format!("{ty}-a")), temp(&format!("{ty}-b")));
+        ok(&[
+            "export",
+            "--model",
+            p(&source),
+            "--to",
+            "gguf",
+            "--weights",
+            ty,
+            p(&a),
+        ]);
+        ok(&["export", "--model", p(&a), "--to", "hf", p(&hf_a)]);
+        ok(&[
+            "export",
+            "--model",
+            p(&hf_a),
+            "--to",
+            "gguf",
+            "--weights",
+            ty,
+            p(&b),
+        ]);
+        ok(&["export", "--model", p(&b), "--to", "hf", p(&hf_b)]);
+        let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+        assert!(
+            weights(&hf_a) == weights(&hf_b),
+            "{ty}: the same de-quantized tensors"
+        );
+        // The file runs its own types (de-quantized in registers, f32 activations): the same
+        // logits as the f32 folder of its de-quantized weights, to float rounding.
+        let worst = |x: &[Vec<f64>], y: &[Vec<f64>]| {
+            x.iter()
+                .zip(y)
+                .map(|(x, y)| max_abs_diff(x, y))
+                .fold(0.0, f64::max)
+        };
+        let rows = logits(&a, &ids);
+        let off = worst(&rows, &logits(&hf_a, &ids));
+        assert!(off < 1e-4, "{ty}: {off} from its de-quantized weights");
+        if ty == "f32" {
+            let off = worst(&rows, &reference);
+            assert!(off < 1e-5, "f32: {off} from the source folder");
+        }
+    }
+    let image = copy_of(tiny_text_model(), "image-for-gguf");
+    edit_json(&image.join("config.json"), |c| {
+        c["modality"] = json!("image")
+    });
+    let (target, target2) = (temp("refused.gguf"), temp("refused2.gguf"));
+    all_fail(vec![
+        bad(
+            &["export", "--model", p(&image), "--to", "gguf", p(&target)],
+            "only text models can be exported",
+        ),
+        bad_with(
+            &[
+                "export",
+                "--model",
+                p(&source),
+                "--to",
+                "gguf",
+                "--weights",
+                "q3_k",
+                p(&target2),
+            ],
+            &["--weights", "q3_k", "q8_0"],
+        ),
+        bad(
+            &[
+                "export",
+                "--model",
+                p(&source),
+                "--to",
+                "hf",
+                "--weights",
+                "q8_0",
+                p(&target2),
+            ],
+            "--weights",
+        ),
+    ]);
+    assert!(!target.exists() && !target2.exists());
+}
+
+/// SmolLM2-135M-Instruct, the 4-bit file people download, answers a question in chat.
+#[test]
+#[ignore = "needs SmolLM2"]
+fn smollm2_knows_the_capital_of_france() {
+    let file = smollm2();
+    let (out, _) = chat(
+        &file,
+        &["What is the capital of France?"],
+        &["--greedy", "--max-new-tokens", "30"],
+    );
+    assert!(out.contains("Paris"), "the reply: {out}");
+    // The same model exported to f32 and to q8_0 gives the same answer.
+    let q8 = temp("smollm2-q8_0.gguf");
+    ok(&[
+        "export",
+        "--model",
+        p(&file),
+        "--to",
+        "gguf",
+        "--weights",
+        "q8_0",
+        p(&q8),
+    ]);
+    let (again, _) = chat(
+        &q8,
+        &["What is the capital of France?"],
+        &["--greedy", "--max-new-tokens", "30"],
+    );
+    assert!(again.contains("Paris"), "the q8_0 reply: {again}");
+}
+
+/// The SmolLM2 file `scripts/fetch-smollm2.sh` fetches.
+fn smollm2() -> PathBuf {
+    let path = std::env::var_os("JIELONG_SMOLLM2")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(".cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch-smollm2.sh",
+        path.display()
+    );
+    path
 }
 
 // ---------------------------------------------------------------------------------------------

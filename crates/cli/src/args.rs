@@ -377,17 +377,25 @@ pub struct LogitsArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
+    /// A Llama-format Hugging Face folder (config.json, f32 model.safetensors, tokenizer.json).
     Hf,
+    /// One GGUF file that llama.cpp runs with the same weights and token ids.
+    Gguf,
 }
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
+    /// A text model: a native folder, a Hugging Face folder or a GGUF file.
     #[arg(long)]
     pub model: PathBuf,
-    /// The format to write (hf: a Llama-format Hugging Face folder).
+    /// The format to write.
     #[arg(long, value_enum)]
     pub to: ExportFormat,
-    /// The folder to write.
+    /// The matrices' type in a GGUF file: f32, f16, bf16, q8_0, q4_0 or q4_1 (vectors, and
+    /// matrices whose rows are not whole blocks, stay f32). A Hugging Face folder is f32.
+    #[arg(long, default_value = "f32")]
+    pub weights: String,
+    /// The folder (--to hf) or file (--to gguf) to write.
     pub out: PathBuf,
 }
 

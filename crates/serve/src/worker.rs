@@ -317,6 +317,18 @@ impl<D: Decoder> Worker<'_, D> {
         let Some(active) = self.jobs.get_mut(&number) else {
             return;
         };
+        if active.reply.is_closed() {
+            // The client hung up during the step (its token could not be sent): the job is
+            // cancelled, its other sequences leave the batch too.
+            let active = self.jobs.remove(&number).expect("present");
+            let mut cancelled = 1;
+            for other in active.seqs.into_iter().filter(|&s| s != seq) {
+                cancelled += usize::from(self.generator.cancel(other).is_some());
+                self.owner.remove(&other);
+            }
+            stats::cancelled(&self.served.name, cancelled);
+            return;
+        }
         active.generations[index] = Some(generation);
         if active.generations.iter().any(Option::is_none) {
             return;

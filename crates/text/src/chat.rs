@@ -115,6 +115,12 @@ impl ChatTemplate {
         Ok(template)
     }
 
+    /// The template's Jinja text (`None` for the built-in one), e.g. to write it into an
+    /// exported model.
+    pub fn source(&self) -> Option<&str> {
+        (!self.builtin).then_some(self.source.as_str())
+    }
+
     /// The conversation as text, ending with the assistant's cue when `add_generation_prompt`.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let mut env = Environment::new();

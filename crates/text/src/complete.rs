@@ -281,7 +281,21 @@ impl<'m> CompletionJob<'m> {
         let text = self.model.codec.decode_text(ids)?;
         let (end, stop) = match find_stop(&text, stops) {
             Some(cut) => (cut, true),
-            None => (safe_end(&text, stops), false),
+            None => {
+                // A run of byte-fallback tokens can decode differently once the next byte comes
+                // (a valid byte turns into U+FFFD beside an invalid one): show it only once a
+                // token of another kind follows.
+                let codec = &self.model.codec;
+                let settled = ids.len()
+                    - ids
+                        .iter()
+                        .rev()
+                        .take_while(|&&i| codec.is_byte_token(i))
+                        .count();
+                let settled_text = codec.decode_text(&ids[..settled])?;
+                let end = safe_end(&text, stops).min(settled_text.len());
+                (floor_char_boundary(&text, end), false)
+            }
         };
         out.stopped = stop;
         let new = text
@@ -323,6 +337,14 @@ impl<'m> CompletionJob<'m> {
             })
             .collect()
     }
+}
+
+/// The largest char boundary of `text` at or before `i`.
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// Where the text can safely end for now: before an unfinished character and before any tail

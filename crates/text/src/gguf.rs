@@ -229,9 +229,14 @@ impl GgufVocab {
 
     // llama.cpp assumes Llama 2's layout (<unk>, <s>, </s>) for SentencePiece vocabularies that
     // do not name their special tokens. (Its gpt2 default, id 11 for both, is not carried over:
-    // it fits no modern vocabulary.)
+    // it fits no modern vocabulary.) A token typed as plain text (or a byte) at that id is
+    // content, as in a character vocabulary exported without specials, not a stand-in BOS.
     fn default_id(&self, id: u32) -> Option<u32> {
-        (self.model == "llama" && (id as usize) < self.tokens.len()).then_some(id)
+        let content = self.token_types.as_ref().is_some_and(|t| {
+            t.get(id as usize)
+                .is_some_and(|ty| [TokenType::Normal as i32, TokenType::Byte as i32].contains(ty))
+        });
+        (self.model == "llama" && (id as usize) < self.tokens.len() && !content).then_some(id)
     }
 
     /// The text of a token, if the id exists.

@@ -203,7 +203,9 @@ fn plain_vocab(codec: &TextCodec, content: &[String]) -> Result<GgufVocab> {
         scores: Some(vec![0.0; n]),
         token_types: Some(types),
         merges: None,
-        bos: v.bos,
+        // Without a BOS id, llama.cpp (and jielong reading the file) would take id 1, a content
+        // token here, for BOS; END stands in, never added since add_bos is false.
+        bos: v.bos.or(v.end),
         eos: v.end,
         eot: None,
         unk: None,

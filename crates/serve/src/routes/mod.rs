@@ -76,6 +76,10 @@ pub fn router(shared: &'static Shared, body_limit: usize, cors: Option<&str>) ->
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(shared, authorise))
         .layer(middleware::from_fn(count_requests))
+        .layer(middleware::from_fn_with_state(
+            body_limit,
+            refuse_large_bodies,
+        ))
         .layer(axum::Extension(BodyLimit(body_limit)))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(|_| {
@@ -94,9 +98,9 @@ fn cors_layer(origin: &str) -> CorsLayer {
     let allow = if origin == "*" {
         AllowOrigin::any()
     } else {
-        AllowOrigin::exact(
-            HeaderValue::from_str(origin).unwrap_or(HeaderValue::from_static("null")),
-        )
+        // Only a request from that origin is told it may read the answer.
+        let allowed = HeaderValue::from_str(origin).unwrap_or(HeaderValue::from_static("null"));
+        AllowOrigin::predicate(move |given: &HeaderValue, _| *given == allowed)
     };
     CorsLayer::new()
         .allow_origin(allow)
@@ -130,6 +134,20 @@ async fn authorise(State(shared): App, request: Request, next: Next) -> Response
             ApiError::unauthorized("this server needs an API key: send `Authorization: Bearer KEY`")
                 .into_response()
         }
+    }
+}
+
+/// A body announced (Content-Length) larger than the limit is refused at once, before the
+/// client has sent it.
+async fn refuse_large_bodies(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match announced {
+        Some(n) if n > limit as u64 => ApiError::too_large(limit).into_response(),
+        _ => next.run(request).await,
     }
 }
 
