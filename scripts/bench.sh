@@ -65,14 +65,16 @@ llamacpp() { # FILE -> tok/s or n/a
   done
   echo "$best"
 }
-row() { # NAME MODEL WEIGHTS GGUF
+row() { # NAME MODEL WEIGHTS GGUF (one after the other: never two measurements at once)
+  local ref
+  ref=$(llamacpp "$(realpath "$4")")
   "$bin" bench --model "$2" --weights "$3" --no-train --format json 2>/dev/null | python3 -c '
 import json, sys
 r = json.load(sys.stdin); ref = sys.argv[2]
 b1 = r["generate_tokens_per_second_batch1"]; b16 = r["generate_tokens_per_second_batch16"]
 ratio = "%.2f" % (b1 / float(ref)) if ref not in ("n/a", "0") else "n/a"
 mem = r.get("peak_memory_mib_generate")
-print("| %s | %s | %.0f | %.0f | %s | %s | %s |" % (sys.argv[1], r["weights"], b1, b16, ref, ratio, "%.0f" % mem if mem else "n/a"))' "$1" "$(llamacpp "$4")"
+print("| %s | %s | %.0f | %.0f | %s | %s | %s |" % (sys.argv[1], r["weights"], b1, b16, ref, ratio, "%.0f" % mem if mem else "n/a"))' "$1" "$ref"
 }
 echo
 echo "| model | jielong weights | jielong tok/s batch 1 | jielong tok/s batch 16 | llama.cpp tok/s batch 1 (same weights) | jielong / llama.cpp | peak MiB |"
@@ -88,9 +90,14 @@ done
 smol="${JIELONG_SMOLLM2:-.cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}"
 if [ -f "$smol" ]; then
   row "SmolLM2-135M-Instruct (Q4_1 file)" "$smol" stored "$smol"
+  for w in q8_0 f32; do
+    "$bin" export --model "$smol" --to gguf --weights "$w" "$tmp/smollm2.$w.gguf" 2>/dev/null
+    row "SmolLM2-135M-Instruct ($w, de-quantized from Q4_1)" "$tmp/smollm2.$w.gguf" stored "$tmp/smollm2.$w.gguf"
+  done
   # Peak memory of a 256-token generation on the 4-bit file (the KV cache grows with the tokens).
   /usr/bin/time -f "SmolLM2 Q4_1, generate text --max-new-tokens 256: peak RSS %M KB, %e s" \
-    "$bin" generate text --model "$smol" --prompt "Once upon a time" --max-new-tokens 256 --seed 1 \
+    "$bin" generate text --model "$smol" --prompt "Once upon a time, in a city of towers and rivers, there lived" \
+    --max-new-tokens 256 --temperature 0.7 --seed 3 \
     >/dev/null 2>"$tmp/time.txt" || true
   tail -1 "$tmp/time.txt"
 fi
