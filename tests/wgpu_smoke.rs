@@ -3,8 +3,8 @@
 //! GPU is Mesa's software Vulkan driver.
 #![cfg(feature = "wgpu")]
 
-use jielong::core::{Decoder, Positions, Sequences};
-use jielong::nn::{Transformer, TransformerConfig, select_device};
+use jielong::core::{Decoder, Feed, Logits, Positions, Sequences};
+use jielong::nn::{KvCache, Transformer, TransformerConfig, select_device};
 use jielong::train::{Stepper, TrainConfig};
 
 #[test]
@@ -13,9 +13,12 @@ fn wgpu_matches_flex_and_trains() {
     let cpu = Transformer::init(&config, &select_device("flex").unwrap(), 3).unwrap();
     let gpu_device = select_device("wgpu").unwrap();
     let gpu = Transformer::init(&config, &gpu_device, 3).unwrap();
-    let ids = vec![vec![1u32, 5, 9, 2, 7, 3]];
-    let a = Decoder::forward(&cpu, &ids, &mut cpu.new_cache(), Positions::All).unwrap();
-    let b = Decoder::forward(&gpu, &ids, &mut gpu.new_cache(), Positions::All).unwrap();
+    let ids = [1u32, 5, 9, 2, 7, 3];
+    let run = |model: &Transformer, feed: &[u32], cache: &mut KvCache| -> Logits {
+        Decoder::forward(model, &mut [Feed::new(feed, cache)], Positions::All).unwrap()
+    };
+    let a = run(&cpu, &ids, &mut cpu.new_cache());
+    let b = run(&gpu, &ids, &mut gpu.new_cache());
     let diff = a
         .data
         .iter()
@@ -26,8 +29,8 @@ fn wgpu_matches_flex_and_trains() {
 
     // Cached decoding on the GPU agrees with the full pass.
     let mut cache = gpu.new_cache();
-    Decoder::forward(&gpu, &[ids[0][..4].to_vec()], &mut cache, Positions::All).unwrap();
-    let last = Decoder::forward(&gpu, &[ids[0][4..].to_vec()], &mut cache, Positions::All).unwrap();
+    run(&gpu, &ids[..4], &mut cache);
+    let last = run(&gpu, &ids[4..], &mut cache);
     let d = last
         .last(0)
         .iter()
