@@ -19,6 +19,7 @@ train() { # modality data out config
 
 train text  ../shared/data/text/tinyshakespeare.txt   models/shakespeare-char examples/configs/shakespeare-char.json
 train image ../shared/data/images/mnist                models/mnist-binary     examples/configs/mnist-binary.json
+train image ../shared/data/images/mnist                models/mnist-stochastic examples/configs/mnist-stochastic.json
 [ -d datasets/espeak-digits/out ] || sh datasets/espeak-digits/make.sh datasets/espeak-digits/out
 train audio datasets/spoken-digits/sources.txt         models/spoken-digits    examples/configs/spoken-digits.json
 train image ../shared/data/images/mnist                models/mnist-patches    examples/configs/mnist-patches.json
