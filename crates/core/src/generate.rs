@@ -8,10 +8,10 @@
 
 use anyhow::Result;
 
-use crate::decoder::{Decoder, Feed, Positions};
+use crate::decoder::{Decoder, Feed, Logits, Positions};
 use crate::error::{InvalidSetting, PromptError};
 use crate::guided::Guidance;
-use crate::sampler::{Sampler, SamplerConfig};
+use crate::sampler::{Distribution, Sampler, SamplerConfig};
 
 /// What happens when a sequence outgrows the model's context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -326,11 +326,11 @@ impl<'d, D: Decoder> Generator<'d, D> {
                 twin_row += 1;
             }
         }
+        let mut dists = distributions(&self.seqs, &logits).into_iter();
         let mut i = 0;
-        let mut row = 0;
         while i < self.seqs.len() {
-            let finish = draw(self.decoder, &mut self.seqs[i], logits.last(row), on_event)?;
-            row += 1;
+            let dist = dists.next().expect("one distribution per sequence")?;
+            let finish = draw(self.decoder, &mut self.seqs[i], &dist, on_event)?;
             match finish {
                 None => i += 1,
                 Some(finish) => {
@@ -350,18 +350,42 @@ impl<'d, D: Decoder> Generator<'d, D> {
     }
 }
 
-/// Draws sequence `s`'s next token from its logits, reports it, and readies the next feed.
-/// Returns how the sequence finished, if it did.
+/// The distribution of every sequence's next token (sequence `i` from logits row `i`). Over a
+/// large vocabulary (tens of thousands of tokens) this is a real share of a batched step, so a
+/// big batch splits it across two threads; each distribution is a pure function of its
+/// sequence's inputs, so the result is the same either way.
+fn distributions<C>(seqs: &[Sequence<C>], logits: &Logits) -> Vec<Result<Distribution>> {
+    let inputs: Vec<(&Sampler, &[u32], &[u32])> = seqs
+        .iter()
+        .map(|s| (&s.sampler, s.history.as_slice(), s.config.banned.as_slice()))
+        .collect();
+    let one = |row: usize| {
+        let (sampler, history, banned) = inputs[row];
+        sampler.distribution(logits.last(row), history, banned)
+    };
+    let n = inputs.len();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || n < 4 || n * logits.vocab < 1 << 16 {
+        return (0..n).map(one).collect();
+    }
+    let half = n / 2;
+    std::thread::scope(|scope| {
+        let back = scope.spawn(|| (half..n).map(one).collect::<Vec<_>>());
+        let mut all: Vec<_> = (0..half).map(one).collect();
+        all.extend(back.join().expect("the sampling thread does not panic"));
+        all
+    })
+}
+
+/// Draws sequence `s`'s next token from its distribution, reports it, and readies the next
+/// feed. Returns how the sequence finished, if it did.
 fn draw<D: Decoder>(
     decoder: &D,
     s: &mut Sequence<D::Cache>,
-    logits: &[f32],
+    dist: &Distribution,
     on_event: &mut dyn FnMut(&Event) -> Flow,
 ) -> Result<Option<Finish>> {
-    let dist = s
-        .sampler
-        .distribution(logits, &s.history, &s.config.banned)?;
-    let id = s.sampler.draw(&dist);
+    let id = s.sampler.draw(dist);
     let top = dist.top(s.config.show_top);
     let ends = s.config.ends.contains(&id);
     if !ends {
