@@ -261,15 +261,21 @@ impl<D: Decoder> Worker<'_, D> {
             .map(|(&n, _)| n)
             .collect();
         for n in gone {
-            let active = self.jobs.remove(&n).expect("listed");
-            let mut running = 0;
-            for seq in active.seqs {
-                running += usize::from(self.generator.cancel(seq).is_some());
-                self.owner.remove(&seq);
-            }
-            stats::cancelled(&self.served.name, running);
-            stats::batch_now(&self.served.name, self.generator.len());
+            self.cancel_job(n, 0);
         }
+    }
+
+    /// Takes job `number` out: its sequences still in the batch leave it. `finished` of its
+    /// sequences that left the batch this step count as cancelled too.
+    fn cancel_job(&mut self, number: usize, finished: usize) {
+        let active = self.jobs.remove(&number).expect("a running job");
+        let mut cancelled = finished;
+        for seq in active.seqs {
+            cancelled += usize::from(self.generator.cancel(seq).is_some());
+            self.owner.remove(&seq);
+        }
+        stats::cancelled(&self.served.name, cancelled);
+        stats::batch_now(&self.served.name, self.generator.len());
     }
 
     /// One step of the whole batch.
@@ -319,14 +325,8 @@ impl<D: Decoder> Worker<'_, D> {
         };
         if active.reply.is_closed() {
             // The client hung up during the step (its token could not be sent): the job is
-            // cancelled, its other sequences leave the batch too.
-            let active = self.jobs.remove(&number).expect("present");
-            let mut cancelled = 1;
-            for other in active.seqs.into_iter().filter(|&s| s != seq) {
-                cancelled += usize::from(self.generator.cancel(other).is_some());
-                self.owner.remove(&other);
-            }
-            stats::cancelled(&self.served.name, cancelled);
+            // cancelled, this sequence with it.
+            self.cancel_job(number, 1);
             return;
         }
         active.generations[index] = Some(generation);

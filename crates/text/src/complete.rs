@@ -292,8 +292,10 @@ impl<'m> CompletionJob<'m> {
                         .rev()
                         .take_while(|&&i| codec.is_byte_token(i))
                         .count();
-                let settled_text = codec.decode_text(&ids[..settled])?;
-                let end = safe_end(&text, stops).min(settled_text.len());
+                let mut end = safe_end(&text, stops);
+                if settled < ids.len() {
+                    end = end.min(codec.decode_text(&ids[..settled])?.len());
+                }
                 (floor_char_boundary(&text, end), false)
             }
         };
