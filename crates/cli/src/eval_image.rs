@@ -2,7 +2,7 @@
 //! optionally whether class-conditional samples look like the class asked for.
 
 use anyhow::{Result, bail};
-use jielong_core::{Codec, Decoder, Score, score, windows};
+use jielong_core::{Codec, Decoder, Score, score_each, windows};
 use jielong_image::{
     Binarise, DatasetOptions, DigitClassifier, DrawRequest, ImageCodec, LabelledImage, MnistSplits,
     draw_images, open_dataset_with, to_sequences,
@@ -68,26 +68,42 @@ pub fn score_images(
             &binarised
         }
     };
-    // The literature's -log p(x) has no label: each image is scored after the unconditional
-    // token the label dropout trained; with labels, the class token's score is reported too.
-    let unconditional = score_sequences(model, &codec, images, false)?;
+    // The literature's -log p(x) has no label. A class-conditional model's own p(x) sums the
+    // class out, p(x) = 1/K sum_c p(x | c): exact (K forward passes per image), and never looser
+    // than -log p(x | true class) + ln K. The unconditional token that label dropout trains is
+    // reported beside it, and the label-conditioned score when the set has labels.
     let n = images.len() as f64;
+    let unconditional = score_sequences(model, &codec, images, false)?;
     let mut extra = json!({
         "images": images.len(),
-        "nats_per_image": unconditional.nats / n,
-        "bits_per_dim": codec.bits_per_dim(unconditional.nats, images.len()),
         "binarise": match binarise {
             None => json!("none (the codec's own tokenisation)"),
             Some(Binarise::Threshold) => json!("threshold (intensity >= 128)"),
             Some(Binarise::Stochastic { seed }) => json!(format!("stochastic, seed {seed}")),
         },
     });
-    if conditional {
-        let given = score_sequences(model, &codec, images, true)?;
-        extra["nats_per_image_given_label"] = json!(given.nats / n);
-        extra["bits_per_dim_given_label"] = json!(codec.bits_per_dim(given.nats, images.len()));
-        extra["nats_per_image_from"] = json!("the unconditional token, which label dropout trains");
-    }
+    let main = if codec.classes().is_empty() {
+        unconditional
+    } else {
+        let per_class = score_under_each_class(model, &codec, images)?;
+        if conditional {
+            let given = images.iter().enumerate().map(|(i, l)| {
+                per_class[l.label.expect("a labelled set")][i].nats
+            });
+            let given: f64 = given.sum();
+            extra["nats_per_image_given_label"] = json!(given / n);
+            extra["bits_per_dim_given_label"] = json!(codec.bits_per_dim(given, images.len()));
+        }
+        extra["nats_per_image_unconditional_token"] = json!(unconditional.nats / n);
+        extra["nats_per_image_from"] = json!(format!(
+            "the {} classes summed out, each with prior 1/{}",
+            per_class.len(),
+            per_class.len()
+        ));
+        class_mixture(&per_class)
+    };
+    extra["nats_per_image"] = json!(main.nats / n);
+    extra["bits_per_dim"] = json!(codec.bits_per_dim(main.nats, images.len()));
     // What the tokenisation itself loses on these images (palettes, codebooks, grey levels):
     // the scores above are of the tokenised images.
     let lost = codec.reconstruction_error(images.iter().map(|l| &l.image))?;
@@ -102,7 +118,7 @@ pub fn score_images(
             open::guidance(folder, a.guidance, true)?,
         )?;
     }
-    Ok((unconditional, extra))
+    Ok((main, extra))
 }
 
 /// The held-out score of `images`, each after its class token (`conditional`) or after the
@@ -113,13 +129,77 @@ fn score_sequences(
     images: &[LabelledImage],
     conditional: bool,
 ) -> Result<Score> {
+    let mut total = Score::default();
+    for s in score_each_image(model, codec, images, conditional)? {
+        total.tokens += s.tokens;
+        total.nats += s.nats;
+    }
+    Ok(total)
+}
+
+/// [`score_sequences`] image by image.
+fn score_each_image(
+    model: &impl Decoder,
+    codec: &ImageCodec,
+    images: &[LabelledImage],
+    conditional: bool,
+) -> Result<Vec<Score>> {
     let seqs = to_sequences(codec, images, conditional)?;
-    let mut ws = Vec::new();
-    for s in &seqs.seqs {
-        ws.extend(windows(s, 1, model.context_len())?);
+    let (mut ws, mut owner) = (Vec::new(), Vec::new());
+    for (i, s) in seqs.seqs.iter().enumerate() {
+        let w = windows(s, 1, model.context_len())?;
+        owner.extend(std::iter::repeat_n(i, w.len()));
+        ws.extend(w);
     }
     let vocab = codec.vocab();
-    score(model, &ws, &|t| vocab.is_content(t))
+    let mut per_image = vec![Score::default(); images.len()];
+    for (s, i) in score_each(model, &ws, &|t| vocab.is_content(t))?
+        .into_iter()
+        .zip(owner)
+    {
+        per_image[i].tokens += s.tokens;
+        per_image[i].nats += s.nats;
+    }
+    Ok(per_image)
+}
+
+/// `[class][image]`: each image scored after each class token in turn.
+fn score_under_each_class(
+    model: &impl Decoder,
+    codec: &ImageCodec,
+    images: &[LabelledImage],
+) -> Result<Vec<Vec<Score>>> {
+    let classes = codec.classes();
+    let mut out = Vec::with_capacity(classes.len());
+    for (c, name) in classes.iter().enumerate() {
+        eprintln!("scoring {} images as class {name} ...", images.len());
+        let as_c: Vec<LabelledImage> = images
+            .iter()
+            .map(|l| LabelledImage {
+                image: l.image.clone(),
+                label: Some(c),
+            })
+            .collect();
+        out.push(score_each_image(model, codec, &as_c, true)?);
+    }
+    Ok(out)
+}
+
+/// The score of a uniform mixture over classes, `-ln(1/K sum_c exp(-nats_c))` per image,
+/// summed: `per_class[class][image]`.
+fn class_mixture(per_class: &[Vec<Score>]) -> Score {
+    let k = per_class.len() as f64;
+    let mut total = Score::default();
+    for i in 0..per_class[0].len() {
+        let best = per_class
+            .iter()
+            .map(|s| s[i].nats)
+            .fold(f64::INFINITY, f64::min);
+        let sum: f64 = per_class.iter().map(|s| (best - s[i].nats).exp()).sum();
+        total.nats += best - sum.ln() + k.ln();
+        total.tokens += per_class[0][i].tokens;
+    }
+    total
 }
 
 /// Draws `n` images per class and classifies them with a 5-NN vote on binarised pixels.
@@ -152,4 +232,27 @@ fn check_classes(
         "recognised": acc.overall(),
         "per_class": acc.per_class.iter().map(|c| json!({"class": c.class, "correct": c.correct, "total": c.total})).collect::<Vec<_>>(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scores(nats: &[f64]) -> Vec<Score> {
+        nats.iter().map(|&nats| Score { tokens: 3, nats }).collect()
+    }
+
+    #[test]
+    fn a_class_mixture_sums_the_class_out() {
+        // Image 0: equally likely under both classes, so the mixture costs what each does.
+        // Image 1: impossible under class 1, so it costs class 0's score plus ln 2.
+        let per_class = vec![scores(&[5.0, 7.0]), scores(&[5.0, f64::INFINITY])];
+        let m = class_mixture(&per_class);
+        assert_eq!(m.tokens, 6);
+        assert!((m.nats - (5.0 + 7.0 + 2f64.ln())).abs() < 1e-12, "{m:?}");
+        // Very large scores (long images) do not underflow to infinity.
+        let m = class_mixture(&[scores(&[2000.0]), scores(&[2001.0])]);
+        let want = 2000.0 - (1.0 + (-1f64).exp()).ln() + 2f64.ln();
+        assert!((m.nats - want).abs() < 1e-9, "{m:?}");
+    }
 }

@@ -30,7 +30,7 @@ pub use generate::{
 };
 pub use guided::Guidance;
 pub use sampler::{Candidates, Distribution, Sampler, SamplerConfig};
-pub use score::{Score, Window, score, windows};
+pub use score::{Score, Window, score, score_each, windows};
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename, so a reader
 /// (or a crash) never sees half a file.

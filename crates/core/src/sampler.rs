@@ -267,6 +267,32 @@ pub fn min_p(c: &mut Candidates, m: f32) {
     c.normalise();
 }
 
+/// The distribution when every token that is not banned stays a candidate (no filter, or
+/// greedy): one vectorised f32 softmax over the whole vocabulary, without building, ranking or
+/// renormalising a candidate list. (Filters rank candidates, so they take [`Candidates`].)
+fn plain_softmax(mut scores: Vec<f32>, temperature: f32) -> Result<Distribution> {
+    if scores.iter().any(|s| s.is_nan()) {
+        bail!("the model produced NaN logits");
+    }
+    if scores.iter().all(|&s| s == f32::NEG_INFINITY) {
+        bail!("no token can be drawn: every logit is -inf or banned");
+    }
+    if temperature != 1.0 {
+        scores.iter_mut().for_each(|s| *s /= temperature);
+    }
+    let cols = scores.len();
+    jielong_kernels::ops::softmax(&mut scores, cols);
+    // Banned tokens (and any too unlikely for an f32) have probability exactly 0: left out.
+    let candidates = (0..cols as u32)
+        .zip(scores)
+        .filter(|&(_, p)| p > 0.0)
+        .collect();
+    Ok(Distribution {
+        candidates,
+        ranked: false,
+    })
+}
+
 /// A seeded sampler for one sequence: the same seed and logits give the same tokens.
 #[derive(Clone, Debug)]
 pub struct Sampler {
@@ -305,22 +331,23 @@ impl Sampler {
         let mut scores = logits.to_vec();
         penalise_repeats(&mut scores, history, config.repetition_penalty);
         ban(&mut scores, banned);
+        let filtered = config.top_k.is_some() || config.top_p.is_some() || config.min_p.is_some();
+        if config.greedy || !filtered {
+            let t = if config.greedy { 1.0 } else { config.temperature };
+            return plain_softmax(scores, t);
+        }
         let mut c = Candidates::of(&scores)?;
-        if config.greedy {
-            softmax(&mut c, 1.0);
-        } else {
-            if let Some(k) = config.top_k {
-                top_k(&mut c, k);
-            } else if config.top_p.is_some() {
-                c.rank(None); // by logit, before the softmax can tie tiny probabilities
-            }
-            softmax(&mut c, config.temperature);
-            if let Some(p) = config.top_p {
-                top_p(&mut c, p);
-            }
-            if let Some(m) = config.min_p {
-                min_p(&mut c, m);
-            }
+        if let Some(k) = config.top_k {
+            top_k(&mut c, k);
+        } else if config.top_p.is_some() {
+            c.rank(None); // by logit, before the softmax can tie tiny probabilities
+        }
+        softmax(&mut c, config.temperature);
+        if let Some(p) = config.top_p {
+            top_p(&mut c, p);
+        }
+        if let Some(m) = config.min_p {
+            min_p(&mut c, m);
         }
         Ok(Distribution {
             candidates: c
@@ -361,6 +388,29 @@ mod tests {
     }
 
     const LOGITS: [f32; 6] = [1.0, 3.0, 2.0, 0.5, 2.5, -1.0];
+
+    #[test]
+    fn the_unfiltered_softmax_agrees_with_the_candidate_chain() {
+        // No filter takes the vectorised f32 softmax; min_p 0 keeps every token but goes
+        // through the f64 candidate list: the same distribution, to f32 precision.
+        for temperature in [0.3, 1.0, 2.5] {
+            let plain = sampler(SamplerConfig {
+                temperature,
+                ..Default::default()
+            });
+            let chain = sampler(SamplerConfig {
+                temperature,
+                min_p: Some(0.0),
+                ..Default::default()
+            });
+            let a = plain.distribution(&LOGITS, &[4], &[3]).unwrap();
+            let b = chain.distribution(&LOGITS, &[4], &[3]).unwrap();
+            assert_eq!(a.candidates.len(), 5, "the banned token is left out");
+            for id in 0..LOGITS.len() as u32 {
+                assert!((a.prob(id) - b.prob(id)).abs() < 1e-6, "{a:?} vs {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn greedy_is_argmax() {

@@ -78,9 +78,24 @@ pub fn score<D: Decoder>(
     windows: &[Window],
     counts: &dyn Fn(u32) -> bool,
 ) -> Result<Score> {
+    let mut total = Score::default();
+    for s in score_each(decoder, windows, counts)? {
+        total.tokens += s.tokens;
+        total.nats += s.nats;
+    }
+    Ok(total)
+}
+
+/// [`score`] for each window on its own, in order (e.g. to combine one image's scores under
+/// several class tokens).
+pub fn score_each<D: Decoder>(
+    decoder: &D,
+    windows: &[Window],
+    counts: &dyn Fn(u32) -> bool,
+) -> Result<Vec<Score>> {
     // Keep each batch's logits under ~64 MB.
     let budget = (16_000_000 / decoder.vocab_size().max(1)).max(1);
-    let mut total = Score::default();
+    let mut out = Vec::with_capacity(windows.len());
     let mut rest = windows;
     while !rest.is_empty() {
         let mut n = 0;
@@ -98,17 +113,19 @@ pub fn score<D: Decoder>(
             .collect();
         let logits = decoder.forward(&mut feeds, Positions::All)?;
         for (b, w) in batch.iter().enumerate() {
+            let mut s = Score::default();
             for pos in w.scored_from..w.inputs.len() {
                 let target = w.targets[pos];
                 if counts(target) {
-                    total.nats += nll(logits.row(b, pos), target);
-                    total.tokens += 1;
+                    s.nats += nll(logits.row(b, pos), target);
+                    s.tokens += 1;
                 }
             }
+            out.push(s);
         }
         rest = later;
     }
-    Ok(total)
+    Ok(out)
 }
 
 /// `-log softmax(logits)[target]`, computed stably in f64.
