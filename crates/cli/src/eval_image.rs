@@ -73,7 +73,12 @@ pub fn score_images(
     // than -log p(x | true class) + ln K. The unconditional token that label dropout trains is
     // reported beside it, and the label-conditioned score when the set has labels.
     let n = images.len() as f64;
-    let unconditional = score_sequences(model, &codec, images, false)?;
+    // Encoded once, after the unconditional token; each class's pass swaps that first token.
+    let plain = to_sequences(&codec, images, false)?.seqs;
+    let mut unconditional = Score::default();
+    for s in score_each_image(model, &codec, &plain)? {
+        unconditional += s;
+    }
     let mut extra = json!({
         "images": images.len(),
         "binarise": match binarise {
@@ -85,11 +90,12 @@ pub fn score_images(
     let main = if codec.classes().is_empty() {
         unconditional
     } else {
-        let per_class = score_under_each_class(model, &codec, images)?;
+        let per_class = score_under_each_class(model, &codec, &plain)?;
         if conditional {
-            let given = images.iter().enumerate().map(|(i, l)| {
-                per_class[l.label.expect("a labelled set")][i].nats
-            });
+            let given = images
+                .iter()
+                .enumerate()
+                .map(|(i, l)| per_class[l.label.expect("a labelled set")][i].nats);
             let given: f64 = given.sum();
             extra["nats_per_image_given_label"] = json!(given / n);
             extra["bits_per_dim_given_label"] = json!(codec.bits_per_dim(given, images.len()));
@@ -121,66 +127,49 @@ pub fn score_images(
     Ok((main, extra))
 }
 
-/// The held-out score of `images`, each after its class token (`conditional`) or after the
-/// unconditional one.
-fn score_sequences(
-    model: &impl Decoder,
-    codec: &ImageCodec,
-    images: &[LabelledImage],
-    conditional: bool,
-) -> Result<Score> {
-    let mut total = Score::default();
-    for s in score_each_image(model, codec, images, conditional)? {
-        total.tokens += s.tokens;
-        total.nats += s.nats;
-    }
-    Ok(total)
-}
-
-/// [`score_sequences`] image by image.
+/// Each sequence's score (a start or class token, then one image's tokens), in order.
 fn score_each_image(
     model: &impl Decoder,
     codec: &ImageCodec,
-    images: &[LabelledImage],
-    conditional: bool,
+    seqs: &[Vec<u32>],
 ) -> Result<Vec<Score>> {
-    let seqs = to_sequences(codec, images, conditional)?;
     let (mut ws, mut owner) = (Vec::new(), Vec::new());
-    for (i, s) in seqs.seqs.iter().enumerate() {
+    for (i, s) in seqs.iter().enumerate() {
         let w = windows(s, 1, model.context_len())?;
         owner.extend(std::iter::repeat_n(i, w.len()));
         ws.extend(w);
     }
     let vocab = codec.vocab();
-    let mut per_image = vec![Score::default(); images.len()];
+    let mut per_image = vec![Score::default(); seqs.len()];
     for (s, i) in score_each(model, &ws, &|t| vocab.is_content(t))?
         .into_iter()
         .zip(owner)
     {
-        per_image[i].tokens += s.tokens;
-        per_image[i].nats += s.nats;
+        per_image[i] += s;
     }
     Ok(per_image)
 }
 
-/// `[class][image]`: each image scored after each class token in turn.
+/// `[class][image]`: each image scored after each class token in turn (`plain`: the images'
+/// sequences after the unconditional token, whose first token is swapped for the class's).
 fn score_under_each_class(
     model: &impl Decoder,
     codec: &ImageCodec,
-    images: &[LabelledImage],
+    plain: &[Vec<u32>],
 ) -> Result<Vec<Vec<Score>>> {
-    let classes = codec.classes();
-    let mut out = Vec::with_capacity(classes.len());
-    for (c, name) in classes.iter().enumerate() {
-        eprintln!("scoring {} images as class {name} ...", images.len());
-        let as_c: Vec<LabelledImage> = images
+    let first_class = codec.vocab().first_class;
+    let mut out = Vec::new();
+    for (c, name) in codec.classes().iter().enumerate() {
+        eprintln!("scoring {} images as class {name} ...", plain.len());
+        let as_c: Vec<Vec<u32>> = plain
             .iter()
-            .map(|l| LabelledImage {
-                image: l.image.clone(),
-                label: Some(c),
+            .map(|s| {
+                let mut s = s.clone();
+                s[0] = first_class + c as u32;
+                s
             })
             .collect();
-        out.push(score_each_image(model, codec, &as_c, true)?);
+        out.push(score_each_image(model, codec, &as_c)?);
     }
     Ok(out)
 }
@@ -196,8 +185,10 @@ fn class_mixture(per_class: &[Vec<Score>]) -> Score {
             .map(|s| s[i].nats)
             .fold(f64::INFINITY, f64::min);
         let sum: f64 = per_class.iter().map(|s| (best - s[i].nats).exp()).sum();
-        total.nats += best - sum.ln() + k.ln();
-        total.tokens += per_class[0][i].tokens;
+        total += Score {
+            tokens: per_class[0][i].tokens,
+            nats: best - sum.ln() + k.ln(),
+        };
     }
     total
 }

@@ -333,7 +333,11 @@ impl Sampler {
         ban(&mut scores, banned);
         let filtered = config.top_k.is_some() || config.top_p.is_some() || config.min_p.is_some();
         if config.greedy || !filtered {
-            let t = if config.greedy { 1.0 } else { config.temperature };
+            let t = if config.greedy {
+                1.0
+            } else {
+                config.temperature
+            };
             return plain_softmax(scores, t);
         }
         let mut c = Candidates::of(&scores)?;

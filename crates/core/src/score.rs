@@ -60,6 +60,13 @@ pub struct Score {
     pub nats: f64,
 }
 
+impl std::ops::AddAssign for Score {
+    fn add_assign(&mut self, other: Score) {
+        self.tokens += other.tokens;
+        self.nats += other.nats;
+    }
+}
+
 impl Score {
     /// Mean negative log-likelihood per scored token, in nats; 0 when nothing was scored.
     pub fn nats_per_token(&self) -> f64 {
@@ -80,8 +87,7 @@ pub fn score<D: Decoder>(
 ) -> Result<Score> {
     let mut total = Score::default();
     for s in score_each(decoder, windows, counts)? {
-        total.tokens += s.tokens;
-        total.nats += s.nats;
+        total += s;
     }
     Ok(total)
 }
