@@ -866,8 +866,13 @@ fn stochastic_binarisation_and_scores_with_and_without_the_label() {
     // reported) plus ln 10, and a real mixture is better than that bound.
     let mixture = plain["nats_per_image"].as_f64().unwrap();
     let given = plain["nats_per_image_given_label"].as_f64().unwrap();
-    let token = plain["nats_per_image_unconditional_token"].as_f64().unwrap();
-    assert!(mixture.is_finite() && given.is_finite() && token.is_finite(), "{plain}");
+    let token = plain["nats_per_image_unconditional_token"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        mixture.is_finite() && given.is_finite() && token.is_finite(),
+        "{plain}"
+    );
     assert!(mixture < given + 10f64.ln(), "{plain}");
     assert!(mixture != token && mixture != given, "{plain}");
     assert!(
