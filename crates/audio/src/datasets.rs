@@ -10,9 +10,11 @@
 //!   into a temporary folder, read like a folder but unlabelled, and the folder removed;
 //! - a **manifest** (`.txt`): several sources combined, one per line, `PATH [LABELS]` with `PATH`
 //!   relative to the manifest and `LABELS` one of `names`, `none`, `transcript=FILE`
-//!   (the default is `names` for a folder, `none` otherwise). `#` starts a comment. For example:
+//!   (the default is `names` for a folder, `none` otherwise), and optionally `repeat=N`: the
+//!   source's clips are read N times, so that a small labelled set is not drowned by hours of
+//!   unlabelled audio when training windows are drawn. `#` starts a comment. For example:
 //!   ```text
-//!   espeak-digits/out                      names
+//!   espeak-digits/out                      names repeat=8
 //!   ../../shared/data/audio/asterisk_en_US_f_Allison_wav.tar.xz   none
 //!   ../../shared/data/audio/opsound_macroform-cold_day_8k.wav
 //!   ```
@@ -92,6 +94,8 @@ pub enum LabelRule {
 pub struct Source {
     pub path: PathBuf,
     pub labels: LabelRule,
+    /// Each clip is read this many times (at least 1).
+    pub repeat: usize,
 }
 
 impl Source {
@@ -99,6 +103,7 @@ impl Source {
         Self {
             path: path.into(),
             labels,
+            repeat: 1,
         }
     }
 }
@@ -161,7 +166,12 @@ pub fn open_sources(sources: &[Source], rate: u32) -> Result<AudioDataset> {
         ..Default::default()
     };
     for source in sources {
+        let first = dataset.clips.len();
         read_source(source, rate, &mut dataset)?;
+        let read = dataset.clips[first..].to_vec();
+        for _ in 1..source.repeat.max(1) {
+            dataset.clips.extend_from_slice(&read);
+        }
     }
     Ok(dataset)
 }
@@ -181,7 +191,8 @@ fn default_rule(path: &Path) -> LabelRule {
     }
 }
 
-/// Parses a manifest: `PATH [names|none|transcript=FILE]` per line, paths relative to it.
+/// Parses a manifest: `PATH [names|none|transcript=FILE] [repeat=N]` per line, paths relative
+/// to it.
 pub fn read_manifest(path: &Path) -> Result<Vec<Source>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the manifest {}", path.display()))?;
@@ -192,24 +203,30 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Source>> {
         if line.is_empty() {
             continue;
         }
-        let (source_path, rule) = match line.rsplit_once(char::is_whitespace) {
-            Some((rest, last)) => match parse_rule(last, base) {
-                Some(rule) => (rest.trim(), Some(rule)),
-                None => (line, None),
-            },
-            None => (line, None),
-        };
+        let at = || format!("{} line {}", path.display(), number + 1);
+        // Options are trailing words; what is left is the path (which may hold spaces).
+        let (mut source_path, mut rule, mut repeat) = (line, None, None);
+        while let Some((rest, last)) = source_path.rsplit_once(char::is_whitespace) {
+            if let Some(n) = last.strip_prefix("repeat=") {
+                match n.parse::<usize>() {
+                    Ok(n) if n >= 1 && repeat.is_none() => repeat = Some(n),
+                    _ => bail!("{}: `{last}` needs one whole number N >= 1", at()),
+                }
+            } else if let Some(r) = parse_rule(last, base).filter(|_| rule.is_none()) {
+                rule = Some(r);
+            } else {
+                break;
+            }
+            source_path = rest.trim();
+        }
         let full = base.join(source_path);
         if !full.exists() {
-            bail!(
-                "{} line {}: {} does not exist",
-                path.display(),
-                number + 1,
-                full.display()
-            );
+            bail!("{}: {} does not exist", at(), full.display());
         }
         let rule = rule.unwrap_or_else(|| default_rule(&full));
-        sources.push(Source::new(full, rule));
+        let mut source = Source::new(full, rule);
+        source.repeat = repeat.unwrap_or(1);
+        sources.push(source);
     }
     if sources.is_empty() {
         bail!("the manifest {} lists no sources", path.display());

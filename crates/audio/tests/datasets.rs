@@ -367,6 +367,42 @@ fn a_manifest_combines_digits_and_music_and_long_clips_are_cut() {
 }
 
 #[test]
+fn a_manifest_repeats_a_small_labelled_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let digits = dir.path().join("my digits");
+    std::fs::create_dir(&digits).unwrap();
+    for d in [1, 2] {
+        let x = read_wav(&held_out_digit_files(&shared_audio())[d], 8000).unwrap();
+        let reversed: Vec<f32> = x.into_iter().rev().collect();
+        write_wav(&digits.join(format!("{d}_reversed.wav")), &reversed, 8000).unwrap();
+    }
+    let manifest = dir.path().join("audio.txt");
+    let open = |text: &str| {
+        std::fs::write(&manifest, text).unwrap();
+        open_dataset(&manifest, 8000)
+    };
+    // Options in either order; the path keeps its space.
+    for text in [
+        "my digits repeat=3 names\n",
+        "my digits names repeat=3 # x3\n",
+    ] {
+        let ds = open(text).unwrap();
+        assert_eq!(ds.clips.len(), 6, "{text}");
+        assert_eq!(ds.clips[0].samples, ds.clips[2].samples);
+        assert_eq!(ds.clips[1].samples, ds.clips[5].samples);
+        assert_eq!(ds.clips[3].label.as_deref(), Some("2"));
+    }
+    assert_eq!(open("my digits\n").unwrap().clips.len(), 2);
+    for bad in ["repeat=0", "repeat=two", "repeat=-1", "repeat=2 repeat=3"] {
+        let err = format!("{:#}", open(&format!("my digits {bad}\n")).unwrap_err());
+        assert!(
+            err.contains("line 1") && err.contains("repeat="),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn sequences_start_with_the_class_or_unconditional_token_and_end_with_end() {
     let dir = tempfile::tempdir().unwrap();
     copy_digits(dir.path(), &[3, 8]);
