@@ -316,17 +316,22 @@ fn espeak_script_small_mode_makes_a_balanced_labelled_set() {
         .unwrap();
 }
 
+/// Writes held-out digits reversed into `dir` as `<d>_reversed.wav`: labelled clips that are not
+/// the held-out recordings themselves, so the guard has nothing to say.
+fn write_reversed_digits(dir: &Path, digits: &[usize]) {
+    for &d in digits {
+        let x = read_wav(&held_out_digit_files(&shared_audio())[d], 8000).unwrap();
+        let reversed: Vec<f32> = x.into_iter().rev().collect();
+        write_wav(&dir.join(format!("{d}_reversed.wav")), &reversed, 8000).unwrap();
+    }
+}
+
 #[test]
 fn a_manifest_combines_digits_and_music_and_long_clips_are_cut() {
     let dir = tempfile::tempdir().unwrap();
     let digits = dir.path().join("digits");
     std::fs::create_dir(&digits).unwrap();
-    for d in [1, 2] {
-        let x = read_wav(&held_out_digit_files(&shared_audio())[d], 8000).unwrap();
-        // Not the held-out recordings themselves: reversed, so the guard has nothing to say.
-        let reversed: Vec<f32> = x.into_iter().rev().collect();
-        write_wav(&digits.join(format!("{d}_reversed.wav")), &reversed, 8000).unwrap();
-    }
+    write_reversed_digits(&digits, &[1, 2]);
     let music = shared_audio().join(MUSIC_TRACK);
     let manifest = dir.path().join("audio.txt");
     std::fs::write(
@@ -371,11 +376,7 @@ fn a_manifest_repeats_a_small_labelled_source() {
     let dir = tempfile::tempdir().unwrap();
     let digits = dir.path().join("my digits");
     std::fs::create_dir(&digits).unwrap();
-    for d in [1, 2] {
-        let x = read_wav(&held_out_digit_files(&shared_audio())[d], 8000).unwrap();
-        let reversed: Vec<f32> = x.into_iter().rev().collect();
-        write_wav(&digits.join(format!("{d}_reversed.wav")), &reversed, 8000).unwrap();
-    }
+    write_reversed_digits(&digits, &[1, 2]);
     let manifest = dir.path().join("audio.txt");
     let open = |text: &str| {
         std::fs::write(&manifest, text).unwrap();
