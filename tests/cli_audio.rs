@@ -649,10 +649,14 @@ fn eval_checks_drawn_clips_against_the_recorded_digits() {
         "1",
         "--guidance",
         "2",
+        "--temperature",
+        "0.75",
         "--format",
         "json",
     ]);
     assert_eq!(g["class_check"]["guidance"], 2.0, "{g}");
+    assert_eq!(g["class_check"]["temperature"], 0.75, "{g}");
+    assert_eq!(v["class_check"]["temperature"], 1.0, "{v}");
     let rows = g["class_check"]["per_class"].as_array().unwrap();
     assert_eq!(
         rows.iter()
@@ -680,6 +684,21 @@ fn eval_checks_drawn_clips_against_the_recorded_digits() {
                 "0",
             ],
             "at least 1",
+        ),
+        bad(
+            &[
+                "eval",
+                "audio",
+                "--model",
+                p(m),
+                "--data",
+                p(&data),
+                "--check-classes",
+                "1",
+                "--temperature",
+                "0",
+            ],
+            "temperature",
         ),
         bad(
             &[

@@ -4,6 +4,7 @@ The binary comes from $JIELONG_BIN, else the release build in $CARGO_TARGET_DIR 
 Screenshots and other artefacts go to $JIELONG_ARTIFACTS, else <target>/serve-artifacts.
 """
 
+import json
 import os
 import pathlib
 import queue
@@ -15,6 +16,11 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 TEXT, IMAGE, AUDIO = "shakespeare-char", "mnist-binary", "spoken-digits"
+
+
+def audio_rate() -> int:
+    """The shipped audio model's sample rate, from its config.json."""
+    return json.loads((ROOT / "models" / AUDIO / "config.json").read_text())["codec"]["rate"]
 
 
 def binary() -> str:

@@ -11,7 +11,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from conftest import AUDIO, IMAGE, TEXT
+from conftest import AUDIO, IMAGE, TEXT, audio_rate
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_speech(client, tmp_path):
     )
     data = audio.read()
     assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
-    assert len(data) == 44 + 2 * 400
+    assert len(data) == 44 + 2 * round(0.05 * audio_rate())
     with client.audio.speech.with_streaming_response.create(
         model=AUDIO, voice="alloy", input="4", response_format="wav", stream_format="sse",
         extra_body={"seconds": 0.05, "seed": 2},

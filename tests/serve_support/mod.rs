@@ -22,6 +22,15 @@ pub fn shipped(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The sample rate of the shipped audio model (read from its config.json, so the tests follow
+/// a retrained model).
+pub fn audio_rate() -> u32 {
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(shipped(AUDIO).join("config.json")).unwrap())
+            .unwrap();
+    config["codec"]["rate"].as_u64().unwrap() as u32
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_jielong")
 }

@@ -282,6 +282,15 @@ pub struct EvalArgs {
         allow_negative_numbers = true
     )]
     pub guidance: Option<f32>,
+    /// With --check-classes: draw at temperature T (default 1).
+    #[arg(
+        long,
+        value_name = "T",
+        requires = "check_classes",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    pub temperature: f32,
     /// Images: binarise the held-out images first, by threshold (intensity >= 128) or
     /// stochastically (each pixel on with probability intensity / 255, the MNIST literature's
     /// test set; drawn from --binarise-seed). Default: the codec's own tokenisation.

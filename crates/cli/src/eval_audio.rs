@@ -51,12 +51,13 @@ pub fn score_clips(
             &dataset,
             n,
             open::guidance(folder, a.guidance, true)?,
+            a.temperature,
         )?;
     }
     Ok((total, extra))
 }
 
-/// Draws `n` one-second clips per class and classifies them against the dataset's labelled
+/// Draws `n` one-second clips per class (at `temperature`) and classifies them against the dataset's labelled
 /// clips (mel cepstra, dynamic time warping, nearest reference). Chance is one in the number
 /// of classes.
 fn check_classes(
@@ -65,6 +66,7 @@ fn check_classes(
     dataset: &AudioDataset,
     n: usize,
     guidance: Option<f32>,
+    temperature: f32,
 ) -> Result<Value> {
     if codec.classes().is_empty() {
         bail!("--check-classes needs a class-conditional model");
@@ -81,6 +83,7 @@ fn check_classes(
         eprintln!("drawing {n} one-second clips of class {name} ...");
         let mut request = ClipRequest::new(Some(name), 1.0, n);
         request.draw.guidance = guidance;
+        request.draw.sampler.temperature = temperature;
         request.draw.seed = c as u64 * 1000;
         let drawn = draw(model, codec, &request, &mut |_| Flow::Continue)?;
         clips.extend(drawn.into_iter().map(|clip| clip.samples));
@@ -90,6 +93,7 @@ fn check_classes(
     Ok(json!({
         "samples_per_class": n,
         "guidance": guidance,
+        "temperature": temperature,
         "references": classifier.references(),
         "recognised": acc.overall(),
         "chance": 1.0 / classifier.classes().len() as f64,

@@ -122,6 +122,7 @@ pub fn score_images(
             &dataset,
             n,
             open::guidance(folder, a.guidance, true)?,
+            a.temperature,
         )?;
     }
     Ok((main, extra))
@@ -193,13 +194,14 @@ fn class_mixture(per_class: &[Vec<Score>]) -> Score {
     total
 }
 
-/// Draws `n` images per class and classifies them with a 5-NN vote on binarised pixels.
+/// Draws `n` images per class (at `temperature`) and classifies them with a 5-NN vote on binarised pixels.
 fn check_classes(
     model: &impl Decoder,
     codec: &ImageCodec,
     dataset: &jielong_image::ImageDataset,
     n: usize,
     guidance: Option<f32>,
+    temperature: f32,
 ) -> Result<Value> {
     if codec.classes().is_empty() {
         bail!("--check-classes needs a class-conditional model");
@@ -208,11 +210,12 @@ fn check_classes(
     let (mut images, mut wanted) = (Vec::new(), Vec::new());
     for (c, name) in codec.classes().iter().enumerate() {
         eprintln!("drawing {n} images of class {name} ...");
-        let request = DrawRequest {
+        let mut request = DrawRequest {
             guidance,
             seed: c as u64 * 1000,
             ..DrawRequest::new(Some(name), n)
         };
+        request.sampler.temperature = temperature;
         images.extend(draw_images(model, codec, &request)?);
         wanted.extend(std::iter::repeat_n(c, n));
     }
@@ -220,6 +223,7 @@ fn check_classes(
     Ok(json!({
         "samples_per_class": n,
         "guidance": guidance,
+        "temperature": temperature,
         "recognised": acc.overall(),
         "per_class": acc.per_class.iter().map(|c| json!({"class": c.class, "correct": c.correct, "total": c.total})).collect::<Vec<_>>(),
     }))
