@@ -593,22 +593,26 @@ fn eval_reports_bits_per_sample_and_the_unigram_entropy_of_the_data() {
     assert_eq!(v["conditioned_on_labels"], true);
 }
 
+/// `jielong eval audio --model MODEL --data DATA --check-classes` followed by `extra`.
+fn check_args<'a>(model: &'a str, data: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "eval",
+        "audio",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--check-classes",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
 fn eval_checks_drawn_clips_against_the_recorded_digits() {
     let m = speech_model();
     let data = shared("audio/asterisk_digits");
-    let v = ok_json(&[
-        "eval",
-        "audio",
-        "--model",
-        p(m),
-        "--data",
-        p(&data),
-        "--check-classes",
-        "2",
-        "--format",
-        "json",
-    ]);
+    let v = ok_json(&check_args(p(m), p(&data), &["2", "--format", "json"]));
     let check = &v["class_check"];
     assert_eq!(check["samples_per_class"], 2, "{v}");
     assert_eq!(
@@ -638,22 +642,19 @@ fn eval_checks_drawn_clips_against_the_recorded_digits() {
     );
 
     // Guided draws: the setting is echoed, and a clip is drawn for every request.
-    let g = ok_json(&[
-        "eval",
-        "audio",
-        "--model",
+    let g = ok_json(&check_args(
         p(m),
-        "--data",
         p(&data),
-        "--check-classes",
-        "1",
-        "--guidance",
-        "2",
-        "--temperature",
-        "0.75",
-        "--format",
-        "json",
-    ]);
+        &[
+            "1",
+            "--guidance",
+            "2",
+            "--temperature",
+            "0.75",
+            "--format",
+            "json",
+        ],
+    ));
     assert_eq!(g["class_check"]["guidance"], 2.0, "{g}");
     assert_eq!(g["class_check"]["temperature"], 0.75, "{g}");
     assert_eq!(v["class_check"]["temperature"], 1.0, "{v}");
@@ -672,32 +673,9 @@ fn eval_checks_drawn_clips_against_the_recorded_digits() {
     }
     let wav = temp("guided").join("g.wav");
     all_fail(vec![
+        bad(&check_args(p(m), p(&data), &["0"]), "at least 1"),
         bad(
-            &[
-                "eval",
-                "audio",
-                "--model",
-                p(m),
-                "--data",
-                p(&data),
-                "--check-classes",
-                "0",
-            ],
-            "at least 1",
-        ),
-        bad(
-            &[
-                "eval",
-                "audio",
-                "--model",
-                p(m),
-                "--data",
-                p(&data),
-                "--check-classes",
-                "1",
-                "--temperature",
-                "0",
-            ],
+            &check_args(p(m), p(&data), &["1", "--temperature", "0"]),
             "temperature",
         ),
         bad(
@@ -741,19 +719,7 @@ fn eval_checks_drawn_clips_against_the_recorded_digits() {
             ],
             "class",
         ),
-        bad(
-            &[
-                "eval",
-                "audio",
-                "--model",
-                p(m),
-                "--data",
-                p(&few),
-                "--check-classes",
-                "1",
-            ],
-            "no clip of class \"3\"",
-        ),
+        bad(&check_args(p(m), p(&few), &["1"]), "no clip of class \"3\""),
     ]);
     assert!(!wav.exists());
 }

@@ -1,7 +1,7 @@
 //! `jielong eval`: held-out nats and bits per token, for every modality.
 
 use anyhow::{Result, bail};
-use jielong_core::Score;
+use jielong_core::{SamplerConfig, Score};
 use serde_json::{Value, json};
 
 use crate::args::{EvalArgs, Format, Modality, Part};
@@ -24,6 +24,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
         Some(0) => bail!("--check-classes must be at least 1"),
         _ => {}
     }
+    // The sampler's own check of --temperature, also before scoring.
+    SamplerConfig {
+        temperature: a.temperature,
+        ..SamplerConfig::default()
+    }
+    .validate()?;
     let (folder, model) = open::open_model(&a.model, a.modality, &a.device)?;
     let (score, extra) = match a.modality {
         Modality::Text => crate::eval_text::score_text(&folder, &model, &a)?,

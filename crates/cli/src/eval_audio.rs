@@ -57,9 +57,9 @@ pub fn score_clips(
     Ok((total, extra))
 }
 
-/// Draws `n` one-second clips per class (at `temperature`) and classifies them against the dataset's labelled
-/// clips (mel cepstra, dynamic time warping, nearest reference). Chance is one in the number
-/// of classes.
+/// Draws `n` one-second clips per class (at `temperature`) and classifies them against the
+/// dataset's labelled clips (mel cepstra, dynamic time warping, nearest reference). Chance is
+/// one in the number of classes.
 fn check_classes(
     model: &impl Decoder,
     codec: &AudioCodec,

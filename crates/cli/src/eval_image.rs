@@ -194,7 +194,8 @@ fn class_mixture(per_class: &[Vec<Score>]) -> Score {
     total
 }
 
-/// Draws `n` images per class (at `temperature`) and classifies them with a 5-NN vote on binarised pixels.
+/// Draws `n` images per class (at `temperature`) and classifies them with a 5-NN vote on
+/// binarised pixels.
 fn check_classes(
     model: &impl Decoder,
     codec: &ImageCodec,
