@@ -51,10 +51,10 @@ fn wgpu_matches_flex_and_trains() {
     };
     let mut stepper = Stepper::new(&config, &train, &gpu_device).unwrap();
     let batch = data.batch(0, 0, 2, 8);
-    let (first, _) = stepper.step(&batch, 1e-2).unwrap();
+    let (first, _) = stepper.step(&batch, 1e-2, 0).unwrap();
     let mut last = first;
-    for _ in 0..5 {
-        last = stepper.step(&batch, 1e-2).unwrap().0;
+    for step in 1..=5 {
+        last = stepper.step(&batch, 1e-2, step).unwrap().0;
     }
     assert!(last < first, "loss did not fall on wgpu: {first} -> {last}");
 }

@@ -112,10 +112,10 @@ fn training_speed(
         ..Default::default()
     };
     let mut stepper = Stepper::new(arch, &config, device)?;
-    stepper.step(&data.batch(0, 0, batch, len), 1e-4)?;
+    stepper.step(&data.batch(0, 0, batch, len), 1e-4, 0)?;
     let t = Instant::now();
     for step in 1..=steps {
-        stepper.step(&data.batch(0, step as u64, batch, len), 1e-4)?;
+        stepper.step(&data.batch(0, step as u64, batch, len), 1e-4, step as u64)?;
     }
     Ok((steps * batch * len) as f64 / t.elapsed().as_secs_f64())
 }

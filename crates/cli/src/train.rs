@@ -262,7 +262,7 @@ impl Card<'_> {
          ## Data\n\n{data}\n\n\
          ## Command\n\n```\n{command}\n```\n\n\
          ## Training\n\n{steps} steps of {batch} windows x {seq} tokens ({tokens_seen} token positions), AdamW \
-         (lr {lr:e} -> {min_lr:e}, warm-up {warmup}, weight decay {wd}), gradient clipping {clip}, seed {seed}. \
+         (lr {lr:e} -> {min_lr:e}, warm-up {warmup}, weight decay {wd}), gradient clipping {clip}{dropout}, seed {seed}. \
          Wall-clock time {time:.0} s on this machine's `{device}` device.\n\n\
          ![loss curve](loss.png)\n\n\
          ## Held-out score\n\n{eval:.4} nats/token ({bits:.4} bits/token), final training loss {train_loss:.4}.\n\n\
@@ -284,6 +284,11 @@ impl Card<'_> {
             warmup = train.warmup_steps,
             wd = train.weight_decay,
             clip = train.grad_clip,
+            dropout = if train.dropout > 0.0 {
+                format!(", dropout {}", train.dropout)
+            } else {
+                String::new()
+            },
             seed = train.seed,
             time = last.elapsed,
             device = a.device.device,

@@ -19,6 +19,6 @@ pub use device::select_device;
 pub use fast::FastModel;
 pub use folder::{FolderKind, ModelFolder, save_native};
 pub use gguf::{GgufCheckpoint, config_from_gguf, write_gguf};
-pub use model::{KvCache, Transformer};
+pub use model::{Dropout, KvCache, Transformer};
 pub use model_decoder::{LoadOptions, Model, ModelCache};
 pub use weights::{Checkpoint, RawTensor, Weights};

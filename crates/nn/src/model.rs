@@ -10,6 +10,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use jielong_core::{Decoder, Feed, Logits, Positions, check_feeds, rows_returned};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::config::TransformerConfig;
 use crate::walk;
@@ -200,6 +202,44 @@ impl Mlp {
     }
 }
 
+/// Dropout for one training step: zeroes a random share `rate` of a tensor's elements and
+/// scales the others by `1 / (1 - rate)`. The masks are drawn on the CPU from `(seed, site)`
+/// alone, so a step draws the same ones on every run, after a resume and on any device.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dropout {
+    pub rate: f64,
+    pub seed: u64,
+}
+
+impl Dropout {
+    /// `site` names the place in the network; each place gets its own mask.
+    ///
+    /// # Shapes
+    /// - x: `[batch, len, hidden]` -> same
+    pub fn apply(&self, x: Tensor<3>, site: usize) -> Tensor<3> {
+        if self.rate <= 0.0 {
+            return x;
+        }
+        let dims = x.dims();
+        let keep = 1.0 - self.rate;
+        let scale = (1.0 / keep) as f32;
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            self.seed ^ (site as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let mask: Vec<f32> = (0..dims.iter().product::<usize>())
+            .map(|_| {
+                if rng.r#gen::<f64>() < keep {
+                    scale
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let device = x.device();
+        x * Tensor::from_data(TensorData::new(mask, dims), &device)
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct Block {
     pub input_layernorm: RmsNorm,
@@ -317,19 +357,39 @@ impl Transformer {
     ///
     /// # Shapes
     /// - tokens: `[batch, new]` -> `[batch, new, hidden]`
-    pub fn hidden(&self, tokens: Tensor<2, Int>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
+    pub fn hidden(&self, tokens: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
+        self.hidden_with(tokens, cache, None)
+    }
+
+    /// [`Transformer::hidden`], with `dropout` applied to the embeddings and to the output of
+    /// every attention and MLP block before it joins the residual stream (training only).
+    fn hidden_with(
+        &self,
+        tokens: Tensor<2, Int>,
+        mut cache: Option<&mut KvCache>,
+        dropout: Option<&Dropout>,
+    ) -> Tensor<3> {
         let [_, new] = tokens.dims();
         let start = cache.as_ref().map_or(0, |c| c.len);
         let cos = self.rope_cos.clone().narrow(0, start, new); // [new, hd/2]
         let sin = self.rope_sin.clone().narrow(0, start, new);
-        let mut x = self.embed_tokens.forward(tokens); // [b, new, hidden]
+        let drop = |x: Tensor<3>, site: usize| match dropout {
+            Some(d) => d.apply(x, site),
+            None => x,
+        };
+        let mut x = drop(self.embed_tokens.forward(tokens), 0); // [b, new, hidden]
         for (l, block) in self.layers.iter().enumerate() {
             let slot = cache.as_mut().map(|c| &mut c.layers[l]);
-            let h = x.clone()
-                + block
-                    .self_attn
-                    .forward(block.input_layernorm.forward(x), (&cos, &sin), slot);
-            x = h.clone() + block.mlp.forward(block.post_attention_layernorm.forward(h));
+            let attn = block.self_attn.forward(
+                block.input_layernorm.forward(x.clone()),
+                (&cos, &sin),
+                slot,
+            );
+            let h = x + drop(attn, 2 * l + 1);
+            let mlp = block
+                .mlp
+                .forward(block.post_attention_layernorm.forward(h.clone()));
+            x = h + drop(mlp, 2 * l + 2);
         }
         if let Some(c) = cache {
             c.len += new;
@@ -367,7 +427,7 @@ impl Transformer {
     }
 
     /// Mean cross-entropy (nats per token) of predicting `targets` from `inputs`, over the
-    /// positions where `mask` is 1.
+    /// positions where `mask` is 1, with a training step's `dropout` (`None` to evaluate).
     ///
     /// # Shapes
     /// - inputs, targets, mask: `[batch, len]` -> `[1]`
@@ -376,10 +436,11 @@ impl Transformer {
         inputs: Tensor<2, Int>,
         targets: Tensor<2, Int>,
         mask: Tensor<2>,
+        dropout: Option<&Dropout>,
     ) -> Tensor<1> {
         let [batch, len] = inputs.dims();
         let logits = self
-            .forward(inputs)
+            .head(self.hidden_with(inputs, None, dropout))
             .reshape([batch * len, self.config.vocab_size]);
         let logp = log_softmax(logits, 1); // [b*len, vocab]
         let picked = logp.gather(1, targets.reshape([batch * len, 1])); // [b*len, 1]

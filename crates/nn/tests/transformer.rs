@@ -4,7 +4,7 @@
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 use jielong_core::{Decoder, Feed, Logits, Positions};
-use jielong_nn::{ModelFolder, Transformer, TransformerConfig, burn, save_native};
+use jielong_nn::{Dropout, ModelFolder, Transformer, TransformerConfig, burn, save_native};
 
 /// Random weights scaled up so that logits have real spread (the default init gives
 /// near-uniform logits, which would hide mistakes) and norm gains that are not all 1.
@@ -254,4 +254,71 @@ fn a_saved_folder_loads_to_the_same_logits_and_bad_folders_are_named() {
     );
     assert!(err.contains("model.safetensors"), "{err}");
     assert!(ModelFolder::open(&dir.path().join("nope")).is_err());
+}
+
+#[test]
+fn dropout_masks_follow_their_seed_and_rate() {
+    let config = TransformerConfig::small(37, 32, 2, 4, 48);
+    let model = spread_model(&config, 3);
+    let device = Device::flex();
+    let ids = |v: Vec<u32>| {
+        Tensor::<2, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(
+                v.into_iter().map(i64::from).collect::<Vec<_>>(),
+                [2, 24],
+            ),
+            &device,
+        )
+    };
+    let tokens = sequence(48, 37);
+    let (inputs, targets) = (
+        tokens[..48].to_vec(),
+        tokens.iter().map(|t| (t + 1) % 37).collect::<Vec<_>>(),
+    );
+    let loss = |dropout: Option<Dropout>| {
+        model
+            .loss(
+                ids(inputs.clone()),
+                ids(targets.clone()),
+                Tensor::ones([2, 24], &device),
+                dropout.as_ref(),
+            )
+            .into_scalar::<f32>()
+    };
+    let plain = loss(None);
+    assert_eq!(
+        loss(Some(Dropout { rate: 0.0, seed: 9 })),
+        plain,
+        "rate 0 changes nothing"
+    );
+    let a = loss(Some(Dropout { rate: 0.2, seed: 9 }));
+    assert_eq!(
+        loss(Some(Dropout { rate: 0.2, seed: 9 })),
+        a,
+        "the same seed, the same masks"
+    );
+    assert_ne!(a, plain, "dropout 0.2 left the loss unchanged");
+    assert_ne!(
+        loss(Some(Dropout {
+            rate: 0.2,
+            seed: 10
+        })),
+        a,
+        "another seed, other masks"
+    );
+
+    // The share zeroed and the scale of the rest, on a tensor of ones.
+    let ones = Tensor::<3>::ones([4, 100, 250], &device);
+    let dropped = Dropout { rate: 0.3, seed: 1 }
+        .apply(ones, 0)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let zeros = dropped.iter().filter(|&&x| x == 0.0).count() as f64 / dropped.len() as f64;
+    assert!((zeros - 0.3).abs() < 0.01, "zeroed {zeros}");
+    assert!(
+        dropped
+            .iter()
+            .all(|&x| x == 0.0 || (x - 1.0 / 0.7).abs() < 1e-6)
+    );
 }

@@ -40,11 +40,11 @@ fn main() -> Result<()> {
         ..Default::default()
     };
     let mut stepper = Stepper::new(&arch, &config, &Device::flex())?;
-    stepper.step(&data.batch(0, 0, batch, len), 1e-4)?;
+    stepper.step(&data.batch(0, 0, batch, len), 1e-4, 0)?;
     let start = Instant::now();
     for step in 1..=steps {
         let t = Instant::now();
-        let (loss, _) = stepper.step(&data.batch(0, step as u64, batch, len), 1e-4)?;
+        let (loss, _) = stepper.step(&data.batch(0, step as u64, batch, len), 1e-4, step as u64)?;
         println!(
             "step {step}: {:.1} ms, loss {loss:.4}",
             t.elapsed().as_secs_f64() * 1e3

@@ -18,7 +18,7 @@ use burn::module::{Module, ParamGroup};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use jielong_core::{Batch, Sequences, Window, score};
-use jielong_nn::{Transformer, TransformerConfig, burn, save_native};
+use jielong_nn::{Dropout, Transformer, TransformerConfig, burn, save_native};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -45,6 +45,8 @@ pub struct TrainConfig {
     pub eval_tokens: usize,
     pub checkpoint_every: usize,
     pub seed: u64,
+    /// Share of the embeddings and of each block's output zeroed during training (0: none).
+    pub dropout: f64,
 }
 
 impl Default for TrainConfig {
@@ -63,6 +65,7 @@ impl Default for TrainConfig {
             eval_tokens: 32_768,
             checkpoint_every: 250,
             seed: 1337,
+            dropout: 0.0,
         }
     }
 }
@@ -83,6 +86,9 @@ impl TrainConfig {
             && self.min_learning_rate <= self.learning_rate)
         {
             bail!("train: need 0 <= min_learning_rate <= learning_rate and learning_rate > 0");
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            bail!("train: dropout must be at least 0 and below 1");
         }
         if self.eval_every == 0 || self.checkpoint_every == 0 {
             bail!("train: eval_every and checkpoint_every must be positive");
@@ -190,7 +196,7 @@ pub fn train(
         let tick = Instant::now();
         let lr = config.learning_rate_at(step);
         let batch = train_data.batch(config.seed, step as u64, config.batch_size, config.seq_len);
-        let (loss_value, grad_norm) = stepper.step(&batch, lr)?;
+        let (loss_value, grad_norm) = stepper.step(&batch, lr, step as u64)?;
         if !loss_value.is_finite() {
             bail!("the training loss became {loss_value} at step {step}: lower the learning rate");
         }
@@ -259,6 +265,8 @@ pub struct Stepper {
     pub model: Transformer,
     pub optim: ModuleOptimizer,
     grad_clip: f32,
+    dropout: f64,
+    seed: u64,
     device: Device,
 }
 
@@ -270,13 +278,16 @@ impl Stepper {
             model: Transformer::init(arch, &device, config.seed)?,
             optim: optimizer(config)?,
             grad_clip: config.grad_clip,
+            dropout: config.dropout,
+            seed: config.seed,
             device,
         })
     }
 
-    /// One optimisation step on `batch` at learning rate `lr`; returns the loss before the step
-    /// and the gradient norm before clipping.
-    pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<(f64, f64)> {
+    /// Optimisation step number `step` on `batch` at learning rate `lr` (the step number seeds
+    /// its dropout masks); returns the loss before the step and the gradient norm before
+    /// clipping.
+    pub fn step(&mut self, batch: &Batch, lr: f64, step: u64) -> Result<(f64, f64)> {
         let shape = [batch.batch, batch.len];
         let device = &self.device;
         let ids = |v: &[u32]| {
@@ -286,9 +297,16 @@ impl Stepper {
             )
         };
         let mask = Tensor::from_data(TensorData::new(batch.mask.clone(), shape), device);
-        let loss = self
-            .model
-            .loss(ids(&batch.inputs), ids(&batch.targets), mask);
+        let dropout = Dropout {
+            rate: self.dropout,
+            seed: self.seed ^ step.wrapping_mul(0xD6E8_FEB8_6659_FD93),
+        };
+        let loss = self.model.loss(
+            ids(&batch.inputs),
+            ids(&batch.targets),
+            mask,
+            Some(&dropout),
+        );
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
         let grad_norm = clip::clip_global_norm(&self.model, &mut grads, self.grad_clip);
