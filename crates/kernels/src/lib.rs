@@ -70,6 +70,7 @@ pub mod ops;
 pub mod pool;
 pub mod quant;
 mod simd;
+pub mod train;
 
 pub use attention::{AttnSeq, attend, attend_many, attend_with};
 pub use error::{KernelError, Result};

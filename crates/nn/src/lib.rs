@@ -7,6 +7,7 @@ pub mod config;
 pub mod device;
 pub mod fast;
 pub mod folder;
+pub mod fused;
 pub mod gguf;
 pub mod model;
 mod model_decoder;

@@ -5,20 +5,19 @@
 use anyhow::Result;
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
-use burn::tensor::activation::{log_softmax, silu};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use jielong_core::{Decoder, Feed, Logits, Positions, check_feeds, rows_returned};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::TransformerConfig;
+use crate::fused;
 use crate::walk;
 use crate::weights::Checkpoint;
 
 /// Keys and values of every position one sequence was fed, per layer:
-/// `[1, kv_heads, len, head_dim]` (burn's path: the reference, training and wgpu).
+/// `[1, len, kv_heads, head_dim]` (burn's path: the reference, training and wgpu).
 #[derive(Clone, Debug)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
@@ -51,12 +50,12 @@ impl KvCache {
             *slot = slot
                 .take()
                 .filter(|_| len > 0)
-                .map(|(k, v)| (k.narrow(2, 0, len), v.narrow(2, 0, len)));
+                .map(|(k, v)| (k.narrow(1, 0, len), v.narrow(1, 0, len)));
         }
         self.len = len;
     }
 
-    /// The caches of sequences of equal length as one batch `[n, kv_heads, len, head_dim]`.
+    /// The caches of sequences of equal length as one batch `[n, len, kv_heads, head_dim]`.
     fn stack(caches: &[&KvCache]) -> KvCache {
         let layers = (0..caches[0].layers.len())
             .map(|l| {
@@ -101,8 +100,7 @@ impl RmsNorm {
     /// # Shapes
     /// - x: `[..., hidden]` -> `[..., hidden]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let rms = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt(); // [..., 1]
-        x / rms * self.weight.val().unsqueeze()
+        fused::rms_norm(x, self.weight.val(), self.eps)
     }
 }
 
@@ -123,67 +121,30 @@ impl Attention {
     fn forward(
         &self,
         x: Tensor<3>,
-        rope: (&Tensor<2>, &Tensor<2>),
+        (cos, sin): (&Tensor<2>, &Tensor<2>),
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
     ) -> Tensor<3> {
         let [batch, new, _] = x.dims();
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let split = |t: Tensor<3>, heads| t.reshape([batch, new, heads, hd]).swap_dims(1, 2);
-        let q = apply_rope(split(self.q_proj.forward(x.clone()), h), rope); // [b, h, new, hd]
-        let k = apply_rope(split(self.k_proj.forward(x.clone()), kvh), rope); // [b, kvh, new, hd]
-        let v = split(self.v_proj.forward(x), kvh); // [b, kvh, new, hd]
+        let heads = |t: Tensor<3>, n| t.reshape([batch, new, n, hd]);
+        let q = fused::rope(heads(self.q_proj.forward(x.clone()), h), cos, sin); // [b, new, h, hd]
+        let k = fused::rope(heads(self.k_proj.forward(x.clone()), kvh), cos, sin); // [b, new, kvh, hd]
+        let v = heads(self.v_proj.forward(x), kvh); // [b, new, kvh, hd]
 
         let (k, v) = match cache {
             Some(slot) => {
                 let kv = match slot.take() {
-                    Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+                    Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
                     None => (k, v),
                 };
                 *slot = Some(kv.clone());
                 kv
             }
             None => (k, v),
-        };
-        let (k, v) = (repeat_kv(k, h / kvh), repeat_kv(v, h / kvh)); // [b, h, len, hd]
-
-        // Causal with the boundary at the bottom right: new token i sees every cached position
-        // and the new ones up to itself.
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: true,
-        };
-        let out = attention(q, k, v, None, None, options); // [b, h, new, hd]
-        self.o_proj
-            .forward(out.swap_dims(1, 2).reshape([batch, new, h * hd]))
+        }; // [b, len, kvh, hd]
+        let out = fused::attention(q, k, v); // [b, new, h, hd]
+        self.o_proj.forward(out.reshape([batch, new, h * hd]))
     }
-}
-
-/// # Shapes
-/// - x: `[batch, kv_heads, len, head_dim]` -> `[batch, kv_heads * times, len, head_dim]`
-fn repeat_kv(x: Tensor<4>, times: usize) -> Tensor<4> {
-    if times == 1 {
-        return x;
-    }
-    let [b, kvh, len, hd] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .expand([b, kvh, times, len, hd])
-        .reshape([b, kvh * times, len, hd])
-}
-
-/// Rotates each head's two halves by the position's angles (the "rotate half" convention of
-/// Hugging Face's Llama).
-///
-/// # Shapes
-/// - x: `[batch, heads, new, head_dim]`, cos/sin: `[new, head_dim / 2]` -> same as x
-fn apply_rope(x: Tensor<4>, (cos, sin): (&Tensor<2>, &Tensor<2>)) -> Tensor<4> {
-    let half = x.dims()[3] / 2;
-    let x1 = x.clone().narrow(3, 0, half);
-    let x2 = x.narrow(3, half, half);
-    let (cos, sin) = (cos.clone().unsqueeze::<4>(), sin.clone().unsqueeze::<4>()); // [1, 1, new, half]
-    let r1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
-    let r2 = x2 * cos + x1 * sin;
-    Tensor::cat(vec![r1, r2], 3)
 }
 
 #[derive(Module, Debug)]
@@ -197,8 +158,10 @@ impl Mlp {
     /// # Shapes
     /// - x: `[batch, new, hidden]` -> `[batch, new, hidden]`
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.down_proj
-            .forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
+        self.down_proj.forward(fused::silu_mul(
+            self.gate_proj.forward(x.clone()),
+            self.up_proj.forward(x),
+        ))
     }
 }
 

@@ -1,0 +1,522 @@
+//! Forward and backward passes of the training path's fused operations: RMSNorm, rotary
+//! positions, SwiGLU's gate and causal grouped-query attention, on contiguous f32 rows.
+//!
+//! jielong-nn runs them inside burn's autodiff graph (`crates/nn/src/fused.rs`), each in place
+//! of the ten to thirty small burn operations (and their allocations) that the same formula
+//! takes when composed. Every function works on whole rows (or one whole sequence) of the
+//! caller's slices, so the caller splits the work across threads; results do not depend on the
+//! split. The formulas are the textbook ones; the backward passes are written out in each doc.
+
+use crate::isa::{Isa, isa_dispatch};
+use crate::simd::V16;
+
+/// RMSNorm forward, row by row: `out = x * r * weight` with `r = 1 / sqrt(mean(x²) + eps)`,
+/// and `inv_rms[row] = r` (kept for the backward pass).
+///
+/// # Shapes
+/// - `x`, `out`: `[rows][cols]`; `weight`: `[cols]`; `inv_rms`: `[rows]`.
+pub fn rms_norm_forward(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32], inv_rms: &mut [f32]) {
+    rms_norm_forward_with(Isa::best(), x, weight, eps, out, inv_rms)
+}
+
+isa_dispatch! {
+    /// [`rms_norm_forward`] on a chosen instruction-set path.
+    pub fn rms_norm_forward_with(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32], inv_rms: &mut [f32]) => rms_norm_forward_body
+}
+
+/// # Safety
+/// The CPU must support `V`'s instructions.
+#[inline(always)]
+unsafe fn rms_norm_forward_body<V: V16>(
+    x: &[f32],
+    weight: &[f32],
+    eps: f32,
+    out: &mut [f32],
+    inv_rms: &mut [f32],
+) {
+    let cols = weight.len();
+    assert!(cols > 0 && x.len() == inv_rms.len() * cols && out.len() == x.len());
+    for ((xr, or), r) in x
+        .chunks_exact(cols)
+        .zip(out.chunks_exact_mut(cols))
+        .zip(inv_rms.iter_mut())
+    {
+        // SAFETY: every access is inside a row of `cols` values or the weight.
+        unsafe {
+            *r = 1.0 / (dot::<V>(xr.as_ptr(), xr.as_ptr(), cols) / cols as f32 + eps).sqrt();
+            let rv = V::splat(*r);
+            for_lanes(cols, |i, n| {
+                let v = load::<V>(xr.as_ptr().add(i), n)
+                    .mul(rv)
+                    .mul(load::<V>(weight.as_ptr().add(i), n));
+                store(v, or.as_mut_ptr().add(i), n);
+            });
+        }
+    }
+}
+
+/// RMSNorm backward. With `g = grad * weight` and `r` the row's `inv_rms`:
+/// `grad_x = r * g - x * r³ * (g · x) / cols`, and `grad_weight += grad * x * r` summed over the
+/// rows (added to what `grad_weight` holds, so a caller can sum chunk by chunk).
+///
+/// # Shapes
+/// - `x`, `grad`, `grad_x`: `[rows][cols]`; `weight`, `grad_weight`: `[cols]`; `inv_rms`: `[rows]`.
+pub fn rms_norm_backward(
+    x: &[f32],
+    weight: &[f32],
+    inv_rms: &[f32],
+    grad: &[f32],
+    grad_x: &mut [f32],
+    grad_weight: &mut [f32],
+) {
+    rms_norm_backward_with(Isa::best(), x, weight, inv_rms, grad, grad_x, grad_weight)
+}
+
+isa_dispatch! {
+    /// [`rms_norm_backward`] on a chosen instruction-set path.
+    pub fn rms_norm_backward_with(x: &[f32], weight: &[f32], inv_rms: &[f32], grad: &[f32], grad_x: &mut [f32], grad_weight: &mut [f32]) => rms_norm_backward_body
+}
+
+/// # Safety
+/// The CPU must support `V`'s instructions.
+#[inline(always)]
+unsafe fn rms_norm_backward_body<V: V16>(
+    x: &[f32],
+    weight: &[f32],
+    inv_rms: &[f32],
+    grad: &[f32],
+    grad_x: &mut [f32],
+    grad_weight: &mut [f32],
+) {
+    let cols = weight.len();
+    assert!(cols > 0 && x.len() == inv_rms.len() * cols);
+    assert!(grad.len() == x.len() && grad_x.len() == x.len() && grad_weight.len() == cols);
+    for (((xr, gr), gxr), &r) in x
+        .chunks_exact(cols)
+        .zip(grad.chunks_exact(cols))
+        .zip(grad_x.chunks_exact_mut(cols))
+        .zip(inv_rms)
+    {
+        // SAFETY: every access is inside a row of `cols` values or the weight.
+        unsafe {
+            let (xp, gp, wp) = (xr.as_ptr(), gr.as_ptr(), weight.as_ptr());
+            let mut acc = V::zero();
+            for_lanes(cols, |i, n| {
+                let g = load::<V>(gp.add(i), n).mul(load::<V>(wp.add(i), n));
+                acc = g.fma(load::<V>(xp.add(i), n), acc);
+            });
+            let coef = V::splat(r * r * r * acc.hsum() / cols as f32);
+            let rv = V::splat(r);
+            for_lanes(cols, |i, n| {
+                let xv = load::<V>(xp.add(i), n);
+                let gv = load::<V>(gp.add(i), n);
+                let g = gv.mul(load::<V>(wp.add(i), n));
+                store(g.mul(rv).sub(xv.mul(coef)), gxr.as_mut_ptr().add(i), n);
+                let gw = grad_weight.as_mut_ptr().add(i);
+                store(gv.mul(xv).fma(rv, load::<V>(gw, n)), gw, n);
+            });
+        }
+    }
+}
+
+/// SwiGLU's gate forward: `out = silu(gate) * up = gate / (1 + e^-gate) * up`.
+///
+/// # Shapes
+/// All three the same length.
+pub fn silu_mul_forward(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    silu_mul_forward_with(Isa::best(), gate, up, out)
+}
+
+isa_dispatch! {
+    /// [`silu_mul_forward`] on a chosen instruction-set path.
+    pub fn silu_mul_forward_with(gate: &[f32], up: &[f32], out: &mut [f32]) => silu_mul_forward_body
+}
+
+/// # Safety
+/// The CPU must support `V`'s instructions.
+#[inline(always)]
+unsafe fn silu_mul_forward_body<V: V16>(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    assert!(gate.len() == up.len() && out.len() == gate.len());
+    // SAFETY: every access is inside the three slices.
+    unsafe {
+        let (one, minus) = (V::splat(1.0), V::splat(-1.0));
+        for_lanes(gate.len(), |i, n| {
+            let g = load::<V>(gate.as_ptr().add(i), n);
+            let silu = g.div(one.add(g.mul(minus).exp()));
+            store(
+                silu.mul(load::<V>(up.as_ptr().add(i), n)),
+                out.as_mut_ptr().add(i),
+                n,
+            );
+        });
+    }
+}
+
+/// SwiGLU's gate backward. With `s = 1 / (1 + e^-gate)`:
+/// `grad_up = grad * gate * s`, `grad_gate = grad * up * s * (1 + gate * (1 - s))`.
+///
+/// # Shapes
+/// All five the same length.
+pub fn silu_mul_backward(
+    gate: &[f32],
+    up: &[f32],
+    grad: &[f32],
+    grad_gate: &mut [f32],
+    grad_up: &mut [f32],
+) {
+    silu_mul_backward_with(Isa::best(), gate, up, grad, grad_gate, grad_up)
+}
+
+isa_dispatch! {
+    /// [`silu_mul_backward`] on a chosen instruction-set path.
+    pub fn silu_mul_backward_with(gate: &[f32], up: &[f32], grad: &[f32], grad_gate: &mut [f32], grad_up: &mut [f32]) => silu_mul_backward_body
+}
+
+/// # Safety
+/// The CPU must support `V`'s instructions.
+#[inline(always)]
+unsafe fn silu_mul_backward_body<V: V16>(
+    gate: &[f32],
+    up: &[f32],
+    grad: &[f32],
+    grad_gate: &mut [f32],
+    grad_up: &mut [f32],
+) {
+    let len = gate.len();
+    assert!(up.len() == len && grad.len() == len && grad_gate.len() == len);
+    assert_eq!(grad_up.len(), len);
+    // SAFETY: every access is inside the five slices.
+    unsafe {
+        let (one, minus) = (V::splat(1.0), V::splat(-1.0));
+        for_lanes(len, |i, n| {
+            let g = load::<V>(gate.as_ptr().add(i), n);
+            let u = load::<V>(up.as_ptr().add(i), n);
+            let d = load::<V>(grad.as_ptr().add(i), n);
+            let s = one.div(one.add(g.mul(minus).exp()));
+            store(d.mul(g).mul(s), grad_up.as_mut_ptr().add(i), n);
+            let slope = g.mul(one.sub(s)).add(one).mul(s);
+            store(d.mul(u).mul(slope), grad_gate.as_mut_ptr().add(i), n);
+        });
+    }
+}
+
+/// Rotary positions ("rotate half" pairs `(j, j + head_dim / 2)`) of one sequence: row `t` is
+/// rotated by the angles of `cos`/`sin` row `t`. `inverse` rotates by the opposite angles,
+/// which is the backward pass (a rotation's transpose is its inverse).
+///
+/// # Shapes
+/// - `x`, `out`: `[rows][heads * head_dim]`; `cos`, `sin`: at least `[rows][head_dim / 2]`.
+pub fn rope_rows(
+    x: &[f32],
+    out: &mut [f32],
+    heads: usize,
+    head_dim: usize,
+    (cos, sin): (&[f32], &[f32]),
+    inverse: bool,
+) {
+    let (half, width) = (head_dim / 2, heads * head_dim);
+    assert!(half > 0 && head_dim.is_multiple_of(2) && x.len() == out.len());
+    assert!(x.len().is_multiple_of(width) && cos.len() >= x.len() / width * half);
+    let sign = if inverse { -1.0 } else { 1.0 };
+    for (t, (xr, or)) in x
+        .chunks_exact(width)
+        .zip(out.chunks_exact_mut(width))
+        .enumerate()
+    {
+        let (c, s) = (
+            &cos[t * half..(t + 1) * half],
+            &sin[t * half..(t + 1) * half],
+        );
+        for (xh, oh) in xr.chunks_exact(head_dim).zip(or.chunks_exact_mut(head_dim)) {
+            let (x1, x2) = xh.split_at(half);
+            let (o1, o2) = oh.split_at_mut(half);
+            for j in 0..half {
+                let sj = sign * s[j];
+                o1[j] = x1[j] * c[j] - x2[j] * sj;
+                o2[j] = x2[j] * c[j] + x1[j] * sj;
+            }
+        }
+    }
+}
+
+/// The sizes of one sequence's causal attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnShape {
+    /// Query rows: the sequence's last `queries` positions.
+    pub queries: usize,
+    /// Key and value rows (positions `0..keys`); query row `t` sits at `keys - queries + t`
+    /// and attends positions up to its own.
+    pub keys: usize,
+    pub heads: usize,
+    /// Head `h` uses KV head `h / (heads / kv_heads)`.
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttnShape {
+    fn check(&self, q: usize, kv: usize) {
+        let s = self;
+        assert!(s.head_dim > 0 && s.kv_heads > 0 && s.heads.is_multiple_of(s.kv_heads));
+        assert!(s.queries <= s.keys, "attention: more queries than keys");
+        assert_eq!(
+            q,
+            s.queries * s.heads * s.head_dim,
+            "attention: query length"
+        );
+        assert_eq!(
+            kv,
+            s.keys * s.kv_heads * s.head_dim,
+            "attention: key length"
+        );
+    }
+}
+
+/// Causal attention forward of one sequence: scores `q·k / sqrt(head_dim)`, softmax over the
+/// positions each query may see, weighted sum of the values; `lse` keeps each softmax's
+/// log-normaliser (`max + ln Σ e^(score - max)`) for the backward pass.
+///
+/// # Shapes
+/// - `q`, `out`: `[queries][heads * head_dim]`; `k`, `v`: `[keys][kv_heads * head_dim]`;
+///   `lse`: `[heads][queries]`.
+pub fn attention_forward(
+    shape: AttnShape,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    lse: &mut [f32],
+) {
+    attention_forward_with(Isa::best(), shape, q, k, v, out, lse)
+}
+
+isa_dispatch! {
+    /// [`attention_forward`] on a chosen instruction-set path.
+    pub fn attention_forward_with(shape: AttnShape, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], lse: &mut [f32]) => attention_forward_body
+}
+
+/// # Safety
+/// The CPU must support `V`'s instructions.
+#[inline(always)]
+unsafe fn attention_forward_body<V: V16>(
+    shape: AttnShape,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    lse: &mut [f32],
+) {
+    shape.check(q.len(), k.len());
+    let AttnShape {
+        queries,
+        keys,
+        heads,
+        kv_heads,
+        head_dim: hd,
+    } = shape;
+    assert!(v.len() == k.len() && out.len() == q.len() && lse.len() == heads * queries);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut p = vec![0f32; keys];
+    // SAFETY: row t, head h starts at (t * heads + h) * hd (queries, outputs) or
+    // (j * kv_heads + g) * hd (keys, values), all inside the slices checked above.
+    unsafe {
+        for h in 0..heads {
+            let g = h / (heads / kv_heads);
+            for t in 0..queries {
+                let seen = keys - queries + t + 1;
+                let qt = q.as_ptr().add((t * heads + h) * hd);
+                let mut max = f32::NEG_INFINITY;
+                for (j, pj) in p[..seen].iter_mut().enumerate() {
+                    *pj = scale * dot::<V>(qt, k.as_ptr().add((j * kv_heads + g) * hd), hd);
+                    max = max.max(*pj);
+                }
+                let sum = exp_shifted::<V>(&mut p[..seen], max);
+                let ot = out.as_mut_ptr().add((t * heads + h) * hd);
+                std::ptr::write_bytes(ot, 0, hd);
+                let inv = 1.0 / sum;
+                for (j, &pj) in p[..seen].iter().enumerate() {
+                    axpy::<V>(pj * inv, v.as_ptr().add((j * kv_heads + g) * hd), ot, hd);
+                }
+                lse[h * queries + t] = max + sum.ln();
+            }
+        }
+    }
+}
+
+/// Causal attention backward of one sequence, from the forward's inputs, output and `lse`.
+/// With `p = e^(score - lse)` recomputed, `D_t = grad_out_t · out_t` and
+/// `ds = p * (grad_out_t · v_j - D_t)`: `grad_q_t = Σ_j ds k_j / sqrt(d)`,
+/// `grad_k_j = Σ_t ds q_t / sqrt(d)`, `grad_v_j = Σ_t p grad_out_t` (heads sharing a KV head
+/// add into the same rows). The three gradients are overwritten.
+///
+/// # Shapes
+/// As [`attention_forward`]; `grad_out`, `grad_q` like `q`; `grad_k`, `grad_v` like `k`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    shape: AttnShape,
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    out: &[f32],
+    lse: &[f32],
+    grad_out: &[f32],
+    grad_q: &mut [f32],
+    grad_k: &mut [f32],
+    grad_v: &mut [f32],
+) {
+    attention_backward_with(
+        Isa::best(),
+        shape,
+        (q, k, v),
+        out,
+        lse,
+        grad_out,
+        grad_q,
+        grad_k,
+        grad_v,
+    )
+}
+
+type Qkv<'a> = (&'a [f32], &'a [f32], &'a [f32]);
+
+isa_dispatch! {
+    /// [`attention_backward`] on a chosen instruction-set path.
+    pub fn attention_backward_with(shape: AttnShape, qkv: Qkv<'_>, out: &[f32], lse: &[f32], grad_out: &[f32], grad_q: &mut [f32], grad_k: &mut [f32], grad_v: &mut [f32]) => attention_backward_body
+}
+
+/// # Safety
+/// The CPU must support `V`'s instructions.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attention_backward_body<V: V16>(
+    shape: AttnShape,
+    (q, k, v): Qkv<'_>,
+    out: &[f32],
+    lse: &[f32],
+    grad_out: &[f32],
+    grad_q: &mut [f32],
+    grad_k: &mut [f32],
+    grad_v: &mut [f32],
+) {
+    shape.check(q.len(), k.len());
+    let AttnShape {
+        queries,
+        keys,
+        heads,
+        kv_heads,
+        head_dim: hd,
+    } = shape;
+    assert!(v.len() == k.len() && out.len() == q.len() && grad_out.len() == q.len());
+    assert!(lse.len() == heads * queries && grad_q.len() == q.len());
+    assert!(grad_k.len() == k.len() && grad_v.len() == k.len());
+    grad_q.fill(0.0);
+    grad_k.fill(0.0);
+    grad_v.fill(0.0);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut p = vec![0f32; keys];
+    // SAFETY: as in the forward pass, every row offset is inside its slice.
+    unsafe {
+        for h in 0..heads {
+            let g = h / (heads / kv_heads);
+            for t in 0..queries {
+                let seen = keys - queries + t + 1;
+                let row = (t * heads + h) * hd;
+                let (qt, dot_t) = (q.as_ptr().add(row), grad_out.as_ptr().add(row));
+                let d = dot::<V>(dot_t, out.as_ptr().add(row), hd);
+                let l = lse[h * queries + t];
+                for (j, pj) in p[..seen].iter_mut().enumerate() {
+                    *pj = scale * dot::<V>(qt, k.as_ptr().add((j * kv_heads + g) * hd), hd);
+                }
+                exp_shifted::<V>(&mut p[..seen], l);
+                let dqt = grad_q.as_mut_ptr().add(row);
+                for (j, &pj) in p[..seen].iter().enumerate() {
+                    let at = (j * kv_heads + g) * hd;
+                    let ds = pj * (dot::<V>(dot_t, v.as_ptr().add(at), hd) - d) * scale;
+                    axpy::<V>(ds, k.as_ptr().add(at), dqt, hd);
+                    axpy::<V>(ds, qt, grad_k.as_mut_ptr().add(at), hd);
+                    axpy::<V>(pj, dot_t, grad_v.as_mut_ptr().add(at), hd);
+                }
+            }
+        }
+    }
+}
+
+/// Calls `f(i, n)` for each run of `n` (16, or fewer at the end) of `len` values starting at `i`.
+#[inline(always)]
+fn for_lanes(len: usize, mut f: impl FnMut(usize, usize)) {
+    let mut i = 0;
+    while i < len {
+        f(i, (len - i).min(16));
+        i += 16;
+    }
+}
+
+/// Loads `n ≤ 16` values (a full vector when `n` is 16, the others +0).
+///
+/// # Safety
+/// `p..p + n` must be readable and the CPU must support `V`.
+#[inline(always)]
+unsafe fn load<V: V16>(p: *const f32, n: usize) -> V {
+    unsafe {
+        if n == 16 {
+            V::load(p)
+        } else {
+            V::load_partial(p, n)
+        }
+    }
+}
+
+/// Stores the first `n ≤ 16` lanes.
+///
+/// # Safety
+/// `p..p + n` must be writable and the CPU must support `V`.
+#[inline(always)]
+unsafe fn store<V: V16>(v: V, p: *mut f32, n: usize) {
+    unsafe {
+        if n == 16 {
+            v.store(p)
+        } else {
+            v.store_partial(p, n)
+        }
+    }
+}
+
+/// `Σ a[i] b[i]` over `n` values.
+///
+/// # Safety
+/// Both ranges readable; the CPU must support `V`.
+#[inline(always)]
+unsafe fn dot<V: V16>(a: *const f32, b: *const f32, n: usize) -> f32 {
+    let mut acc = unsafe { V::zero() };
+    for_lanes(n, |i, m| unsafe {
+        acc = load::<V>(a.add(i), m).fma(load::<V>(b.add(i), m), acc);
+    });
+    unsafe { acc.hsum() }
+}
+
+/// `y[i] += s x[i]` over `n` values.
+///
+/// # Safety
+/// `x` readable, `y` writable; the CPU must support `V`.
+#[inline(always)]
+unsafe fn axpy<V: V16>(s: f32, x: *const f32, y: *mut f32, n: usize) {
+    let sv = unsafe { V::splat(s) };
+    for_lanes(n, |i, m| unsafe {
+        let v = load::<V>(x.add(i), m).fma(sv, load::<V>(y.add(i), m));
+        store(v, y.add(i), m);
+    });
+}
+
+/// `p = e^(p - shift)` in place; returns the sum.
+///
+/// # Safety
+/// The CPU must support `V`.
+#[inline(always)]
+unsafe fn exp_shifted<V: V16>(p: &mut [f32], shift: f32) -> f32 {
+    let mut sum = unsafe { V::zero() };
+    let sv = unsafe { V::splat(shift) };
+    let ptr = p.as_mut_ptr();
+    for_lanes(p.len(), |i, m| unsafe {
+        let e = load::<V>(ptr.add(i), m).sub(sv).exp().keep_first(m, 0.0);
+        store(e, ptr.add(i), m);
+        sum = sum.add(e);
+    });
+    unsafe { sum.hsum() }
+}

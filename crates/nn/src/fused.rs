@@ -1,0 +1,443 @@
+//! The transformer's building blocks as fused operations on burn's flex backend: RMSNorm,
+//! rotary positions, SwiGLU's gate and causal attention, each one kernel forward and one
+//! hand-written kernel backward (`jielong_kernels::train`) instead of the ten to thirty small
+//! burn operations, allocations and autodiff nodes of the composed formula.
+//!
+//! Each function takes and returns ordinary tensors. On flex (with or without autodiff, f32)
+//! it runs the fused kernels and, when autodiff tracks an input, records one graph node whose
+//! backward pass is the kernel's; on any other device (wgpu) it runs the composed formula in
+//! [`reference`], which is also what the tests check the kernels against. Work is split across
+//! rayon's threads (burn's own pool) in fixed chunks, so the bits do not depend on the number
+//! of threads.
+
+use std::cell::Cell;
+use std::fmt::Debug;
+
+use burn::backend::TensorMetadata;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{DType, Shape, Tensor, TensorData};
+use jielong_kernels::train::{self as kernels, AttnShape};
+use rayon::prelude::*;
+
+/// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * weight`.
+///
+/// # Shapes
+/// - x: `[..., hidden]`, weight: `[hidden]` -> `[..., hidden]`
+pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+    fuse(RmsNorm { eps: eps as f32 }, [lift(&x), lift(&weight)])
+        .unwrap_or_else(|| reference::rms_norm(x, weight, eps))
+}
+
+/// Rotary positions, "rotate half" convention: row `t` of every head turned by the angles in
+/// row `t` of `cos`/`sin`.
+///
+/// # Shapes
+/// - x: `[batch, len, heads, head_dim]`, cos/sin: `[len, head_dim / 2]` -> same as x
+pub fn rope(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
+    let tables = constant(cos).zip(constant(sin));
+    tables
+        .and_then(|(cos, sin)| {
+            fuse(
+                Rope {
+                    cos,
+                    sin,
+                    dims: x.dims(),
+                },
+                [lift(&x)],
+            )
+        })
+        .unwrap_or_else(|| reference::rope(x, cos, sin))
+}
+
+/// SwiGLU's gate: `silu(gate) * up`.
+///
+/// # Shapes
+/// - gate, up: `[batch, len, intermediate]` -> same
+pub fn silu_mul(gate: Tensor<3>, up: Tensor<3>) -> Tensor<3> {
+    fuse(SiluMul, [lift(&gate), lift(&up)]).unwrap_or_else(|| reference::silu_mul(gate, up))
+}
+
+/// Causal grouped-query attention with scores scaled by `1 / sqrt(head_dim)`. The queries are
+/// the last `new` of the `len` positions: query `t` sees positions up to `len - new + t`.
+///
+/// # Shapes
+/// - q: `[batch, new, heads, head_dim]`, k/v: `[batch, len, kv_heads, head_dim]`
+///   -> `[batch, new, heads, head_dim]`
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let ([_, new, heads, head_dim], [_, len, kv_heads, _]) = (q.dims(), k.dims());
+    let shape = AttnShape {
+        queries: new,
+        keys: len,
+        heads,
+        kv_heads,
+        head_dim,
+    };
+    fuse(Attention(shape), [lift(&q), lift(&k), lift(&v)])
+        .unwrap_or_else(|| reference::attention(q, k, v))
+}
+
+thread_local! {
+    static DISABLED: Cell<bool> = const { Cell::new(false) };
+    static RUNS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many fused operations this thread has run (tests check that the fused path ran).
+pub fn fused_runs() -> u64 {
+    RUNS.get()
+}
+
+/// Runs `f` with the composed [`reference`] formulas on this thread (tests and measurements
+/// compare the two).
+pub fn without_fusion<T>(f: impl FnOnce() -> T) -> T {
+    let before = DISABLED.replace(true);
+    let out = f();
+    DISABLED.set(before);
+    out
+}
+
+/// The composed burn formulas: the fused kernels' reference, and the path on other devices.
+pub mod reference {
+    use burn::tensor::Tensor;
+    use burn::tensor::activation::silu;
+    use burn::tensor::module;
+    use burn::tensor::ops::AttentionModuleOptions;
+
+    /// See [`super::rms_norm`].
+    pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+        let rms = (x.clone().square().mean_dim(D - 1) + eps).sqrt(); // [..., 1]
+        x / rms * weight.unsqueeze()
+    }
+
+    /// See [`super::rope`].
+    pub fn rope(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
+        let [_, len, _, hd] = x.dims();
+        let half = hd / 2;
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.narrow(3, half, half);
+        let cos = cos.clone().reshape([1, len, 1, half]);
+        let sin = sin.clone().reshape([1, len, 1, half]);
+        let r1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
+        let r2 = x2 * cos + x1 * sin;
+        Tensor::cat(vec![r1, r2], 3)
+    }
+
+    /// See [`super::silu_mul`].
+    pub fn silu_mul(gate: Tensor<3>, up: Tensor<3>) -> Tensor<3> {
+        silu(gate) * up
+    }
+
+    /// See [`super::attention`]: burn's attention with the causal boundary at the bottom right.
+    pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+        let ([b, _, h, _], [_, len, kvh, hd]) = (q.dims(), k.dims());
+        let repeat = |x: Tensor<4>| {
+            // [b, len, kvh, hd] -> [b, h, len, hd], each KV head repeated for its query heads
+            x.swap_dims(1, 2)
+                .unsqueeze_dim::<5>(2)
+                .expand([b, kvh, h / kvh, len, hd])
+                .reshape([b, h, len, hd])
+        };
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
+        let out = module::attention(q.swap_dims(1, 2), repeat(k), repeat(v), None, None, options);
+        out.swap_dims(1, 2) // [b, new, h, hd]
+    }
+}
+
+/// One fused operation of `N` tensor inputs, on contiguous f32 buffers.
+trait Kernel<const N: usize>: Debug + Send + Sized + 'static {
+    /// The output, and what the backward pass needs besides the inputs.
+    fn forward(&self, inputs: &[&[f32]; N], shapes: &[Shape; N]) -> (Buffer, Vec<Buffer>);
+
+    /// The gradient of each input, given the output's gradient.
+    fn backward(&self, inputs: &[&[f32]; N], saved: &[&[f32]], grad: &[f32]) -> [Vec<f32>; N];
+}
+
+/// An output buffer and its shape.
+type Buffer = (Vec<f32>, Shape);
+
+/// A flex tensor, tracked by autodiff or not.
+enum Operand {
+    Tracked(FloatTensor<Autodiff<Flex>>),
+    Plain(FlexTensor),
+}
+
+/// The flex f32 primitive behind `t`, or `None` on another device or type (or with fusion off).
+fn lift<const D: usize>(t: &Tensor<D>) -> Option<Operand> {
+    if DISABLED.get() || t.dtype() != DType::F32 {
+        return None;
+    }
+    match t.clone().try_into_primitive::<Autodiff<Flex>>() {
+        Ok(tracked) => Some(Operand::Tracked(tracked)),
+        Err(_) => t
+            .clone()
+            .try_into_primitive::<Flex>()
+            .ok()
+            .map(Operand::Plain),
+    }
+}
+
+/// A constant's flex buffer (never differentiated).
+fn constant<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
+    match lift(t)? {
+        Operand::Tracked(t) => Some(t.into_primitive()),
+        Operand::Plain(t) => Some(t),
+    }
+}
+
+/// Runs `kernel` on flex inputs; `None` when an input is not on flex (the caller composes).
+fn fuse<K: Kernel<N>, const N: usize, const D: usize>(
+    kernel: K,
+    inputs: [Option<Operand>; N],
+) -> Option<Tensor<D>> {
+    if inputs.iter().any(Option::is_none) {
+        return None;
+    }
+    let inputs = inputs.map(Option::unwrap);
+    RUNS.set(RUNS.get() + 1);
+    if inputs.iter().all(|o| matches!(o, Operand::Plain(_))) {
+        let plain = inputs.map(|o| match o {
+            Operand::Plain(t) => dense(t),
+            Operand::Tracked(_) => unreachable!(),
+        });
+        let (out, _) = forward(&kernel, &plain);
+        return Some(Tensor::from_primitive::<Flex>(out));
+    }
+    if !inputs.iter().all(|o| matches!(o, Operand::Tracked(_))) {
+        RUNS.set(RUNS.get() - 1);
+        return None;
+    }
+    let tracked = inputs.map(|o| match o {
+        Operand::Tracked(t) => t,
+        Operand::Plain(_) => unreachable!(),
+    });
+    let nodes = tracked.each_ref().map(|t| t.node());
+    let plain = tracked.map(|t| dense(t.into_primitive()));
+    let (out, saved) = forward(&kernel, &plain);
+    let out = match Step(kernel)
+        .prepare::<NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((plain.to_vec(), saved), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
+}
+
+fn forward<K: Kernel<N>, const N: usize>(
+    kernel: &K,
+    inputs: &[FlexTensor; N],
+) -> (FlexTensor, Vec<FlexTensor>) {
+    let slices = inputs.each_ref().map(f32s);
+    let shapes = inputs.each_ref().map(|t| t.shape());
+    let (out, saved) = kernel.forward(&slices, &shapes);
+    (tensor(out), saved.into_iter().map(tensor).collect())
+}
+
+/// The autodiff node of a fused operation; its state is the inputs and the saved buffers.
+#[derive(Debug)]
+struct Step<K>(K);
+
+impl<K: Kernel<N>, const N: usize> Backward<Flex, N> for Step<K> {
+    type State = (Vec<FlexTensor>, Vec<FlexTensor>);
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = dense(grads.consume::<Flex>(&ops.node));
+        let (inputs, saved) = &ops.state;
+        let slices: [&[f32]; N] = std::array::from_fn(|i| f32s(&inputs[i]));
+        let saved: Vec<&[f32]> = saved.iter().map(f32s).collect();
+        let input_grads = self.0.backward(&slices, &saved, f32s(&grad));
+        for ((parent, g), input) in ops.parents.iter().zip(input_grads).zip(inputs) {
+            if let Some(parent) = parent {
+                grads.register::<Flex>(parent.id, tensor((g, input.shape())));
+            }
+        }
+    }
+}
+
+fn dense(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+fn f32s(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("fused: inputs are made contiguous f32")
+}
+
+fn tensor((values, shape): Buffer) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// Rows per parallel task of the row-wise kernels (fixed, so sums do not depend on threads).
+const ROWS_PER_TASK: usize = 32;
+
+#[derive(Debug)]
+struct RmsNorm {
+    eps: f32,
+}
+
+impl Kernel<2> for RmsNorm {
+    fn forward(&self, [x, w]: &[&[f32]; 2], [shape, _]: &[Shape; 2]) -> (Buffer, Vec<Buffer>) {
+        let cols = w.len();
+        let mut out = vec![0f32; x.len()];
+        let mut inv = vec![0f32; x.len() / cols];
+        x.par_chunks(ROWS_PER_TASK * cols)
+            .zip(out.par_chunks_mut(ROWS_PER_TASK * cols))
+            .zip(inv.par_chunks_mut(ROWS_PER_TASK))
+            .for_each(|((x, out), inv)| kernels::rms_norm_forward(x, w, self.eps, out, inv));
+        let rows = Shape::new([inv.len()]);
+        ((out, shape.clone()), vec![(inv, rows)])
+    }
+
+    fn backward(&self, [x, w]: &[&[f32]; 2], saved: &[&[f32]], grad: &[f32]) -> [Vec<f32>; 2] {
+        let cols = w.len();
+        let mut grad_x = vec![0f32; x.len()];
+        let partial: Vec<Vec<f32>> = x
+            .par_chunks(ROWS_PER_TASK * cols)
+            .zip(saved[0].par_chunks(ROWS_PER_TASK))
+            .zip(grad.par_chunks(ROWS_PER_TASK * cols))
+            .zip(grad_x.par_chunks_mut(ROWS_PER_TASK * cols))
+            .map(|(((x, inv), g), gx)| {
+                let mut gw = vec![0f32; cols];
+                kernels::rms_norm_backward(x, w, inv, g, gx, &mut gw);
+                gw
+            })
+            .collect();
+        let mut grad_w = vec![0f32; cols];
+        for p in partial {
+            grad_w.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        }
+        [grad_x, grad_w]
+    }
+}
+
+/// Elements per parallel task of the element-wise kernels.
+const ELEMENTS_PER_TASK: usize = 1 << 14;
+
+#[derive(Debug)]
+struct SiluMul;
+
+impl Kernel<2> for SiluMul {
+    fn forward(&self, [g, u]: &[&[f32]; 2], [shape, _]: &[Shape; 2]) -> (Buffer, Vec<Buffer>) {
+        let mut out = vec![0f32; g.len()];
+        g.par_chunks(ELEMENTS_PER_TASK)
+            .zip(u.par_chunks(ELEMENTS_PER_TASK))
+            .zip(out.par_chunks_mut(ELEMENTS_PER_TASK))
+            .for_each(|((g, u), out)| kernels::silu_mul_forward(g, u, out));
+        ((out, shape.clone()), vec![])
+    }
+
+    fn backward(&self, [g, u]: &[&[f32]; 2], _: &[&[f32]], grad: &[f32]) -> [Vec<f32>; 2] {
+        let (mut grad_g, mut grad_u) = (vec![0f32; g.len()], vec![0f32; g.len()]);
+        g.par_chunks(ELEMENTS_PER_TASK)
+            .zip(u.par_chunks(ELEMENTS_PER_TASK))
+            .zip(grad.par_chunks(ELEMENTS_PER_TASK))
+            .zip(grad_g.par_chunks_mut(ELEMENTS_PER_TASK))
+            .zip(grad_u.par_chunks_mut(ELEMENTS_PER_TASK))
+            .for_each(|((((g, u), d), gg), gu)| kernels::silu_mul_backward(g, u, d, gg, gu));
+        [grad_g, grad_u]
+    }
+}
+
+/// Rotary positions of `[batch, len, heads, head_dim]` tensors with their cos/sin tables
+/// (constants: no gradient).
+#[derive(Debug)]
+struct Rope {
+    cos: FlexTensor,
+    sin: FlexTensor,
+    dims: [usize; 4],
+}
+
+impl Rope {
+    /// Rotates each sequence of `x` forwards or back.
+    fn rotate(&self, x: &[f32], inverse: bool) -> Vec<f32> {
+        let [_, len, heads, hd] = self.dims;
+        let (cos, sin) = (dense(self.cos.clone()), dense(self.sin.clone()));
+        let tables = (f32s(&cos), f32s(&sin));
+        let mut out = vec![0f32; x.len()];
+        x.par_chunks(len * heads * hd)
+            .zip(out.par_chunks_mut(len * heads * hd))
+            .for_each(|(x, out)| kernels::rope_rows(x, out, heads, hd, tables, inverse));
+        out
+    }
+}
+
+impl Kernel<1> for Rope {
+    fn forward(&self, [x]: &[&[f32]; 1], [shape]: &[Shape; 1]) -> (Buffer, Vec<Buffer>) {
+        ((self.rotate(x, false), shape.clone()), vec![])
+    }
+
+    fn backward(&self, _: &[&[f32]; 1], _: &[&[f32]], grad: &[f32]) -> [Vec<f32>; 1] {
+        [self.rotate(grad, true)]
+    }
+}
+
+#[derive(Debug)]
+struct Attention(AttnShape);
+
+impl Kernel<3> for Attention {
+    fn forward(&self, [q, k, v]: &[&[f32]; 3], [shape, ..]: &[Shape; 3]) -> (Buffer, Vec<Buffer>) {
+        let s = self.0;
+        let (q_len, kv_len) = (
+            s.queries * s.heads * s.head_dim,
+            s.keys * s.kv_heads * s.head_dim,
+        );
+        let mut out = vec![0f32; q.len()];
+        let mut lse = vec![0f32; q.len() / q_len * s.heads * s.queries];
+        q.par_chunks(q_len)
+            .zip(k.par_chunks(kv_len))
+            .zip(v.par_chunks(kv_len))
+            .zip(out.par_chunks_mut(q_len))
+            .zip(lse.par_chunks_mut(s.heads * s.queries))
+            .for_each(|((((q, k), v), out), lse)| kernels::attention_forward(s, q, k, v, out, lse));
+        let out_shape = shape.clone();
+        let lse_shape = Shape::new([lse.len()]);
+        (
+            (out.clone(), out_shape.clone()),
+            vec![(out, out_shape), (lse, lse_shape)],
+        )
+    }
+
+    fn backward(&self, [q, k, v]: &[&[f32]; 3], saved: &[&[f32]], grad: &[f32]) -> [Vec<f32>; 3] {
+        let s = self.0;
+        let (q_len, kv_len) = (
+            s.queries * s.heads * s.head_dim,
+            s.keys * s.kv_heads * s.head_dim,
+        );
+        let (out, lse) = (saved[0], saved[1]);
+        let mut grad_q = vec![0f32; q.len()];
+        let (mut grad_k, mut grad_v) = (vec![0f32; k.len()], vec![0f32; v.len()]);
+        let per_seq = |(((q, k), v), (out, lse)), grad, ((gq, gk), gv)| {
+            kernels::attention_backward(s, (q, k, v), out, lse, grad, gq, gk, gv)
+        };
+        q.par_chunks(q_len)
+            .zip(k.par_chunks(kv_len))
+            .zip(v.par_chunks(kv_len))
+            .zip(
+                out.par_chunks(q_len)
+                    .zip(lse.par_chunks(s.heads * s.queries)),
+            )
+            .zip(grad.par_chunks(q_len))
+            .zip(
+                grad_q
+                    .par_chunks_mut(q_len)
+                    .zip(grad_k.par_chunks_mut(kv_len))
+                    .zip(grad_v.par_chunks_mut(kv_len)),
+            )
+            .for_each(|((inputs, grad), grads)| per_seq(inputs, grad, grads));
+        [grad_q, grad_k, grad_v]
+    }
+}
