@@ -315,28 +315,27 @@ unsafe fn attention_forward_body<V: V16>(
     } = shape;
     assert!(v.len() == k.len() && out.len() == q.len() && lse.len() == heads * queries);
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut p = vec![0f32; keys];
+    let (mut p, mut kt) = (vec![0f32; keys], vec![0f32; hd * keys]);
     // SAFETY: row t, head h starts at (t * heads + h) * hd (queries, outputs) or
     // (j * kv_heads + g) * hd (keys, values), all inside the slices checked above.
     unsafe {
-        for h in 0..heads {
-            let g = h / (heads / kv_heads);
-            for t in 0..queries {
-                let seen = keys - queries + t + 1;
-                let qt = q.as_ptr().add((t * heads + h) * hd);
-                let mut max = f32::NEG_INFINITY;
-                for (j, pj) in p[..seen].iter_mut().enumerate() {
-                    *pj = scale * dot::<V>(qt, k.as_ptr().add((j * kv_heads + g) * hd), hd);
-                    max = max.max(*pj);
+        for g in 0..kv_heads {
+            transpose_head(k, shape, g, &mut kt);
+            for h in g * (heads / kv_heads)..(g + 1) * (heads / kv_heads) {
+                for t in 0..queries {
+                    let seen = keys - queries + t + 1;
+                    let qt = q.as_ptr().add((t * heads + h) * hd);
+                    scores::<V>(qt, &kt, shape, scale, &mut p[..seen]);
+                    let max = row_max::<V>(&p[..seen]);
+                    let sum = exp_shifted::<V>(&mut p[..seen], max);
+                    let ot = out.as_mut_ptr().add((t * heads + h) * hd);
+                    std::ptr::write_bytes(ot, 0, hd);
+                    let inv = 1.0 / sum;
+                    for (j, &pj) in p[..seen].iter().enumerate() {
+                        axpy::<V>(pj * inv, v.as_ptr().add((j * kv_heads + g) * hd), ot, hd);
+                    }
+                    lse[h * queries + t] = max + sum.ln();
                 }
-                let sum = exp_shifted::<V>(&mut p[..seen], max);
-                let ot = out.as_mut_ptr().add((t * heads + h) * hd);
-                std::ptr::write_bytes(ot, 0, hd);
-                let inv = 1.0 / sum;
-                for (j, &pj) in p[..seen].iter().enumerate() {
-                    axpy::<V>(pj * inv, v.as_ptr().add((j * kv_heads + g) * hd), ot, hd);
-                }
-                lse[h * queries + t] = max + sum.ln();
             }
         }
     }
@@ -410,32 +409,93 @@ unsafe fn attention_backward_body<V: V16>(
     grad_k.fill(0.0);
     grad_v.fill(0.0);
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut p = vec![0f32; keys];
+    let (mut p, mut dp) = (vec![0f32; keys], vec![0f32; keys]);
+    let (mut kt, mut vt) = (vec![0f32; hd * keys], vec![0f32; hd * keys]);
     // SAFETY: as in the forward pass, every row offset is inside its slice.
     unsafe {
-        for h in 0..heads {
-            let g = h / (heads / kv_heads);
-            for t in 0..queries {
-                let seen = keys - queries + t + 1;
-                let row = (t * heads + h) * hd;
-                let (qt, dot_t) = (q.as_ptr().add(row), grad_out.as_ptr().add(row));
-                let d = dot::<V>(dot_t, out.as_ptr().add(row), hd);
-                let l = lse[h * queries + t];
-                for (j, pj) in p[..seen].iter_mut().enumerate() {
-                    *pj = scale * dot::<V>(qt, k.as_ptr().add((j * kv_heads + g) * hd), hd);
-                }
-                exp_shifted::<V>(&mut p[..seen], l);
-                let dqt = grad_q.as_mut_ptr().add(row);
-                for (j, &pj) in p[..seen].iter().enumerate() {
-                    let at = (j * kv_heads + g) * hd;
-                    let ds = pj * (dot::<V>(dot_t, v.as_ptr().add(at), hd) - d) * scale;
-                    axpy::<V>(ds, k.as_ptr().add(at), dqt, hd);
-                    axpy::<V>(ds, qt, grad_k.as_mut_ptr().add(at), hd);
-                    axpy::<V>(pj, dot_t, grad_v.as_mut_ptr().add(at), hd);
+        for g in 0..kv_heads {
+            transpose_head(k, shape, g, &mut kt);
+            transpose_head(v, shape, g, &mut vt);
+            for h in g * (heads / kv_heads)..(g + 1) * (heads / kv_heads) {
+                for t in 0..queries {
+                    let seen = keys - queries + t + 1;
+                    let row = (t * heads + h) * hd;
+                    let (qt, dot_t) = (q.as_ptr().add(row), grad_out.as_ptr().add(row));
+                    let d = dot::<V>(dot_t, out.as_ptr().add(row), hd);
+                    scores::<V>(qt, &kt, shape, scale, &mut p[..seen]);
+                    exp_shifted::<V>(&mut p[..seen], lse[h * queries + t]);
+                    scores::<V>(dot_t, &vt, shape, 1.0, &mut dp[..seen]);
+                    let dqt = grad_q.as_mut_ptr().add(row);
+                    for (j, (&pj, &dpj)) in p[..seen].iter().zip(&dp[..seen]).enumerate() {
+                        let at = (j * kv_heads + g) * hd;
+                        let ds = pj * (dpj - d) * scale;
+                        axpy::<V>(ds, k.as_ptr().add(at), dqt, hd);
+                        axpy::<V>(ds, qt, grad_k.as_mut_ptr().add(at), hd);
+                        axpy::<V>(pj, dot_t, grad_v.as_mut_ptr().add(at), hd);
+                    }
                 }
             }
         }
     }
+}
+
+/// KV head `g`'s keys (or values) transposed, `out[c][j] = x[j][g][c]`, so that one query's
+/// scores over 16 keys are 16 lanes of one multiply-add per dimension (no horizontal sums).
+fn transpose_head(x: &[f32], shape: AttnShape, g: usize, out: &mut [f32]) {
+    let (keys, hd) = (shape.keys, shape.head_dim);
+    for (j, row) in x
+        .chunks_exact(hd)
+        .skip(g)
+        .step_by(shape.kv_heads)
+        .enumerate()
+    {
+        for (c, &value) in row.iter().enumerate() {
+            out[c * keys + j] = value;
+        }
+    }
+}
+
+/// `s[j] = scale * Σ_c q[c] kt[c][j]` for the `s.len()` first keys.
+///
+/// # Safety
+/// `q` readable for `head_dim` values; the CPU must support `V`.
+#[inline(always)]
+unsafe fn scores<V: V16>(q: *const f32, kt: &[f32], shape: AttnShape, scale: f32, s: &mut [f32]) {
+    let keys = shape.keys;
+    let sp = s.as_mut_ptr();
+    // A plain loop rather than `for_lanes`: this is the innermost loop of attention, and a
+    // closure here is not always inlined into the instruction-set build.
+    let mut j = 0;
+    while j < s.len() {
+        let m = (s.len() - j).min(16);
+        // SAFETY: `j + m <= s.len() <= keys`, so every load is inside a row of `kt`.
+        unsafe {
+            // Four independent sums, so that the multiply-adds do not wait on each other.
+            let mut acc = [V::zero(); 4];
+            for c in 0..shape.head_dim {
+                let kc = load::<V>(kt.as_ptr().add(c * keys + j), m);
+                acc[c % 4] = V::splat(*q.add(c)).fma(kc, acc[c % 4]);
+            }
+            let sum = acc[0].add(acc[1]).add(acc[2].add(acc[3]));
+            store(sum.mul(V::splat(scale)), sp.add(j), m);
+        }
+        j += 16;
+    }
+}
+
+/// The largest of `s`.
+///
+/// # Safety
+/// The CPU must support `V`.
+#[inline(always)]
+unsafe fn row_max<V: V16>(s: &[f32]) -> f32 {
+    let mut max = unsafe { V::splat(f32::NEG_INFINITY) };
+    for_lanes(s.len(), |j, m| unsafe {
+        max = load::<V>(s.as_ptr().add(j), m)
+            .keep_first(m, f32::NEG_INFINITY)
+            .max(max);
+    });
+    unsafe { max.hmax() }
 }
 
 /// Calls `f(i, n)` for each run of `n` (16, or fewer at the end) of `len` values starting at `i`.

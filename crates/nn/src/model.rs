@@ -127,9 +127,9 @@ impl Attention {
         let [batch, new, _] = x.dims();
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let heads = |t: Tensor<3>, n| t.reshape([batch, new, n, hd]);
-        let q = fused::rope(heads(self.q_proj.forward(x.clone()), h), cos, sin); // [b, new, h, hd]
-        let k = fused::rope(heads(self.k_proj.forward(x.clone()), kvh), cos, sin); // [b, new, kvh, hd]
-        let v = heads(self.v_proj.forward(x), kvh); // [b, new, kvh, hd]
+        let q = fused::rope(heads(rows(&self.q_proj, x.clone()), h), cos, sin); // [b, new, h, hd]
+        let k = fused::rope(heads(rows(&self.k_proj, x.clone()), kvh), cos, sin); // [b, new, kvh, hd]
+        let v = heads(rows(&self.v_proj, x), kvh); // [b, new, kvh, hd]
 
         let (k, v) = match cache {
             Some(slot) => {
@@ -143,7 +143,7 @@ impl Attention {
             None => (k, v),
         }; // [b, len, kvh, hd]
         let out = fused::attention(q, k, v); // [b, new, h, hd]
-        self.o_proj.forward(out.reshape([batch, new, h * hd]))
+        rows(&self.o_proj, out.reshape([batch, new, h * hd]))
     }
 }
 
@@ -158,11 +158,23 @@ impl Mlp {
     /// # Shapes
     /// - x: `[batch, new, hidden]` -> `[batch, new, hidden]`
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.down_proj.forward(fused::silu_mul(
-            self.gate_proj.forward(x.clone()),
-            self.up_proj.forward(x),
-        ))
+        rows(
+            &self.down_proj,
+            fused::silu_mul(rows(&self.gate_proj, x.clone()), rows(&self.up_proj, x)),
+        )
     }
+}
+
+/// A linear layer over every row of a batch as one matrix product (given a 3-D input, flex
+/// multiplies batch by batch and sums the weight's gradient over the batch afterwards).
+///
+/// # Shapes
+/// - x: `[batch, len, in]` -> `[batch, len, out]`
+fn rows(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [b, n, d] = x.dims();
+    let y = linear.forward(x.reshape([b * n, d])); // [b * len, out]
+    let out = y.dims()[1];
+    y.reshape([b, n, out])
 }
 
 /// Dropout for one training step: zeroes a random share `rate` of a tensor's elements and
@@ -364,7 +376,7 @@ impl Transformer {
     /// - hidden: `[batch, n, hidden]` -> `[batch, n, vocab]`
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
-            Some(head) => head.forward(hidden),
+            Some(head) => rows(head, hidden),
             // Tied. For a few rows (decoding one token) flex is 3x faster at embedding times
             // hidden^T than at hidden times the transposed embedding (a strided gemv); for many
             // rows (training, batches) the plain product is faster.
@@ -375,7 +387,9 @@ impl Transformer {
                     let product = embed.unsqueeze::<3>().matmul(hidden.swap_dims(1, 2)); // [b, vocab, n]
                     product.swap_dims(1, 2)
                 } else {
-                    hidden.matmul(embed.transpose().unsqueeze())
+                    let vocab = embed.dims()[0];
+                    let rows = hidden.reshape([b * n, self.config.hidden_size]);
+                    rows.matmul(embed.transpose()).reshape([b, n, vocab])
                 }
             }
         }

@@ -288,6 +288,13 @@ impl Stepper {
     /// its dropout masks); returns the loss before the step and the gradient norm before
     /// clipping.
     pub fn step(&mut self, batch: &Batch, lr: f64, step: u64) -> Result<(f64, f64)> {
+        // Run the step on one of rayon's threads (burn's pool): each of its hundreds of
+        // parallel operations then starts from inside the pool instead of waking it from
+        // outside and sleeping until it finishes.
+        rayon::scope(|_| self.step_in_pool(batch, lr, step))
+    }
+
+    fn step_in_pool(&mut self, batch: &Batch, lr: f64, step: u64) -> Result<(f64, f64)> {
         let shape = [batch.batch, batch.len];
         let device = &self.device;
         let ids = |v: &[u32]| {
@@ -344,7 +351,8 @@ pub fn evaluate(
         tokens += w.inputs.len() - w.scored_from;
         take.push(w.clone());
     }
-    score(&model, &take, &|_| true)
+    // Inside rayon's pool, as a training step (see [`Stepper::step`]).
+    rayon::scope(|_| score(&model, &take, &|_| true))
 }
 
 pub fn write_metrics_csv(path: &Path, metrics: &[Metrics]) -> Result<()> {
