@@ -328,12 +328,11 @@ unsafe fn attention_forward_body<V: V16>(
                     scores::<V>(qt, &kt, shape, scale, &mut p[..seen]);
                     let max = row_max::<V>(&p[..seen]);
                     let sum = exp_shifted::<V>(&mut p[..seen], max);
-                    let ot = out.as_mut_ptr().add((t * heads + h) * hd);
-                    std::ptr::write_bytes(ot, 0, hd);
                     let inv = 1.0 / sum;
-                    for (j, &pj) in p[..seen].iter().enumerate() {
-                        axpy::<V>(pj * inv, v.as_ptr().add((j * kv_heads + g) * hd), ot, hd);
-                    }
+                    p[..seen].iter_mut().for_each(|x| *x *= inv);
+                    let ot = out.as_mut_ptr().add((t * heads + h) * hd);
+                    let vg = v.as_ptr().add(g * hd);
+                    weighted_sum::<V>(&p[..seen], vg, kv_heads * hd, hd, ot, false);
                     lse[h * queries + t] = max + sum.ln();
                 }
             }
@@ -411,31 +410,104 @@ unsafe fn attention_backward_body<V: V16>(
     let scale = 1.0 / (hd as f32).sqrt();
     let (mut p, mut dp) = (vec![0f32; keys], vec![0f32; keys]);
     let (mut kt, mut vt) = (vec![0f32; hd * keys], vec![0f32; hd * keys]);
+    // One head's probabilities and score gradients, transposed: `[key][query]`.
+    let (mut pt, mut dst) = (vec![0f32; keys * queries], vec![0f32; keys * queries]);
+    let first_key_of = keys - queries; // query t sees keys 0..=first_key_of + t
     // SAFETY: as in the forward pass, every row offset is inside its slice.
     unsafe {
         for g in 0..kv_heads {
             transpose_head(k, shape, g, &mut kt);
             transpose_head(v, shape, g, &mut vt);
+            let kg = k.as_ptr().add(g * hd);
             for h in g * (heads / kv_heads)..(g + 1) * (heads / kv_heads) {
+                // Per query: probabilities, score gradients ds and grad_q = Σ_j ds_j k_j.
                 for t in 0..queries {
-                    let seen = keys - queries + t + 1;
+                    let seen = first_key_of + t + 1;
                     let row = (t * heads + h) * hd;
                     let (qt, dot_t) = (q.as_ptr().add(row), grad_out.as_ptr().add(row));
                     let d = dot::<V>(dot_t, out.as_ptr().add(row), hd);
                     scores::<V>(qt, &kt, shape, scale, &mut p[..seen]);
                     exp_shifted::<V>(&mut p[..seen], lse[h * queries + t]);
                     scores::<V>(dot_t, &vt, shape, 1.0, &mut dp[..seen]);
-                    let dqt = grad_q.as_mut_ptr().add(row);
-                    for (j, (&pj, &dpj)) in p[..seen].iter().zip(&dp[..seen]).enumerate() {
-                        let at = (j * kv_heads + g) * hd;
-                        let ds = pj * (dpj - d) * scale;
-                        axpy::<V>(ds, k.as_ptr().add(at), dqt, hd);
-                        axpy::<V>(ds, qt, grad_k.as_mut_ptr().add(at), hd);
-                        axpy::<V>(pj, dot_t, grad_v.as_mut_ptr().add(at), hd);
+                    for j in 0..seen {
+                        dp[j] = p[j] * (dp[j] - d) * scale;
+                        pt[j * queries + t] = p[j];
+                        dst[j * queries + t] = dp[j];
                     }
+                    let dqt = grad_q.as_mut_ptr().add(row);
+                    weighted_sum::<V>(&dp[..seen], kg, kv_heads * hd, hd, dqt, false);
+                }
+                // Per key: grad_k_j = Σ_t ds_tj q_t and grad_v_j = Σ_t p_tj grad_out_t over the
+                // queries that see key j (heads of the group add up).
+                for j in 0..keys {
+                    let t0 = j.saturating_sub(first_key_of);
+                    let col = j * queries + t0..(j + 1) * queries;
+                    let at = (j * kv_heads + g) * hd;
+                    let (q0, do0) = (
+                        q.as_ptr().add((t0 * heads + h) * hd),
+                        grad_out.as_ptr().add((t0 * heads + h) * hd),
+                    );
+                    weighted_sum::<V>(
+                        &dst[col.clone()],
+                        q0,
+                        heads * hd,
+                        hd,
+                        grad_k.as_mut_ptr().add(at),
+                        true,
+                    );
+                    weighted_sum::<V>(
+                        &pt[col],
+                        do0,
+                        heads * hd,
+                        hd,
+                        grad_v.as_mut_ptr().add(at),
+                        true,
+                    );
                 }
             }
         }
+    }
+}
+
+/// `out[c] (+)= Σ_i w[i] rows[i * stride + c]` for `c < dim`: a weighted sum of `w.len()` rows
+/// kept in registers, 16 dimensions at a time (two sums over alternate rows, so that the
+/// multiply-adds do not wait on each other). Adds to `out` when `accumulate`.
+///
+/// # Safety
+/// Every row `rows + i * stride .. + dim` readable, `out .. out + dim` writable; the CPU must
+/// support `V`.
+#[inline(always)]
+unsafe fn weighted_sum<V: V16>(
+    w: &[f32],
+    rows: *const f32,
+    stride: usize,
+    dim: usize,
+    out: *mut f32,
+    accumulate: bool,
+) {
+    let mut c = 0;
+    while c < dim {
+        let m = (dim - c).min(16);
+        // SAFETY: the caller's contract.
+        unsafe {
+            let mut a = if accumulate {
+                load::<V>(out.add(c), m)
+            } else {
+                V::zero()
+            };
+            let mut b = V::zero();
+            let mut i = 0;
+            while i + 1 < w.len() {
+                a = V::splat(w[i]).fma(load::<V>(rows.add(i * stride + c), m), a);
+                b = V::splat(w[i + 1]).fma(load::<V>(rows.add((i + 1) * stride + c), m), b);
+                i += 2;
+            }
+            if i < w.len() {
+                a = V::splat(w[i]).fma(load::<V>(rows.add(i * stride + c), m), a);
+            }
+            store(a.add(b), out.add(c), m);
+        }
+        c += 16;
     }
 }
 
@@ -549,19 +621,6 @@ unsafe fn dot<V: V16>(a: *const f32, b: *const f32, n: usize) -> f32 {
         acc = load::<V>(a.add(i), m).fma(load::<V>(b.add(i), m), acc);
     });
     unsafe { acc.hsum() }
-}
-
-/// `y[i] += s x[i]` over `n` values.
-///
-/// # Safety
-/// `x` readable, `y` writable; the CPU must support `V`.
-#[inline(always)]
-unsafe fn axpy<V: V16>(s: f32, x: *const f32, y: *mut f32, n: usize) {
-    let sv = unsafe { V::splat(s) };
-    for_lanes(n, |i, m| unsafe {
-        let v = load::<V>(x.add(i), m).fma(sv, load::<V>(y.add(i), m));
-        store(v, y.add(i), m);
-    });
 }
 
 /// `p = e^(p - shift)` in place; returns the sum.
