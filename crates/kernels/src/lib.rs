@@ -1,5 +1,5 @@
-//! CPU kernels of jielong's decode path: pure functions over slices, no tensors, no allocation
-//! per call.
+//! CPU kernels of jielong's decode path and of its training ops: pure functions over slices, no
+//! tensors; the decode kernels allocate nothing per call.
 //!
 //! Decoding one token of a small transformer is memory-bound at batch 1 (every weight is read
 //! once per step) and compute-bound at batch 16; a general tensor library loses to hand-written
@@ -13,7 +13,10 @@
 //!   one parallel region;
 //! - [`ops`]: RMSNorm, rotary positions (both pair layouts), SwiGLU, softmax, residual adds;
 //! - [`kv`] and [`attention`]: one sequence's KV cache grown in blocks of 64 positions, and
-//!   causal grouped-query attention of new rows over it (one sequence or a ragged batch).
+//!   causal grouped-query attention of new rows over it (one sequence or a ragged batch);
+//! - [`train`]: forward and backward passes of the training path's fused operations (RMSNorm,
+//!   rotary positions, SwiGLU's gate, causal attention), which jielong-nn runs inside burn's
+//!   autodiff graph.
 //!
 //! # Determinism
 //!
