@@ -348,50 +348,36 @@ unsafe fn attention_forward_body<V: V16>(
 ///
 /// # Shapes
 /// As [`attention_forward`]; `grad_out`, `grad_q` like `q`; `grad_k`, `grad_v` like `k`.
-#[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     shape: AttnShape,
-    (q, k, v): (&[f32], &[f32], &[f32]),
+    qkv: Qkv<'_>,
     out: &[f32],
     lse: &[f32],
     grad_out: &[f32],
-    grad_q: &mut [f32],
-    grad_k: &mut [f32],
-    grad_v: &mut [f32],
+    grads: QkvMut<'_>,
 ) {
-    attention_backward_with(
-        Isa::best(),
-        shape,
-        (q, k, v),
-        out,
-        lse,
-        grad_out,
-        grad_q,
-        grad_k,
-        grad_v,
-    )
+    attention_backward_with(Isa::best(), shape, qkv, out, lse, grad_out, grads)
 }
 
-type Qkv<'a> = (&'a [f32], &'a [f32], &'a [f32]);
+/// Queries, keys and values (or their gradients) of one sequence.
+pub type Qkv<'a> = (&'a [f32], &'a [f32], &'a [f32]);
+pub type QkvMut<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32]);
 
 isa_dispatch! {
     /// [`attention_backward`] on a chosen instruction-set path.
-    pub fn attention_backward_with(shape: AttnShape, qkv: Qkv<'_>, out: &[f32], lse: &[f32], grad_out: &[f32], grad_q: &mut [f32], grad_k: &mut [f32], grad_v: &mut [f32]) => attention_backward_body
+    pub fn attention_backward_with(shape: AttnShape, qkv: Qkv<'_>, out: &[f32], lse: &[f32], grad_out: &[f32], grads: QkvMut<'_>) => attention_backward_body
 }
 
 /// # Safety
 /// The CPU must support `V`'s instructions.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn attention_backward_body<V: V16>(
     shape: AttnShape,
     (q, k, v): Qkv<'_>,
     out: &[f32],
     lse: &[f32],
     grad_out: &[f32],
-    grad_q: &mut [f32],
-    grad_k: &mut [f32],
-    grad_v: &mut [f32],
+    (grad_q, grad_k, grad_v): QkvMut<'_>,
 ) {
     shape.check(q.len(), k.len());
     let AttnShape {

@@ -132,9 +132,7 @@ fn attention_matches_plain_loops_on_every_path() {
                 &out,
                 &lse,
                 &grad_out,
-                &mut gq,
-                &mut gk,
-                &mut gv,
+                (&mut gq, &mut gk, &mut gv),
             );
             vec![out, gq, gk, gv]
         };

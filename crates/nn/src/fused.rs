@@ -421,7 +421,7 @@ impl Kernel<3> for Attention {
         let mut grad_q = vec![0f32; q.len()];
         let (mut grad_k, mut grad_v) = (vec![0f32; k.len()], vec![0f32; v.len()]);
         let per_seq = |(((q, k), v), (out, lse)), grad, ((gq, gk), gv)| {
-            kernels::attention_backward(s, (q, k, v), out, lse, grad, gq, gk, gv)
+            kernels::attention_backward(s, (q, k, v), out, lse, grad, (gq, gk, gv))
         };
         q.par_chunks(q_len)
             .zip(k.par_chunks(kv_len))
