@@ -193,44 +193,42 @@ fn constant<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
     }
 }
 
-/// Runs `kernel` on flex inputs; `None` when an input is not on flex (the caller composes).
+/// Runs `kernel` on flex inputs; `None` when an input is not on flex, or some are tracked by
+/// autodiff and others not (the caller then composes the formula).
 fn fuse<K: Kernel<N>, const N: usize, const D: usize>(
     kernel: K,
     inputs: [Option<Operand>; N],
 ) -> Option<Tensor<D>> {
-    if inputs.iter().any(Option::is_none) {
-        return None;
-    }
-    let inputs = inputs.map(Option::unwrap);
-    RUNS.set(RUNS.get() + 1);
-    if inputs.iter().all(|o| matches!(o, Operand::Plain(_))) {
-        let plain = inputs.map(|o| match o {
-            Operand::Plain(t) => dense(t),
-            Operand::Tracked(_) => unreachable!(),
+    let plain = |o: &Option<Operand>| matches!(o, Some(Operand::Plain(_)));
+    let tracked = |o: &Option<Operand>| matches!(o, Some(Operand::Tracked(_)));
+    let out = if inputs.iter().all(plain) {
+        let inputs = inputs.map(|o| match o {
+            Some(Operand::Plain(t)) => dense(t),
+            _ => unreachable!("checked above"),
         });
-        let (out, _) = forward(&kernel, &plain);
-        return Some(Tensor::from_primitive::<Flex>(out));
-    }
-    if !inputs.iter().all(|o| matches!(o, Operand::Tracked(_))) {
-        RUNS.set(RUNS.get() - 1);
+        Tensor::from_primitive::<Flex>(forward(&kernel, &inputs).0)
+    } else if inputs.iter().all(tracked) {
+        let inputs = inputs.map(|o| match o {
+            Some(Operand::Tracked(t)) => t,
+            _ => unreachable!("checked above"),
+        });
+        let nodes = inputs.each_ref().map(|t| t.node());
+        let inputs = inputs.map(|t| dense(t.into_primitive()));
+        let (out, saved) = forward(&kernel, &inputs);
+        let out = match Step(kernel)
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((inputs.to_vec(), saved), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        Tensor::from_primitive::<Autodiff<Flex>>(out)
+    } else {
         return None;
-    }
-    let tracked = inputs.map(|o| match o {
-        Operand::Tracked(t) => t,
-        Operand::Plain(_) => unreachable!(),
-    });
-    let nodes = tracked.each_ref().map(|t| t.node());
-    let plain = tracked.map(|t| dense(t.into_primitive()));
-    let (out, saved) = forward(&kernel, &plain);
-    let out = match Step(kernel)
-        .prepare::<NoCheckpointing>(nodes)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish((plain.to_vec(), saved), out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
     };
-    Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
+    RUNS.set(RUNS.get() + 1);
+    Some(out)
 }
 
 fn forward<K: Kernel<N>, const N: usize>(
