@@ -14,9 +14,9 @@
 //! - [`ops`]: RMSNorm, rotary positions (both pair layouts), SwiGLU, softmax, residual adds;
 //! - [`kv`] and [`attention`]: one sequence's KV cache grown in blocks of 64 positions, and
 //!   causal grouped-query attention of new rows over it (one sequence or a ragged batch);
-//! - [`train`]: forward and backward passes of the training path's fused operations (RMSNorm,
-//!   rotary positions, SwiGLU's gate, causal attention), which jielong-nn runs inside burn's
-//!   autodiff graph.
+//! - [`train`]: the training path's fused operations beyond [`ops`] (RMSNorm with its saved
+//!   normaliser, the backward passes, causal attention over a whole sequence), which jielong-nn
+//!   runs inside burn's autodiff graph.
 //!
 //! # Determinism
 //!

@@ -1,5 +1,7 @@
-//! Forward and backward passes of the training path's fused operations: RMSNorm, rotary
-//! positions, SwiGLU's gate and causal grouped-query attention, on contiguous f32 rows.
+//! Forward and backward passes of the training path's fused operations (RMSNorm, SwiGLU's
+//! gate, causal grouped-query attention) on contiguous f32 rows. The forward passes of SwiGLU's
+//! gate and of rotary positions, and the backward pass of rotary positions (the rotation by the
+//! opposite angles), are the decode path's own [`crate::ops::silu_mul`] and [`crate::ops::rope`].
 //!
 //! jielong-nn runs them inside burn's autodiff graph (`crates/nn/src/fused.rs`), each in place
 //! of the ten to thirty small burn operations (and their allocations) that the same formula
@@ -119,39 +121,6 @@ unsafe fn rms_norm_backward_body<V: V16>(
     }
 }
 
-/// SwiGLU's gate forward: `out = silu(gate) * up = gate / (1 + e^-gate) * up`.
-///
-/// # Shapes
-/// All three the same length.
-pub fn silu_mul_forward(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    silu_mul_forward_with(Isa::best(), gate, up, out)
-}
-
-isa_dispatch! {
-    /// [`silu_mul_forward`] on a chosen instruction-set path.
-    pub fn silu_mul_forward_with(gate: &[f32], up: &[f32], out: &mut [f32]) => silu_mul_forward_body
-}
-
-/// # Safety
-/// The CPU must support `V`'s instructions.
-#[inline(always)]
-unsafe fn silu_mul_forward_body<V: V16>(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    assert!(gate.len() == up.len() && out.len() == gate.len());
-    // SAFETY: every access is inside the three slices.
-    unsafe {
-        let (one, minus) = (V::splat(1.0), V::splat(-1.0));
-        for_lanes(gate.len(), |i, n| {
-            let g = load::<V>(gate.as_ptr().add(i), n);
-            let silu = g.div(one.add(g.mul(minus).exp()));
-            store(
-                silu.mul(load::<V>(up.as_ptr().add(i), n)),
-                out.as_mut_ptr().add(i),
-                n,
-            );
-        });
-    }
-}
-
 /// SwiGLU's gate backward. With `s = 1 / (1 + e^-gate)`:
 /// `grad_up = grad * gate * s`, `grad_gate = grad * up * s * (1 + gate * (1 - s))`.
 ///
@@ -197,45 +166,6 @@ unsafe fn silu_mul_backward_body<V: V16>(
             let slope = g.mul(one.sub(s)).add(one).mul(s);
             store(d.mul(u).mul(slope), grad_gate.as_mut_ptr().add(i), n);
         });
-    }
-}
-
-/// Rotary positions ("rotate half" pairs `(j, j + head_dim / 2)`) of one sequence: row `t` is
-/// rotated by the angles of `cos`/`sin` row `t`. `inverse` rotates by the opposite angles,
-/// which is the backward pass (a rotation's transpose is its inverse).
-///
-/// # Shapes
-/// - `x`, `out`: `[rows][heads * head_dim]`; `cos`, `sin`: at least `[rows][head_dim / 2]`.
-pub fn rope_rows(
-    x: &[f32],
-    out: &mut [f32],
-    heads: usize,
-    head_dim: usize,
-    (cos, sin): (&[f32], &[f32]),
-    inverse: bool,
-) {
-    let (half, width) = (head_dim / 2, heads * head_dim);
-    assert!(half > 0 && head_dim.is_multiple_of(2) && x.len() == out.len());
-    assert!(x.len().is_multiple_of(width) && cos.len() >= x.len() / width * half);
-    let sign = if inverse { -1.0 } else { 1.0 };
-    for (t, (xr, or)) in x
-        .chunks_exact(width)
-        .zip(out.chunks_exact_mut(width))
-        .enumerate()
-    {
-        let (c, s) = (
-            &cos[t * half..(t + 1) * half],
-            &sin[t * half..(t + 1) * half],
-        );
-        for (xh, oh) in xr.chunks_exact(head_dim).zip(or.chunks_exact_mut(head_dim)) {
-            let (x1, x2) = xh.split_at(half);
-            let (o1, o2) = oh.split_at_mut(half);
-            for j in 0..half {
-                let sj = sign * s[j];
-                o1[j] = x1[j] * c[j] - x2[j] * sj;
-                o2[j] = x2[j] * c[j] + x1[j] * sj;
-            }
-        }
     }
 }
 

@@ -6,6 +6,7 @@ mod common;
 
 use common::Rng;
 use jielong_kernels::Isa;
+use jielong_kernels::ops::{self, RopeStyle};
 use jielong_kernels::train::*;
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -40,8 +41,8 @@ fn row_kernels_agree_on_every_path() {
         });
         let u = rng.vec(rows * cols, 3.0);
         same_on_every_path(&format!("silu_mul {cols}"), |isa| {
-            let mut out = vec![0f32; rows * cols];
-            silu_mul_forward_with(isa, &x, &u, &mut out);
+            let mut out = x.clone();
+            ops::silu_mul_with(isa, &mut out, &u);
             let (mut gg, mut gu) = (vec![0f32; rows * cols], vec![0f32; rows * cols]);
             silu_mul_backward_with(isa, &x, &u, &g, &mut gg, &mut gu);
             vec![out, gg, gu]
@@ -160,9 +161,21 @@ fn rope_backward_undoes_forward() {
     let angles: Vec<f32> = rng.vec(rows * hd / 2, 3.0);
     let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
     let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
-    let (mut y, mut back) = (vec![0f32; x.len()], vec![0f32; x.len()]);
-    rope_rows(&x, &mut y, heads, hd, (&cos, &sin), false);
-    rope_rows(&y, &mut back, heads, hd, (&cos, &sin), true);
+    // Row t sits at position t; the backward pass is the same rotation by the opposite angles.
+    let positions: Vec<usize> = (0..rows).collect();
+    let negated: Vec<f32> = sin.iter().map(|s| -s).collect();
+    let mut y = x.clone();
+    ops::rope(&mut y, heads, hd, &positions, &cos, &sin, RopeStyle::Half);
+    let mut back = y.clone();
+    ops::rope(
+        &mut back,
+        heads,
+        hd,
+        &positions,
+        &cos,
+        &negated,
+        RopeStyle::Half,
+    );
     let worst = x
         .iter()
         .zip(&back)

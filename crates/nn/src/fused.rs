@@ -22,6 +22,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Shape, Tensor, TensorData};
+use jielong_kernels::ops::{self, RopeStyle};
 use jielong_kernels::train::{self as kernels, AttnShape};
 use rayon::prelude::*;
 
@@ -157,12 +158,19 @@ trait Kernel<const N: usize>: Debug + Send + Sized + 'static {
     /// The output, and what the backward pass needs besides the inputs.
     fn forward(&self, inputs: &[&[f32]; N], shapes: &[Shape; N]) -> (Buffer, Vec<Buffer>);
 
-    /// The gradient of each input, given the output's gradient.
-    fn backward(&self, inputs: &[&[f32]; N], saved: &[&[f32]], grad: &[f32]) -> [Vec<f32>; N];
+    /// The gradient of each input, given the forward pass's output and the output's gradient.
+    fn backward(&self, io: Saved<'_, N>, grad: &[f32]) -> [Vec<f32>; N];
 }
 
 /// An output buffer and its shape.
 type Buffer = (Vec<f32>, Shape);
+
+/// What a backward pass reads: the forward pass's inputs, output and saved buffers.
+struct Saved<'a, const N: usize> {
+    inputs: [&'a [f32]; N],
+    out: &'a [f32],
+    saved: Vec<&'a [f32]>,
+}
 
 /// A flex tensor, tracked by autodiff or not.
 enum Operand {
@@ -220,7 +228,7 @@ fn fuse<K: Kernel<N>, const N: usize, const D: usize>(
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish((inputs.to_vec(), saved), out),
+            OpsKind::Tracked(prep) => prep.finish((inputs.to_vec(), out.clone(), saved), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         };
         Tensor::from_primitive::<Autodiff<Flex>>(out)
@@ -241,19 +249,23 @@ fn forward<K: Kernel<N>, const N: usize>(
     (tensor(out), saved.into_iter().map(tensor).collect())
 }
 
-/// The autodiff node of a fused operation; its state is the inputs and the saved buffers.
+/// The autodiff node of a fused operation; its state is the inputs, the output (shared, not
+/// copied) and the saved buffers.
 #[derive(Debug)]
 struct Step<K>(K);
 
 impl<K: Kernel<N>, const N: usize> Backward<Flex, N> for Step<K> {
-    type State = (Vec<FlexTensor>, Vec<FlexTensor>);
+    type State = (Vec<FlexTensor>, FlexTensor, Vec<FlexTensor>);
 
     fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = dense(grads.consume::<Flex>(&ops.node));
-        let (inputs, saved) = &ops.state;
-        let slices: [&[f32]; N] = std::array::from_fn(|i| f32s(&inputs[i]));
-        let saved: Vec<&[f32]> = saved.iter().map(f32s).collect();
-        let input_grads = self.0.backward(&slices, &saved, f32s(&grad));
+        let (inputs, out, saved) = &ops.state;
+        let io = Saved {
+            inputs: std::array::from_fn(|i| f32s(&inputs[i])),
+            out: f32s(out),
+            saved: saved.iter().map(f32s).collect(),
+        };
+        let input_grads = self.0.backward(io, f32s(&grad));
         for ((parent, g), input) in ops.parents.iter().zip(input_grads).zip(inputs) {
             if let Some(parent) = parent {
                 grads.register::<Flex>(parent.id, tensor((g, input.shape())));
@@ -300,12 +312,13 @@ impl Kernel<2> for RmsNorm {
         ((out, shape.clone()), vec![(inv, rows)])
     }
 
-    fn backward(&self, [x, w]: &[&[f32]; 2], saved: &[&[f32]], grad: &[f32]) -> [Vec<f32>; 2] {
+    fn backward(&self, io: Saved<'_, 2>, grad: &[f32]) -> [Vec<f32>; 2] {
+        let ([x, w], inv_rms) = (io.inputs, io.saved[0]);
         let cols = w.len();
         let mut grad_x = vec![0f32; x.len()];
         let partial: Vec<Vec<f32>> = x
             .par_chunks(ROWS_PER_TASK * cols)
-            .zip(saved[0].par_chunks(ROWS_PER_TASK))
+            .zip(inv_rms.par_chunks(ROWS_PER_TASK))
             .zip(grad.par_chunks(ROWS_PER_TASK * cols))
             .zip(grad_x.par_chunks_mut(ROWS_PER_TASK * cols))
             .map(|(((x, inv), g), gx)| {
@@ -330,15 +343,15 @@ struct SiluMul;
 
 impl Kernel<2> for SiluMul {
     fn forward(&self, [g, u]: &[&[f32]; 2], [shape, _]: &[Shape; 2]) -> (Buffer, Vec<Buffer>) {
-        let mut out = vec![0f32; g.len()];
-        g.par_chunks(ELEMENTS_PER_TASK)
+        let mut out = g.to_vec();
+        out.par_chunks_mut(ELEMENTS_PER_TASK)
             .zip(u.par_chunks(ELEMENTS_PER_TASK))
-            .zip(out.par_chunks_mut(ELEMENTS_PER_TASK))
-            .for_each(|((g, u), out)| kernels::silu_mul_forward(g, u, out));
+            .for_each(|(out, u)| ops::silu_mul(out, u)); // out = silu(out) * u, in place
         ((out, shape.clone()), vec![])
     }
 
-    fn backward(&self, [g, u]: &[&[f32]; 2], _: &[&[f32]], grad: &[f32]) -> [Vec<f32>; 2] {
+    fn backward(&self, io: Saved<'_, 2>, grad: &[f32]) -> [Vec<f32>; 2] {
+        let [g, u] = io.inputs;
         let (mut grad_g, mut grad_u) = (vec![0f32; g.len()], vec![0f32; g.len()]);
         g.par_chunks(ELEMENTS_PER_TASK)
             .zip(u.par_chunks(ELEMENTS_PER_TASK))
@@ -360,15 +373,23 @@ struct Rope {
 }
 
 impl Rope {
-    /// Rotates each sequence of `x` forwards or back.
+    /// Rotates each sequence of `x` forwards, or back (by the opposite angles: the transpose
+    /// of a rotation is its inverse, so that is the backward pass).
     fn rotate(&self, x: &[f32], inverse: bool) -> Vec<f32> {
         let [_, len, heads, hd] = self.dims;
         let (cos, sin) = (dense(self.cos.clone()), dense(self.sin.clone()));
-        let tables = (f32s(&cos), f32s(&sin));
-        let mut out = vec![0f32; x.len()];
-        x.par_chunks(len * heads * hd)
-            .zip(out.par_chunks_mut(len * heads * hd))
-            .for_each(|(x, out)| kernels::rope_rows(x, out, heads, hd, tables, inverse));
+        let negated: Vec<f32>;
+        let sin = if inverse {
+            negated = f32s(&sin).iter().map(|s| -s).collect();
+            &negated[..]
+        } else {
+            f32s(&sin)
+        };
+        let positions: Vec<usize> = (0..len).collect();
+        let mut out = x.to_vec();
+        out.par_chunks_mut(len * heads * hd).for_each(|seq| {
+            ops::rope(seq, heads, hd, &positions, f32s(&cos), sin, RopeStyle::Half)
+        });
         out
     }
 }
@@ -378,7 +399,7 @@ impl Kernel<1> for Rope {
         ((self.rotate(x, false), shape.clone()), vec![])
     }
 
-    fn backward(&self, _: &[&[f32]; 1], _: &[&[f32]], grad: &[f32]) -> [Vec<f32>; 1] {
+    fn backward(&self, _: Saved<'_, 1>, grad: &[f32]) -> [Vec<f32>; 1] {
         [self.rotate(grad, true)]
     }
 }
@@ -401,21 +422,17 @@ impl Kernel<3> for Attention {
             .zip(out.par_chunks_mut(q_len))
             .zip(lse.par_chunks_mut(s.heads * s.queries))
             .for_each(|((((q, k), v), out), lse)| kernels::attention_forward(s, q, k, v, out, lse));
-        let out_shape = shape.clone();
         let lse_shape = Shape::new([lse.len()]);
-        (
-            (out.clone(), out_shape.clone()),
-            vec![(out, out_shape), (lse, lse_shape)],
-        )
+        ((out, shape.clone()), vec![(lse, lse_shape)])
     }
 
-    fn backward(&self, [q, k, v]: &[&[f32]; 3], saved: &[&[f32]], grad: &[f32]) -> [Vec<f32>; 3] {
+    fn backward(&self, io: Saved<'_, 3>, grad: &[f32]) -> [Vec<f32>; 3] {
+        let ([q, k, v], out, lse) = (io.inputs, io.out, io.saved[0]);
         let s = self.0;
         let (q_len, kv_len) = (
             s.queries * s.heads * s.head_dim,
             s.keys * s.kv_heads * s.head_dim,
         );
-        let (out, lse) = (saved[0], saved[1]);
         let mut grad_q = vec![0f32; q.len()];
         let (mut grad_k, mut grad_v) = (vec![0f32; k.len()], vec![0f32; v.len()]);
         let per_seq = |(((q, k), v), (out, lse)), grad, ((gq, gk), gv)| {
