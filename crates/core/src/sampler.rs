@@ -91,22 +91,21 @@ pub struct Distribution {
 impl Distribution {
     /// The probability of token `id`; 0 when a filter removed it or it was banned.
     pub fn prob(&self, id: u32) -> f32 {
-        self.candidates
-            .iter()
-            .find(|c| c.0 == id)
-            .map_or(0.0, |c| c.1)
+        let found = if self.ranked {
+            self.candidates.iter().position(|c| c.0 == id)
+        } else {
+            self.candidates.binary_search_by_key(&id, |c| c.0).ok()
+        };
+        found.map_or(0.0, |i| self.candidates[i].1)
     }
 
     /// The `k` most likely candidates, most likely first (ties: lower id first).
     pub fn top(&self, k: usize) -> Vec<(u32, f32)> {
-        if self.ranked {
-            return self.candidates.iter().take(k).copied().collect();
+        let k = k.min(self.candidates.len());
+        if self.ranked || k == 0 {
+            return self.candidates[..k].to_vec();
         }
         let mut c = self.candidates.clone();
-        let k = k.min(c.len());
-        if k == 0 {
-            return Vec::new();
-        }
         c.select_nth_unstable_by(k - 1, by_prob);
         c.truncate(k);
         c.sort_unstable_by(by_prob);
@@ -115,12 +114,18 @@ impl Distribution {
 
     /// The most likely candidate (ties: the lowest id).
     pub fn argmax(&self) -> u32 {
-        self.candidates
+        let first = *self
+            .candidates
+            .first()
+            .expect("a distribution is never empty");
+        if self.ranked {
+            return first.0;
+        }
+        // In id order, the first of equal maxima is the lowest id.
+        let best = self.candidates[1..]
             .iter()
-            .copied()
-            .min_by(by_prob)
-            .expect("a distribution is never empty")
-            .0
+            .fold(first, |best, &c| if c.1 > best.1 { c } else { best });
+        best.0
     }
 }
 
@@ -128,74 +133,57 @@ fn by_prob(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
-/// The tokens still in the running and their weights: logits until [`softmax`] turns them
+/// The tokens still in the running: `(id, weight)`, a logit until [`softmax`] turns the weights
 /// into probabilities. In id order unless `ranked` (most likely first, ties by lower id).
+///
+/// Weights are f32, like the distribution they become: a token too unlikely for an f32 (below
+/// about 1e-38 of the most likely one) drops out at the softmax, as in the unfiltered path.
 #[derive(Clone, Debug)]
 pub struct Candidates {
-    /// Token ids still in the running.
-    pub ids: Vec<u32>,
-    /// One weight per id: a logit before [`softmax`], a probability after.
-    pub weights: Vec<f64>,
-    /// Whether the candidates are sorted most likely first rather than by id.
+    /// `(token id, weight)` of every token still in the running.
+    pub tokens: Vec<(u32, f32)>,
+    /// Whether `tokens` is sorted most likely first rather than by id.
     pub ranked: bool,
 }
 
 impl Candidates {
-    /// Every token whose score is not -inf (banned tokens are -inf).
+    /// Every token whose score is not -inf (banned tokens are -inf), in id order.
     fn of(scores: &[f32]) -> Result<Self> {
-        if scores.iter().any(|s| s.is_nan()) {
-            bail!("the model produced NaN logits");
-        }
-        let (ids, weights): (Vec<u32>, Vec<f64>) = (0..scores.len() as u32)
-            .map(|i| (i, scores[i as usize] as f64))
-            .filter(|&(_, s)| s > f64::NEG_INFINITY)
-            .unzip();
-        if ids.is_empty() {
-            bail!("no token can be drawn: every logit is -inf or banned");
-        }
+        check_scores(scores)?;
+        // Collecting everything and then dropping the few banned tokens is several times
+        // faster than a filtered collect over a vocabulary of tens of thousands.
+        let mut tokens: Vec<(u32, f32)> = (0..scores.len() as u32)
+            .zip(scores.iter().copied())
+            .collect();
+        tokens.retain(|t| t.1 > f32::NEG_INFINITY);
         Ok(Self {
-            ids,
-            weights,
+            tokens,
             ranked: false,
         })
     }
 
-    /// Keeps the candidates whose weight passes `keep`, in their order.
-    fn retain(&mut self, keep: impl Fn(f64) -> bool) {
-        let (ids, weights) = self
-            .ids
-            .iter()
-            .zip(&self.weights)
-            .filter(|(_, w)| keep(**w))
-            .unzip();
-        (self.ids, self.weights) = (ids, weights);
-    }
-
-    /// Sorts most likely first; with `only`, keeps just that many (a partial sort).
-    fn rank(&mut self, only: Option<usize>) {
-        if self.ranked && only.is_none() {
-            return;
-        }
-        let mut order: Vec<usize> = (0..self.ids.len()).collect();
-        let by_weight = |a: &usize, b: &usize| {
-            self.weights[*b]
-                .total_cmp(&self.weights[*a])
-                .then(self.ids[*a].cmp(&self.ids[*b]))
-        };
-        if let Some(k) = only.filter(|&k| k < order.len()) {
-            order.select_nth_unstable_by(k - 1, by_weight);
-            order.truncate(k);
-        }
-        order.sort_unstable_by(by_weight);
-        self.ids = order.iter().map(|&i| self.ids[i]).collect();
-        self.weights = order.iter().map(|&i| self.weights[i]).collect();
-        self.ranked = true;
-    }
-
     fn normalise(&mut self) {
-        let total: f64 = self.weights.iter().sum();
-        self.weights.iter_mut().for_each(|p| *p /= total);
+        let total: f64 = self.tokens.iter().map(|t| t.1 as f64).sum();
+        self.tokens
+            .iter_mut()
+            .for_each(|t| t.1 = (t.1 as f64 / total) as f32);
     }
+}
+
+/// Refuses logits that make no distribution: any NaN, or every token -inf (banned).
+fn check_scores(scores: &[f32]) -> Result<()> {
+    let (mut nan, mut any) = (false, false);
+    for &s in scores {
+        nan |= s.is_nan();
+        any |= s > f32::NEG_INFINITY;
+    }
+    if nan {
+        bail!("the model produced NaN logits");
+    }
+    if !any {
+        bail!("no token can be drawn: every logit is -inf or banned");
+    }
+    Ok(())
 }
 
 /// Divides the logits of tokens already in `history` by `penalty` (multiplies negative ones),
@@ -228,65 +216,84 @@ pub fn ban(scores: &mut [f32], banned: &[u32]) {
     }
 }
 
-/// Keeps the `k` highest-scoring candidates, ranked.
+/// Keeps the `k` highest-scoring candidates, ranked: a selection, then a sort of the `k` alone.
 pub fn top_k(c: &mut Candidates, k: usize) {
-    c.rank(Some(k));
+    if k < c.tokens.len() {
+        c.tokens.select_nth_unstable_by(k - 1, by_prob);
+        c.tokens.truncate(k);
+    }
+    c.tokens.sort_unstable_by(by_prob);
+    c.ranked = true;
 }
 
-/// Logits to probabilities at `temperature` (computed in f64, relative to the maximum).
+/// Logits to probabilities at `temperature`: the vectorised f32 softmax of the decode kernels,
+/// relative to the maximum; tokens whose probability is 0 in f32 drop out.
 pub fn softmax(c: &mut Candidates, temperature: f32) {
-    let max = c.weights.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let t = temperature as f64;
-    c.weights
-        .iter_mut()
-        .for_each(|w| *w = ((*w - max) / t).exp());
-    c.normalise();
+    let mut weights: Vec<f32> = c.tokens.iter().map(|t| t.1 / temperature).collect();
+    let cols = weights.len();
+    jielong_kernels::ops::softmax(&mut weights, cols);
+    c.tokens.iter_mut().zip(weights).for_each(|(t, p)| t.1 = p);
+    c.tokens.retain(|t| t.1 > 0.0);
 }
 
 /// Keeps the smallest set of most likely candidates whose probability reaches `p`.
+///
+/// Only the tokens that can be in that set are sorted: those above a floor whose tokens
+/// together reach `p` (every token of the set is above it, since the ones above it already
+/// reach `p`). The floor starts at a tenth of the most likely token and drops until they do;
+/// a peaked distribution sorts a few dozen tokens instead of the vocabulary.
 pub fn top_p(c: &mut Candidates, p: f32) {
-    c.rank(None); // a no-op when already ranked
-    let mut mass = 0.0;
-    let keep = c
-        .weights
-        .iter()
-        .position(|q| {
-            mass += q;
-            mass >= p as f64 - 1e-12
-        })
-        .map_or(c.ids.len(), |i| i + 1);
-    c.ids.truncate(keep);
-    c.weights.truncate(keep);
+    let target = p as f64 - 1e-12;
+    // How many of the ranked `tokens` reach the target, if they do.
+    let reach = |tokens: &[(u32, f32)]| {
+        let mut mass = 0.0;
+        let last = tokens.iter().position(|t| {
+            mass += t.1 as f64;
+            mass >= target
+        });
+        last.map(|i| i + 1)
+    };
+    if !c.ranked {
+        let max = c.tokens.iter().map(|t| t.1).fold(0.0, f32::max);
+        for floor in [max * 0.1, max * 1e-2, max * 1e-4, max * 1e-8] {
+            let mut above: Vec<(u32, f32)> =
+                c.tokens.iter().filter(|t| t.1 > floor).copied().collect();
+            above.sort_unstable_by(by_prob);
+            if let Some(n) = reach(&above) {
+                above.truncate(n);
+                (c.tokens, c.ranked) = (above, true);
+                return c.normalise();
+            }
+        }
+        c.tokens.sort_unstable_by(by_prob);
+        c.ranked = true;
+    }
+    // With every token in, a mass that rounding left short of `p` keeps them all.
+    let n = reach(&c.tokens).unwrap_or(c.tokens.len());
+    c.tokens.truncate(n);
     c.normalise();
 }
 
 /// Drops candidates less likely than `m` times the most likely one.
 pub fn min_p(c: &mut Candidates, m: f32) {
-    let floor = c.weights.iter().copied().fold(0.0, f64::max) * m as f64;
-    c.retain(|w| w >= floor);
+    let floor = c.tokens.iter().map(|t| t.1).fold(0.0, f32::max) * m;
+    c.tokens.retain(|t| t.1 >= floor);
     c.normalise();
 }
 
 /// The distribution when every token that is not banned stays a candidate (no filter, or
-/// greedy): one vectorised f32 softmax over the whole vocabulary, without building, ranking or
-/// renormalising a candidate list. (Filters rank candidates, so they take [`Candidates`].)
+/// greedy): one vectorised f32 softmax over the whole vocabulary, in place, without building a
+/// candidate list first. (Filters take [`Candidates`].)
 fn plain_softmax(mut scores: Vec<f32>, temperature: f32) -> Result<Distribution> {
-    if scores.iter().any(|s| s.is_nan()) {
-        bail!("the model produced NaN logits");
-    }
-    if scores.iter().all(|&s| s == f32::NEG_INFINITY) {
-        bail!("no token can be drawn: every logit is -inf or banned");
-    }
+    check_scores(&scores)?;
     if temperature != 1.0 {
         scores.iter_mut().for_each(|s| *s /= temperature);
     }
     let cols = scores.len();
     jielong_kernels::ops::softmax(&mut scores, cols);
     // Banned tokens (and any too unlikely for an f32) have probability exactly 0: left out.
-    let candidates = (0..cols as u32)
-        .zip(scores)
-        .filter(|&(_, p)| p > 0.0)
-        .collect();
+    let mut candidates: Vec<(u32, f32)> = (0..cols as u32).zip(scores).collect();
+    candidates.retain(|t| t.1 > 0.0);
     Ok(Distribution {
         candidates,
         ranked: false,
@@ -342,9 +349,7 @@ impl Sampler {
         }
         let mut c = Candidates::of(&scores)?;
         if let Some(k) = config.top_k {
-            top_k(&mut c, k);
-        } else if config.top_p.is_some() {
-            c.rank(None); // by logit, before the softmax can tie tiny probabilities
+            top_k(&mut c, k); // by logit, before the softmax can tie tiny probabilities
         }
         softmax(&mut c, config.temperature);
         if let Some(p) = config.top_p {
@@ -354,11 +359,7 @@ impl Sampler {
             min_p(&mut c, m);
         }
         Ok(Distribution {
-            candidates: c
-                .ids
-                .into_iter()
-                .zip(c.weights.into_iter().map(|q| q as f32))
-                .collect(),
+            candidates: c.tokens,
             ranked: c.ranked,
         })
     }
@@ -386,6 +387,7 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::Rng;
 
     fn sampler(config: SamplerConfig) -> Sampler {
         Sampler::new(config, 7).unwrap()
@@ -465,6 +467,75 @@ mod tests {
         );
         let total: f32 = d.candidates.iter().map(|c| c.1).sum();
         assert!((total - 1.0).abs() < 1e-5);
+    }
+
+    /// Logits over a vocabulary of 20,000: a few likely tokens over a long tail, rounded to
+    /// quarters so that many tie.
+    fn large_logits(seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..20_000)
+            .map(|i| {
+                let g: f32 = rng.gen_range(-4.0..4.0);
+                let head = if i % 997 == 0 { 9.0 } else { 0.0 };
+                ((g + head) * 4.0).round() / 4.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn top_p_and_top_k_match_a_full_sort_on_a_large_vocabulary() {
+        for (seed, temperature) in [(1, 0.5), (2, 1.0), (3, 3.0)] {
+            let logits = large_logits(seed);
+            let plain = sampler(SamplerConfig {
+                temperature,
+                ..Default::default()
+            });
+            let mut ranked = plain.distribution(&logits, &[], &[]).unwrap().candidates;
+            ranked.sort_by(by_prob);
+            for p in [0.05, 0.5, 0.9, 0.999, 1.0] {
+                let mut mass = 0.0;
+                let n = ranked
+                    .iter()
+                    .position(|t| {
+                        mass += t.1 as f64;
+                        mass >= p as f64 - 1e-12
+                    })
+                    .map_or(ranked.len(), |i| i + 1);
+                let got = sampler(SamplerConfig {
+                    temperature,
+                    top_p: Some(p),
+                    ..Default::default()
+                })
+                .distribution(&logits, &[], &[])
+                .unwrap();
+                let ids = |c: &[(u32, f32)]| c.iter().map(|t| t.0).collect::<Vec<_>>();
+                assert_eq!(
+                    ids(&got.candidates),
+                    ids(&ranked[..n]),
+                    "t {temperature} p {p}"
+                );
+                for (g, r) in got.candidates.iter().zip(&ranked) {
+                    assert!((g.1 - r.1 / mass.min(1.0) as f32).abs() < 1e-6);
+                }
+            }
+            let mut by_logit: Vec<(u32, f32)> =
+                (0..logits.len() as u32).zip(logits.clone()).collect();
+            by_logit.sort_by(by_prob);
+            for k in [1, 7, 100, 20_000] {
+                let got = sampler(SamplerConfig {
+                    temperature,
+                    top_k: Some(k),
+                    ..Default::default()
+                })
+                .distribution(&logits, &[], &[])
+                .unwrap();
+                let want: Vec<u32> = by_logit[..k].iter().map(|t| t.0).collect();
+                let got_ids: Vec<u32> = got.candidates.iter().map(|t| t.0).collect();
+                // Tokens too unlikely for an f32 drop out at the softmax, at the end.
+                assert_eq!(got_ids, want[..got_ids.len()], "t {temperature} k {k}");
+                assert!(got_ids.len() == k || temperature < 1.0);
+            }
+        }
     }
 
     #[test]
