@@ -349,7 +349,22 @@ unsafe fn tile<L: Load, const B: usize, const R: usize>(
         let x = a.x.add(b0 * cols);
         let mut acc = [[zero(); R]; B];
         let steps = cols / (16 * L::NV);
-        for s in 0..steps {
+        let sequential = B == 1 && L::NV == 1;
+        if sequential {
+            // One activation row of f32 or bf16 weights: the weight rows one after another (see
+            // the AVX-512 tile).
+            for (r, acc_r) in acc[0].iter_mut().enumerate() {
+                for s in 0..steps {
+                    let wv = L::load(w.add(r * stride + s * L::STEP_BYTES), a.f16);
+                    for (v, wv) in wv.iter().enumerate().take(L::NV) {
+                        let at = (s * L::NV + v) * 16;
+                        let xb = [_mm256_loadu_ps(x.add(at)), _mm256_loadu_ps(x.add(at + 8))];
+                        *acc_r = fma(xb, *wv, *acc_r);
+                    }
+                }
+            }
+        }
+        for s in 0..if sequential { 0 } else { steps } {
             let mut wv = [[zero(); 2]; R];
             for (r, v) in wv.iter_mut().enumerate() {
                 *v = L::load(w.add(r * stride + s * L::STEP_BYTES), a.f16);

@@ -350,7 +350,25 @@ unsafe fn tile<L: Load, const B: usize, const R: usize>(
         let x = a.x.add(b0 * cols);
         let mut acc = [[_mm512_setzero_ps(); R]; B];
         let steps = cols / (16 * L::NV);
-        for s in 0..steps {
+        let sequential = B == 1 && L::NV == 1;
+        if sequential {
+            // One activation row reuses no weight: read the tile's f32 or bf16 weight rows one
+            // after another, each a single sequential stream, instead of side by side. The
+            // hardware prefetchers then keep two to three times the memory bandwidth
+            // (BENCHMARKS.md, "Batch 1 from memory"); every output still sees the same FMAs in
+            // the same order. (The block types, whose widening is the cost, keep the side-by-side
+            // order: its four independent chains hide the widening's latency.)
+            for (r, acc_r) in acc[0].iter_mut().enumerate() {
+                for s in 0..steps {
+                    let wv = L::load(w.add(r * stride + s * L::STEP_BYTES), a.f16);
+                    for (v, wv) in wv.iter().enumerate().take(L::NV) {
+                        let xv = _mm512_loadu_ps(x.add((s * L::NV + v) * 16));
+                        *acc_r = _mm512_fmadd_ps(xv, *wv, *acc_r);
+                    }
+                }
+            }
+        }
+        for s in 0..if sequential { 0 } else { steps } {
             let mut wv = [[_mm512_setzero_ps(); 2]; R];
             for (r, v) in wv.iter_mut().enumerate() {
                 *v = L::load(w.add(r * stride + s * L::STEP_BYTES), a.f16);
