@@ -335,6 +335,17 @@ unsafe fn batch_tiles<L: Load>(a: &Args, r: usize, rt: usize, w: *const u8, stri
     }
 }
 
+/// For one activation row: asks for the weights two tiles on, in address order (see the
+/// AVX-512 kernels' `prefetch_ahead`).
+#[inline(always)]
+fn prefetch_ahead<L: Load, const R: usize>(w: *const u8, stride: usize, s: usize) {
+    let ahead = w.wrapping_add(2 * R * stride + s * R * L::STEP_BYTES);
+    for line in 0..(R * L::STEP_BYTES).div_ceil(64) {
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line * 64).cast()) };
+    }
+}
+
 /// Batch rows `b0..b0 + B` x output rows `r0..r0 + R`; weight row `r0 + i` is at `w + i * stride`.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile<L: Load, const B: usize, const R: usize>(
@@ -349,22 +360,10 @@ unsafe fn tile<L: Load, const B: usize, const R: usize>(
         let x = a.x.add(b0 * cols);
         let mut acc = [[zero(); R]; B];
         let steps = cols / (16 * L::NV);
-        let sequential = B == 1 && L::NV == 1;
-        if sequential {
-            // One activation row of f32 or bf16 weights: the weight rows one after another (see
-            // the AVX-512 tile).
-            for (r, acc_r) in acc[0].iter_mut().enumerate() {
-                for s in 0..steps {
-                    let wv = L::load(w.add(r * stride + s * L::STEP_BYTES), a.f16);
-                    for (v, wv) in wv.iter().enumerate().take(L::NV) {
-                        let at = (s * L::NV + v) * 16;
-                        let xb = [_mm256_loadu_ps(x.add(at)), _mm256_loadu_ps(x.add(at + 8))];
-                        *acc_r = fma(xb, *wv, *acc_r);
-                    }
-                }
+        for s in 0..steps {
+            if B == 1 {
+                prefetch_ahead::<L, R>(w, stride, s);
             }
-        }
-        for s in 0..if sequential { 0 } else { steps } {
             let mut wv = [[zero(); 2]; R];
             for (r, v) in wv.iter_mut().enumerate() {
                 *v = L::load(w.add(r * stride + s * L::STEP_BYTES), a.f16);

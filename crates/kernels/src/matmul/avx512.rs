@@ -17,6 +17,10 @@ use crate::quant::WeightType;
 const BT: usize = 4;
 /// Output rows per micro-tile.
 const RT: usize = 4;
+/// From this size on, a matrix multiplied by one activation row is read one weight row after
+/// another (see [`tile`]); smaller ones are likely in cache, where reading a tile's rows side by
+/// side (four independent FMA chains) is faster.
+const STREAMED_BYTES: usize = 4 << 20;
 
 /// A storage type, widened to f32 lanes in registers.
 trait Load {
@@ -336,6 +340,22 @@ unsafe fn batch_tiles<L: Load>(a: &Args, r: usize, rt: usize, w: *const u8, stri
     }
 }
 
+/// For one activation row, which reuses no weight: asks for the weights two tiles on, in
+/// address order, a step's share at a time.
+///
+/// A tile reads its `R` weight rows side by side, and four interleaved streams 1,152 bytes apart
+/// get about half the memory bandwidth of one sequential stream from the hardware prefetchers
+/// alone; these prefetches make the stream sequential again (BENCHMARKS.md, "Batch 1 from
+/// memory") while keeping the side-by-side order that is fastest on weights already in cache.
+#[inline(always)]
+fn prefetch_ahead<L: Load, const R: usize>(w: *const u8, stride: usize, s: usize) {
+    let ahead = w.wrapping_add(2 * R * stride + s * R * L::STEP_BYTES);
+    for line in 0..(R * L::STEP_BYTES).div_ceil(64) {
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line * 64).cast()) };
+    }
+}
+
 /// Batch rows `b0..b0 + B` x output rows `r0..r0 + R`; weight row `r0 + i` is at `w + i * stride`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 unsafe fn tile<L: Load, const B: usize, const R: usize>(
@@ -350,25 +370,24 @@ unsafe fn tile<L: Load, const B: usize, const R: usize>(
         let x = a.x.add(b0 * cols);
         let mut acc = [[_mm512_setzero_ps(); R]; B];
         let steps = cols / (16 * L::NV);
-        let sequential = B == 1 && L::NV == 1;
-        if sequential {
-            // One activation row reuses no weight: read the tile's f32 or bf16 weight rows one
-            // after another, each a single sequential stream, instead of side by side. The
-            // hardware prefetchers then keep two to three times the memory bandwidth
-            // (BENCHMARKS.md, "Batch 1 from memory"); every output still sees the same FMAs in
-            // the same order. (The block types, whose widening is the cost, keep the side-by-side
-            // order: its four independent chains hide the widening's latency.)
+        let streamed = B == 1 && L::NV == 1 && a.rows * a.row_bytes >= STREAMED_BYTES;
+        if streamed {
+            // A large f32 or bf16 matrix for one activation row comes from memory: read the
+            // tile's rows one after another, each a single sequential stream, which the
+            // hardware prefetchers serve at full bandwidth (every output still sees the same
+            // FMAs in the same order).
             for (r, acc_r) in acc[0].iter_mut().enumerate() {
                 for s in 0..steps {
                     let wv = L::load(w.add(r * stride + s * L::STEP_BYTES), a.f16);
-                    for (v, wv) in wv.iter().enumerate().take(L::NV) {
-                        let xv = _mm512_loadu_ps(x.add((s * L::NV + v) * 16));
-                        *acc_r = _mm512_fmadd_ps(xv, *wv, *acc_r);
-                    }
+                    let xv = _mm512_loadu_ps(x.add(s * 16));
+                    *acc_r = _mm512_fmadd_ps(xv, wv[0], *acc_r);
                 }
             }
         }
-        for s in 0..if sequential { 0 } else { steps } {
+        for s in 0..if streamed { 0 } else { steps } {
+            if B == 1 {
+                prefetch_ahead::<L, R>(w, stride, s);
+            }
             let mut wv = [[_mm512_setzero_ps(); 2]; R];
             for (r, v) in wv.iter_mut().enumerate() {
                 *v = L::load(w.add(r * stride + s * L::STEP_BYTES), a.f16);
