@@ -361,7 +361,7 @@ unsafe fn tile<L: Load, const B: usize, const R: usize>(
         let mut acc = [[zero(); R]; B];
         let steps = cols / (16 * L::NV);
         for s in 0..steps {
-            if B == 1 {
+            if b0 == 0 {
                 prefetch_ahead::<L, R>(w, stride, s);
             }
             let mut wv = [[zero(); 2]; R];

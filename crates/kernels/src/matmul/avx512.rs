@@ -385,7 +385,7 @@ unsafe fn tile<L: Load, const B: usize, const R: usize>(
             }
         }
         for s in 0..if streamed { 0 } else { steps } {
-            if B == 1 {
+            if b0 == 0 {
                 prefetch_ahead::<L, R>(w, stride, s);
             }
             let mut wv = [[_mm512_setzero_ps(); 2]; R];
