@@ -134,6 +134,39 @@ fn quantized_product_is_the_f32_product_of_the_dequantized_weights() {
     }
 }
 
+/// A batch of one reads a matrix of 4 MiB or more row after row and smaller ones side by side
+/// (the kernels' "reading order"): both give the canonical bits, as batches of two do.
+#[test]
+fn large_matrices_read_row_after_row_give_the_canonical_bits() {
+    let mut rng = Rng::new(5);
+    let pool = Pool::new(2).with_min_parallel_macs(0);
+    // 4,099 rows (a tail of 3 below the 4-row tile) of 613 values (a tail below 16): 10 MB of
+    // f32 and 5 MB of bf16, both over the 4 MiB line.
+    let (rows, cols) = (4099, 613);
+    for isa in Isa::available() {
+        for ty in [WeightType::F32, WeightType::Bf16] {
+            let (bytes, deq) = weights(&mut rng, ty, rows, cols);
+            assert!(bytes.len() > 4 << 20);
+            let w = MatRef::new(ty, rows, cols, &bytes).unwrap();
+            let x = rng.vec(2 * cols, 1.0);
+            let bias = rng.vec(rows, 1.0);
+            let mut one = vec![0f32; rows];
+            matmul_with(isa, &pool, &x[..cols], 1, w, Some(&bias), &mut one);
+            let mut two = vec![0f32; 2 * rows];
+            matmul_with(isa, &pool, &x, 2, w, Some(&bias), &mut two);
+            for o in 0..rows {
+                let c = canonical(&x[..cols], &deq[o * cols..][..cols], Some(bias[o]));
+                assert_eq!(one[o].to_bits(), c.to_bits(), "{isa:?} {ty} row {o}");
+                assert_eq!(
+                    two[o].to_bits(),
+                    c.to_bits(),
+                    "{isa:?} {ty} batch 2 row {o}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn batch_rows_are_bitwise_independent_of_the_batch_and_threads() {
     let mut rng = Rng::new(3);

@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::Args;
+use super::{Args, STREAMED_BYTES};
 use crate::quant::WeightType;
 
 /// Batch rows per micro-tile.
@@ -360,7 +360,21 @@ unsafe fn tile<L: Load, const B: usize, const R: usize>(
         let x = a.x.add(b0 * cols);
         let mut acc = [[zero(); R]; B];
         let steps = cols / (16 * L::NV);
-        for s in 0..steps {
+        let streamed = B == 1 && L::NV == 1 && a.rows * a.row_bytes >= STREAMED_BYTES;
+        if streamed {
+            // A large matrix for one activation row: row after row (see the AVX-512 tile).
+            for (r, acc_r) in acc[0].iter_mut().enumerate() {
+                for s in 0..steps {
+                    let wv = L::load(w.add(r * stride + s * L::STEP_BYTES), a.f16);
+                    let xb = [
+                        _mm256_loadu_ps(x.add(s * 16)),
+                        _mm256_loadu_ps(x.add(s * 16 + 8)),
+                    ];
+                    *acc_r = fma(xb, wv[0], *acc_r);
+                }
+            }
+        }
+        for s in 0..if streamed { 0 } else { steps } {
             if b0 == 0 {
                 prefetch_ahead::<L, R>(w, stride, s);
             }

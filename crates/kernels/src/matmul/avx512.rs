@@ -10,17 +10,13 @@
 
 use std::arch::x86_64::*;
 
-use super::Args;
+use super::{Args, STREAMED_BYTES};
 use crate::quant::WeightType;
 
 /// Batch rows per micro-tile.
 const BT: usize = 4;
 /// Output rows per micro-tile.
 const RT: usize = 4;
-/// From this size on, a matrix multiplied by one activation row is read one weight row after
-/// another (see [`tile`]); smaller ones are likely in cache, where reading a tile's rows side by
-/// side (four independent FMA chains) is faster.
-const STREAMED_BYTES: usize = 4 << 20;
 
 /// A storage type, widened to f32 lanes in registers.
 trait Load {
