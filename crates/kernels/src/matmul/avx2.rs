@@ -335,8 +335,8 @@ unsafe fn batch_tiles<L: Load>(a: &Args, r: usize, rt: usize, w: *const u8, stri
     }
 }
 
-/// For one activation row: asks for the weights two tiles on, in address order (see the
-/// AVX-512 kernels' `prefetch_ahead`).
+/// Asks for the weights two row tiles on, in address order (see the AVX-512 kernels'
+/// `prefetch_ahead`).
 #[inline(always)]
 fn prefetch_ahead<L: Load, const R: usize>(w: *const u8, stride: usize, s: usize) {
     let ahead = w.wrapping_add(2 * R * stride + s * R * L::STEP_BYTES);

@@ -336,13 +336,15 @@ unsafe fn batch_tiles<L: Load>(a: &Args, r: usize, rt: usize, w: *const u8, stri
     }
 }
 
-/// For one activation row, which reuses no weight: asks for the weights two tiles on, in
-/// address order, a step's share at a time.
+/// Asks for the weights two row tiles on, in address order, a step's share at a time; called by
+/// the first batch tile of a row tile, the one that brings its weights in from memory.
 ///
 /// A tile reads its `R` weight rows side by side, and four interleaved streams 1,152 bytes apart
 /// get about half the memory bandwidth of one sequential stream from the hardware prefetchers
 /// alone; these prefetches make the stream sequential again (BENCHMARKS.md, "Batch 1 from
 /// memory") while keeping the side-by-side order that is fastest on weights already in cache.
+/// (On a widened panel the addresses ahead are past the panel: a prefetch there is wasted, not
+/// wrong.)
 #[inline(always)]
 fn prefetch_ahead<L: Load, const R: usize>(w: *const u8, stride: usize, s: usize) {
     let ahead = w.wrapping_add(2 * R * stride + s * R * L::STEP_BYTES);
