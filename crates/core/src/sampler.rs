@@ -106,9 +106,7 @@ impl Distribution {
             return self.candidates[..k].to_vec();
         }
         let mut c = self.candidates.clone();
-        c.select_nth_unstable_by(k - 1, by_prob);
-        c.truncate(k);
-        c.sort_unstable_by(by_prob);
+        keep_best(&mut c, k);
         c
     }
 
@@ -131,6 +129,16 @@ impl Distribution {
 
 fn by_prob(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// Keeps the `k` (at least 1) most likely of `tokens`, most likely first: a selection, then a
+/// sort of the `k` alone.
+fn keep_best(tokens: &mut Vec<(u32, f32)>, k: usize) {
+    if k < tokens.len() {
+        tokens.select_nth_unstable_by(k - 1, by_prob);
+        tokens.truncate(k);
+    }
+    tokens.sort_unstable_by(by_prob);
 }
 
 /// The tokens still in the running: `(id, weight)`, a logit until [`softmax`] turns the weights
@@ -216,13 +224,9 @@ pub fn ban(scores: &mut [f32], banned: &[u32]) {
     }
 }
 
-/// Keeps the `k` highest-scoring candidates, ranked: a selection, then a sort of the `k` alone.
+/// Keeps the `k` highest-scoring candidates, ranked.
 pub fn top_k(c: &mut Candidates, k: usize) {
-    if k < c.tokens.len() {
-        c.tokens.select_nth_unstable_by(k - 1, by_prob);
-        c.tokens.truncate(k);
-    }
-    c.tokens.sort_unstable_by(by_prob);
+    keep_best(&mut c.tokens, k);
     c.ranked = true;
 }
 
@@ -486,11 +490,16 @@ mod tests {
     fn top_p_and_top_k_match_a_full_sort_on_a_large_vocabulary() {
         for (seed, temperature) in [(1, 0.5), (2, 1.0), (3, 3.0)] {
             let logits = large_logits(seed);
-            let plain = sampler(SamplerConfig {
-                temperature,
-                ..Default::default()
-            });
-            let mut ranked = plain.distribution(&logits, &[], &[]).unwrap().candidates;
+            let dist = |config: SamplerConfig| {
+                sampler(SamplerConfig {
+                    temperature,
+                    ..config
+                })
+                .distribution(&logits, &[], &[])
+                .unwrap()
+            };
+            let ids = |c: &[(u32, f32)]| c.iter().map(|t| t.0).collect::<Vec<_>>();
+            let mut ranked = dist(SamplerConfig::default()).candidates;
             ranked.sort_by(by_prob);
             for p in [0.05, 0.5, 0.9, 0.999, 1.0] {
                 let mut mass = 0.0;
@@ -501,14 +510,10 @@ mod tests {
                         mass >= p as f64 - 1e-12
                     })
                     .map_or(ranked.len(), |i| i + 1);
-                let got = sampler(SamplerConfig {
-                    temperature,
+                let got = dist(SamplerConfig {
                     top_p: Some(p),
                     ..Default::default()
-                })
-                .distribution(&logits, &[], &[])
-                .unwrap();
-                let ids = |c: &[(u32, f32)]| c.iter().map(|t| t.0).collect::<Vec<_>>();
+                });
                 assert_eq!(
                     ids(&got.candidates),
                     ids(&ranked[..n]),
@@ -522,15 +527,11 @@ mod tests {
                 (0..logits.len() as u32).zip(logits.clone()).collect();
             by_logit.sort_by(by_prob);
             for k in [1, 7, 100, 20_000] {
-                let got = sampler(SamplerConfig {
-                    temperature,
+                let got = dist(SamplerConfig {
                     top_k: Some(k),
                     ..Default::default()
-                })
-                .distribution(&logits, &[], &[])
-                .unwrap();
-                let want: Vec<u32> = by_logit[..k].iter().map(|t| t.0).collect();
-                let got_ids: Vec<u32> = got.candidates.iter().map(|t| t.0).collect();
+                });
+                let (want, got_ids) = (ids(&by_logit[..k]), ids(&got.candidates));
                 // Tokens too unlikely for an f32 drop out at the softmax, at the end.
                 assert_eq!(got_ids, want[..got_ids.len()], "t {temperature} k {k}");
                 assert!(got_ids.len() == k || temperature < 1.0);

@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Args, STREAMED_BYTES};
+use super::{Args, STREAMED_BYTES, prefetch_ahead};
 use crate::quant::WeightType;
 
 /// Batch rows per micro-tile.
@@ -335,17 +335,6 @@ unsafe fn batch_tiles<L: Load>(a: &Args, r: usize, rt: usize, w: *const u8, stri
     }
 }
 
-/// Asks for the weights two row tiles on, in address order (see the AVX-512 kernels'
-/// `prefetch_ahead`).
-#[inline(always)]
-fn prefetch_ahead<L: Load, const R: usize>(w: *const u8, stride: usize, s: usize) {
-    let ahead = w.wrapping_add(2 * R * stride + s * R * L::STEP_BYTES);
-    for line in 0..(R * L::STEP_BYTES).div_ceil(64) {
-        // SAFETY: a prefetch never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line * 64).cast()) };
-    }
-}
-
 /// Batch rows `b0..b0 + B` x output rows `r0..r0 + R`; weight row `r0 + i` is at `w + i * stride`.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile<L: Load, const B: usize, const R: usize>(
@@ -374,9 +363,11 @@ unsafe fn tile<L: Load, const B: usize, const R: usize>(
                 }
             }
         }
-        for s in 0..if streamed { 0 } else { steps } {
+        // Otherwise the tile's rows side by side, `steps` steps of 16 (or 32) values.
+        let side_by_side_steps = if streamed { 0 } else { steps };
+        for s in 0..side_by_side_steps {
             if b0 == 0 {
-                prefetch_ahead::<L, R>(w, stride, s);
+                prefetch_ahead(w, R * stride, R * L::STEP_BYTES, s);
             }
             let mut wv = [[zero(); 2]; R];
             for (r, v) in wv.iter_mut().enumerate() {

@@ -10,7 +10,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Args, STREAMED_BYTES};
+use super::{Args, STREAMED_BYTES, prefetch_ahead};
 use crate::quant::WeightType;
 
 /// Batch rows per micro-tile.
@@ -336,24 +336,6 @@ unsafe fn batch_tiles<L: Load>(a: &Args, r: usize, rt: usize, w: *const u8, stri
     }
 }
 
-/// Asks for the weights two row tiles on, in address order, a step's share at a time; called by
-/// the first batch tile of a row tile, the one that brings its weights in from memory.
-///
-/// A tile reads its `R` weight rows side by side, and four interleaved streams 1,152 bytes apart
-/// get about half the memory bandwidth of one sequential stream from the hardware prefetchers
-/// alone; these prefetches make the stream sequential again (BENCHMARKS.md, "Batch 1 from
-/// memory") while keeping the side-by-side order that is fastest on weights already in cache.
-/// (On a widened panel the addresses ahead are past the panel: a prefetch there is wasted, not
-/// wrong.)
-#[inline(always)]
-fn prefetch_ahead<L: Load, const R: usize>(w: *const u8, stride: usize, s: usize) {
-    let ahead = w.wrapping_add(2 * R * stride + s * R * L::STEP_BYTES);
-    for line in 0..(R * L::STEP_BYTES).div_ceil(64) {
-        // SAFETY: a prefetch never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line * 64).cast()) };
-    }
-}
-
 /// Batch rows `b0..b0 + B` x output rows `r0..r0 + R`; weight row `r0 + i` is at `w + i * stride`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 unsafe fn tile<L: Load, const B: usize, const R: usize>(
@@ -382,9 +364,11 @@ unsafe fn tile<L: Load, const B: usize, const R: usize>(
                 }
             }
         }
-        for s in 0..if streamed { 0 } else { steps } {
+        // Otherwise the tile's rows side by side, `steps` steps of 16 (or 32) values.
+        let side_by_side_steps = if streamed { 0 } else { steps };
+        for s in 0..side_by_side_steps {
             if b0 == 0 {
-                prefetch_ahead::<L, R>(w, stride, s);
+                prefetch_ahead(w, R * stride, R * L::STEP_BYTES, s);
             }
             let mut wv = [[_mm512_setzero_ps(); 2]; R];
             for (r, v) in wv.iter_mut().enumerate() {

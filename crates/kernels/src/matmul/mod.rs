@@ -259,6 +259,26 @@ fn with_panel<T>(len: usize, f: impl FnOnce(&mut [f32]) -> T) -> T {
     })
 }
 
+/// Asks for the weights two row tiles on, in address order, a step's share at a time: the tile
+/// at `w` spans `tile_bytes`, and each step of its loop reads `step_bytes` of it. Called by the
+/// first batch tile of a row tile, the one that brings its weights in from memory.
+///
+/// A tile reads its weight rows side by side, and four interleaved streams 1,152 bytes apart get
+/// about half the memory bandwidth of one sequential stream from the hardware prefetchers alone;
+/// these prefetches make the stream sequential again (BENCHMARKS.md, "Batch 1 from memory")
+/// while keeping the side-by-side order that is fastest on weights already in cache. (On a
+/// widened panel the addresses ahead are past the panel: a prefetch there is wasted, not wrong.)
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_ahead(w: *const u8, tile_bytes: usize, step_bytes: usize, s: usize) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    let ahead = w.wrapping_add(2 * tile_bytes + s * step_bytes);
+    for line in 0..step_bytes.div_ceil(64) {
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line * 64).cast()) };
+    }
+}
+
 /// Computes output rows `r0..r1` of one product for every batch row.
 ///
 /// # Safety
