@@ -1,9 +1,9 @@
 //! The wgpu path (built with `--features wgpu`): a tiny model gives the same logits on wgpu as
-//! on the CPU, decodes with a cache, and takes a training step. Tiny shapes, because in CI the
-//! GPU is Mesa's software Vulkan driver.
+//! on the CPU, decodes with a cache, takes a training step, and scores a held-out set too large
+//! for one GPU buffer. Tiny shapes, because in CI the GPU is Mesa's software Vulkan driver.
 #![cfg(feature = "wgpu")]
 
-use jielong::core::{Decoder, Feed, Logits, Positions, Sequences};
+use jielong::core::{Decoder, Feed, Logits, Positions, Sequences, score, windows};
 use jielong::nn::{KvCache, Transformer, TransformerConfig, select_device};
 use jielong::train::{Stepper, TrainConfig};
 
@@ -57,4 +57,26 @@ fn wgpu_matches_flex_and_trains() {
         last = stepper.step(&batch, 1e-2, step).unwrap().0;
     }
     assert!(last < first, "loss did not fall on wgpu: {first} -> {last}");
+}
+
+/// Scoring windows puts many of them in one burn batch, whose attention scores
+/// (`[batch, heads, len, len]`) sit in one buffer: 400 windows of 256 tokens with 4 heads would
+/// need 400 MiB, past what a GPU binds at once (lavapipe refuses it). Batches are bounded, and
+/// the score is the CPU's.
+#[test]
+fn wgpu_scores_more_windows_than_one_buffer_holds() {
+    let config = TransformerConfig::new(29, 16, 24, 1, 4, 4, 4, 256);
+    let cpu = Transformer::init(&config, &select_device("flex").unwrap(), 5).unwrap();
+    let gpu = Transformer::init(&config, &select_device("wgpu").unwrap(), 5).unwrap();
+    let tokens: Vec<u32> = (0..400 * 256 + 1).map(|i| (i * 7 + i / 13) % 29).collect();
+    let held = windows(&tokens, 0, 256).unwrap();
+    assert!(held.len() >= 400);
+    let a = score(&cpu, &held, &|_| true).unwrap();
+    let b = score(&gpu, &held, &|_| true).unwrap();
+    assert_eq!(a.tokens, b.tokens);
+    let (a, b) = (a.nats / a.tokens as f64, b.nats / b.tokens as f64);
+    assert!(
+        (a - b).abs() < 1e-4,
+        "flex {a} and wgpu {b} nats/token differ"
+    );
 }

@@ -461,8 +461,11 @@ impl Transformer {
                 **cache = stacked.unstack(i);
             }
         }
+        // A failure on the device (out of memory, a lost GPU) comes back here: an error, not
+        // a panic.
         logits
-            .into_data()
+            .try_into_data()
+            .map_err(|e| anyhow::anyhow!("the device could not compute the logits: {e:?}"))?
             .try_to_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("cannot read logits: {e:?}"))
     }
@@ -524,7 +527,21 @@ impl Decoder for Transformer {
                 None => groups.push((key, vec![i])),
             }
         }
-        for (_, members) in groups {
+        // burn's attention holds each batch's `[b, heads, new, cached + new]` scores in one
+        // buffer: bound it, so that scoring thousands of windows at once stays within a GPU's
+        // largest storage buffer (128 MiB by default in WebGPU) and a modest amount of memory.
+        let batches: Vec<Vec<usize>> = groups
+            .into_iter()
+            .flat_map(|((cached, new), members)| {
+                let scores = self.config.num_heads * new * (cached + new) * size_of::<f32>();
+                let most = (MAX_SCORE_BYTES / scores.max(1)).max(1);
+                members
+                    .chunks(most)
+                    .map(<[usize]>::to_vec)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for members in batches {
             let group_ids: Vec<&[u32]> = members.iter().map(|&i| ids[i]).collect();
             let mut group_caches: Vec<&mut KvCache> = Vec::with_capacity(members.len());
             for (i, f) in feeds.iter_mut().enumerate() {
@@ -541,6 +558,9 @@ impl Decoder for Transformer {
         Ok(Logits::new(vocab, &rows, data))
     }
 }
+
+/// The most bytes of attention scores one burn batch of [`Decoder::forward`] may hold.
+const MAX_SCORE_BYTES: usize = 64 << 20;
 
 /// cos and sin of `position * inv_freq` for every position of the context, computed in f64.
 fn rope_tables(config: &TransformerConfig, device: &Device) -> (Tensor<2>, Tensor<2>) {

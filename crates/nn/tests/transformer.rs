@@ -319,3 +319,29 @@ fn dropout_masks_follow_their_seed_and_rate() {
             .all(|&x| x == 0.0 || (x - 1.0 / 0.7).abs() < 1e-6)
     );
 }
+
+/// A batch whose attention scores would not fit one bounded buffer (here 5 sequences of 1,024
+/// tokens with 8 heads: 32 MiB each) runs in several burn batches; every sequence still gets
+/// the logits it gets alone, in its own place.
+#[test]
+fn a_batch_split_for_its_attention_scores_keeps_each_sequence_in_place() {
+    let config = TransformerConfig::new(23, 16, 24, 1, 8, 8, 2, 1024);
+    let model = spread_model(&config, 9);
+    let rows: Vec<Vec<u32>> = (0..5u32)
+        .map(|s| (0..1024u32).map(|i| (i * (s + 2) + s) % 23).collect())
+        .collect();
+    let out = forward(&model, &rows, &mut caches(&model, 5), Positions::All).unwrap();
+    for (s, row) in rows.iter().enumerate() {
+        let alone = forward(
+            &model,
+            &[row.clone()],
+            &mut caches(&model, 1),
+            Positions::All,
+        )
+        .unwrap();
+        for r in [0, 511, 1023] {
+            let d = max_diff(out.row(s, r), alone.row(0, r));
+            assert!(d < 1e-4, "sequence {s}, row {r}: {d}");
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Clipping by the global gradient norm (all parameters together, as PyTorch's
 //! `clip_grad_norm_`), which burn's per-tensor clipping does not do.
 
+use anyhow::Result;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
@@ -8,11 +9,20 @@ use jielong_nn::{Transformer, burn};
 
 /// Scales every gradient so that their joint L2 norm is at most `max_norm` (0: no clipping)
 /// and returns the norm before clipping.
-pub fn clip_global_norm(model: &Transformer, grads: &mut GradientsParams, max_norm: f32) -> f64 {
+pub fn clip_global_norm(
+    model: &Transformer,
+    grads: &mut GradientsParams,
+    max_norm: f32,
+) -> Result<f64> {
     let mut sum = SquaredNorm { grads, total: None };
     model.visit(&mut sum);
-    let Some(total) = sum.total else { return 0.0 };
-    let norm = (total.into_scalar::<f32>() as f64).sqrt();
+    let Some(total) = sum.total else {
+        return Ok(0.0);
+    };
+    let total = total
+        .try_into_scalar::<f32>()
+        .map_err(|e| anyhow::anyhow!("the gradient norm failed on the device: {e:?}"))?;
+    let norm = (total as f64).sqrt();
     if max_norm > 0.0 && norm > max_norm as f64 {
         let mut scale = Scale {
             grads,
@@ -20,7 +30,7 @@ pub fn clip_global_norm(model: &Transformer, grads: &mut GradientsParams, max_no
         };
         model.visit(&mut scale);
     }
-    norm
+    Ok(norm)
 }
 
 struct SquaredNorm<'a> {

@@ -314,9 +314,14 @@ impl Stepper {
             mask,
             Some(&dropout),
         );
-        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        // A failure on the device (out of memory on a GPU) comes back as an error here.
+        let loss_value = loss
+            .clone()
+            .try_into_scalar::<f32>()
+            .map_err(|e| anyhow::anyhow!("the training step failed on the device: {e:?}"))?
+            as f64;
         let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let grad_norm = clip::clip_global_norm(&self.model, &mut grads, self.grad_clip);
+        let grad_norm = clip::clip_global_norm(&self.model, &mut grads, self.grad_clip)?;
         // Parameters are shared handles: the clone costs nothing and the old ones go at once.
         self.model = self.optim.step(lr, self.model.clone(), grads);
         Ok((loss_value, grad_norm))
