@@ -10,7 +10,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Args, STREAMED_BYTES, prefetch_ahead};
+use super::{Ahead, Args, STREAMED_BYTES};
 use crate::quant::WeightType;
 
 /// Batch rows per micro-tile.
@@ -276,10 +276,14 @@ unsafe fn rows_of<L: Load>(a: &Args, r0: usize, r1: usize) {
             rows_via_panel::<L>(a, r0, r1, panel)
         });
     }
+    let steps = a.cols / (16 * L::NV);
+    let ahead = Ahead::new(a.w, RT * a.row_bytes, a.batch.div_ceil(BT), steps);
     let mut r = r0;
     while r < r1 {
         let rt = if r1 - r >= RT { RT } else { 1 };
-        unsafe { batch_tiles::<L>(a, r, rt, a.w.add(r * a.row_bytes), a.row_bytes) };
+        let w = unsafe { a.w.add(r * a.row_bytes) };
+        let next = ahead.at(w.wrapping_add(2 * rt * a.row_bytes));
+        unsafe { batch_tiles::<L>(a, r, rt, w, a.row_bytes, next) };
         r += rt;
     }
 }
@@ -289,6 +293,8 @@ unsafe fn rows_via_panel<L: Load>(a: &Args, r0: usize, r1: usize, panel: &mut [f
     let cols = a.cols;
     let steps = cols / (16 * L::NV);
     let rem = cols - steps * 16 * L::NV;
+    // The f32 tiles on the panel step 16 values at a time.
+    let ahead = Ahead::new(a.w, RT * a.row_bytes, a.batch.div_ceil(BT), cols / 16);
     let mut r = r0;
     while r < r1 {
         let rt = if r1 - r >= RT { RT } else { 1 };
@@ -308,7 +314,9 @@ unsafe fn rows_via_panel<L: Load>(a: &Args, r0: usize, r1: usize, panel: &mut [f
                 }
             }
         }
-        unsafe { batch_tiles::<F32>(a, r, rt, panel.as_ptr().cast(), cols * 4) };
+        // The tiles run on the panel, in cache: they ask for the stored weights two row tiles on.
+        let next = ahead.at(a.w.wrapping_add((r + 2 * rt) * a.row_bytes));
+        unsafe { batch_tiles::<F32>(a, r, rt, panel.as_ptr().cast(), cols * 4, next) };
         r += rt;
     }
 }
@@ -316,20 +324,27 @@ unsafe fn rows_via_panel<L: Load>(a: &Args, r0: usize, r1: usize, panel: &mut [f
 /// Output rows `r..r + rt` (`rt` is `RT` or 1) for every batch row, reading the weights of row
 /// `r + i` at `w + i * stride`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-unsafe fn batch_tiles<L: Load>(a: &Args, r: usize, rt: usize, w: *const u8, stride: usize) {
+unsafe fn batch_tiles<L: Load>(
+    a: &Args,
+    r: usize,
+    rt: usize,
+    w: *const u8,
+    stride: usize,
+    ahead: Ahead,
+) {
     let mut b = 0;
     while b < a.batch {
         let bt = BT.min(a.batch - b);
         unsafe {
             match (bt, rt) {
-                (4, 4) => tile::<L, 4, 4>(a, b, r, w, stride),
-                (3, 4) => tile::<L, 3, 4>(a, b, r, w, stride),
-                (2, 4) => tile::<L, 2, 4>(a, b, r, w, stride),
-                (1, 4) => tile::<L, 1, 4>(a, b, r, w, stride),
-                (4, _) => tile::<L, 4, 1>(a, b, r, w, stride),
-                (3, _) => tile::<L, 3, 1>(a, b, r, w, stride),
-                (2, _) => tile::<L, 2, 1>(a, b, r, w, stride),
-                _ => tile::<L, 1, 1>(a, b, r, w, stride),
+                (4, 4) => tile::<L, 4, 4>(a, b, r, w, stride, ahead),
+                (3, 4) => tile::<L, 3, 4>(a, b, r, w, stride, ahead),
+                (2, 4) => tile::<L, 2, 4>(a, b, r, w, stride, ahead),
+                (1, 4) => tile::<L, 1, 4>(a, b, r, w, stride, ahead),
+                (4, _) => tile::<L, 4, 1>(a, b, r, w, stride, ahead),
+                (3, _) => tile::<L, 3, 1>(a, b, r, w, stride, ahead),
+                (2, _) => tile::<L, 2, 1>(a, b, r, w, stride, ahead),
+                _ => tile::<L, 1, 1>(a, b, r, w, stride, ahead),
             }
         }
         b += bt;
@@ -344,6 +359,7 @@ unsafe fn tile<L: Load, const B: usize, const R: usize>(
     r0: usize,
     w: *const u8,
     stride: usize,
+    ahead: Ahead,
 ) {
     let cols = a.cols;
     unsafe {
@@ -367,9 +383,7 @@ unsafe fn tile<L: Load, const B: usize, const R: usize>(
         // Otherwise the tile's rows side by side, `steps` steps of 16 (or 32) values.
         let side_by_side_steps = if streamed { 0 } else { steps };
         for s in 0..side_by_side_steps {
-            if b0 == 0 {
-                prefetch_ahead(w, R * stride, R * L::STEP_BYTES, s);
-            }
+            ahead.step(b0 / BT, steps, s);
             let mut wv = [[_mm512_setzero_ps(); 2]; R];
             for (r, v) in wv.iter_mut().enumerate() {
                 *v = L::load(w.add(r * stride + s * L::STEP_BYTES), a.f16);
