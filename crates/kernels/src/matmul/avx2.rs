@@ -276,12 +276,15 @@ unsafe fn rows_of<L: Load>(a: &Args, r0: usize, r1: usize) {
         });
     }
     let steps = a.cols / (16 * L::NV);
-    let ahead = Ahead::new(a.w, RT * a.row_bytes, a.batch.div_ceil(BT), steps);
+    let lines = Ahead::lines(RT * a.row_bytes, a.batch.div_ceil(BT), steps);
     let mut r = r0;
     while r < r1 {
         let rt = if r1 - r >= RT { RT } else { 1 };
         let w = unsafe { a.w.add(r * a.row_bytes) };
-        let next = ahead.at(w.wrapping_add(2 * rt * a.row_bytes));
+        let next = Ahead {
+            at: w.wrapping_add(2 * rt * a.row_bytes),
+            lines,
+        };
         unsafe { batch_tiles::<L>(a, r, rt, w, a.row_bytes, next) };
         r += rt;
     }
@@ -293,7 +296,7 @@ unsafe fn rows_via_panel<L: Load>(a: &Args, r0: usize, r1: usize, panel: &mut [f
     let steps = cols / (16 * L::NV);
     let rem = cols - steps * 16 * L::NV;
     // The f32 tiles on the panel step 16 values at a time.
-    let ahead = Ahead::new(a.w, RT * a.row_bytes, a.batch.div_ceil(BT), cols / 16);
+    let lines = Ahead::lines(RT * a.row_bytes, a.batch.div_ceil(BT), cols / 16);
     let mut r = r0;
     while r < r1 {
         let rt = if r1 - r >= RT { RT } else { 1 };
@@ -318,7 +321,10 @@ unsafe fn rows_via_panel<L: Load>(a: &Args, r0: usize, r1: usize, panel: &mut [f
             }
         }
         // The tiles run on the panel, in cache: they ask for the stored weights two row tiles on.
-        let next = ahead.at(a.w.wrapping_add((r + 2 * rt) * a.row_bytes));
+        let next = Ahead {
+            at: a.w.wrapping_add((r + 2 * rt) * a.row_bytes),
+            lines,
+        };
         unsafe { batch_tiles::<F32>(a, r, rt, panel.as_ptr().cast(), cols * 4, next) };
         r += rt;
     }

@@ -280,17 +280,12 @@ pub(crate) struct Ahead {
 
 #[cfg(target_arch = "x86_64")]
 impl Ahead {
-    /// For row tiles of `tile_bytes` computed as `batch_tiles` batch tiles of `steps` steps.
-    pub fn new(at: *const u8, tile_bytes: usize, batch_tiles: usize, steps: usize) -> Self {
-        let lines = tile_bytes
+    /// The `lines` that cover row tiles of `tile_bytes` computed as `batch_tiles` batch tiles of
+    /// `steps` steps (computed once per product, not per tile).
+    pub fn lines(tile_bytes: usize, batch_tiles: usize, steps: usize) -> usize {
+        tile_bytes
             .div_ceil(64)
-            .div_ceil((batch_tiles * steps).max(1));
-        Self { at, lines }
-    }
-
-    /// The same request size for the row tile at `at`.
-    pub fn at(self, at: *const u8) -> Self {
-        Self { at, ..self }
+            .div_ceil((batch_tiles * steps).max(1))
     }
 
     /// Step `step` of the tile's loop, which runs `steps` steps, in batch tile `batch_tile`.
