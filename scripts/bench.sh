@@ -37,26 +37,29 @@ print("| " + " | ".join(cells) + " |")'
 done
 
 # Training speed on nanoGPT's CPU recipe shape (65 characters, 4 layers, 128 wide, 4 heads,
-# context 64, batch 12), side by side with PyTorch training jielong's layout on this machine
-# (scripts/torch_train_bench.py; n/a without Debian's python3-torch), three rounds alternated.
+# context 64, batch 12), side by side with PyTorch training jielong's layout and nanoGPT's own
+# on this machine (scripts/torch_train_bench.py; n/a without Debian's python3-torch), three
+# rounds alternated.
 "$target/release/examples/random_model" "$tmp/nanogpt-cpu" 65 128 344 4 4 4 64 >/dev/null
 jielong_train() {
   "$bin" bench --model "$tmp/nanogpt-cpu" --train-batch 12 --train-steps 30 --tokens 4 --format json |
     python3 -c 'import json, sys; print("%.0f" % json.load(sys.stdin)["train_tokens_per_second"])'
 }
-torch_train() {
+torch_train() { # LAYOUT: jielong or gpt2 (nanoGPT's own model)
   LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp /usr/bin/python3 scripts/torch_train_bench.py \
-    --shape nanogpt --threads 2 2>/dev/null |
+    --shape nanogpt --threads 2 --layout "$1" 2>/dev/null |
     python3 -c 'import json, sys; print("%.0f" % json.load(sys.stdin)["train_tokens_per_second"])' 2>/dev/null || echo n/a
 }
 echo
-echo "| nanoGPT CPU shape, batch 12 x 64 | jielong train tok/s | PyTorch train tok/s | ratio |"
-echo "|---|---|---|---|"
+echo "| nanoGPT CPU shape, batch 12 x 64 | jielong train tok/s | PyTorch, jielong's layout | ratio | PyTorch, nanoGPT's layout | ratio |"
+echo "|---|---|---|---|---|---|"
 for round in 1 2 3; do
   j=$(jielong_train)
-  t=$(torch_train)
+  t=$(torch_train jielong)
+  g=$(torch_train gpt2)
   ratio=$(python3 -c "print('%.2f' % ($j / $t))" 2>/dev/null || echo n/a)
-  echo "| round $round | $j | $t | $ratio |"
+  ratio_g=$(python3 -c "print('%.2f' % ($j / $g))" 2>/dev/null || echo n/a)
+  echo "| round $round | $j | $t | $ratio | $g | $ratio_g |"
 done
 
 # Audio: the real-time factor of drawing two seconds of speech, one clip and eight at once.

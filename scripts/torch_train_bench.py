@@ -17,7 +17,9 @@ OpenBLAS with OpenMP (`apt-get install libopenblas0-openmp`) found first:
 `--model DIR` takes the shape from a jielong model folder's `config.json` (batch 16 x
 min(context, 256), as `jielong bench`); `--shape nanogpt` is nanoGPT's CPU configuration
 (65 characters, 4 layers, 128 wide, 4 heads, context 64, batch 12) with jielong's layout.
-Prints one JSON line.
+`--layout gpt2` trains nanoGPT's own layout at that shape instead (learned positions,
+LayerNorm, a 4x GELU MLP, the output layer tied to the embedding, no biases as in nanoGPT's
+default): the issue's training stretch target is this model's speed. Prints one JSON line.
 """
 
 import argparse
@@ -115,6 +117,55 @@ class Transformer(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
 
 
+class GptBlock(nn.Module):
+    """nanoGPT's block: pre-norm LayerNorm (no bias), causal attention, a 4x GELU MLP."""
+
+    def __init__(self, a):
+        super().__init__()
+        h = a["hidden_size"]
+        self.heads = a["num_heads"]
+        self.ln_1 = nn.LayerNorm(h, elementwise_affine=True)
+        self.c_attn = nn.Linear(h, 3 * h, bias=False)
+        self.c_proj = nn.Linear(h, h, bias=False)
+        self.ln_2 = nn.LayerNorm(h, elementwise_affine=True)
+        self.c_fc = nn.Linear(h, 4 * h, bias=False)
+        self.mlp_proj = nn.Linear(4 * h, h, bias=False)
+
+    def forward(self, x, causal):
+        b, n, h = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(h, dim=2)
+        split = lambda t: t.view(b, n, self.heads, h // self.heads).transpose(1, 2)
+        q, k, v = split(q), split(k), split(v)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(h // self.heads)
+        out = F.softmax(scores.masked_fill(causal, float("-inf")), dim=-1) @ v
+        x = x + self.c_proj(out.transpose(1, 2).reshape(b, n, h))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+
+
+class Gpt(nn.Module):
+    """nanoGPT's model: token and learned position embeddings, GptBlocks, a tied output layer."""
+
+    def __init__(self, a):
+        super().__init__()
+        h = a["hidden_size"]
+        self.wte = nn.Embedding(a["vocab_size"], h)
+        self.wpe = nn.Embedding(a["context_len"], h)
+        self.blocks = nn.ModuleList([GptBlock(a) for _ in range(a["num_layers"])])
+        self.ln_f = nn.LayerNorm(h)
+        for p in self.parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, std=0.02)
+
+    def forward(self, ids, targets):
+        n = ids.shape[1]
+        causal = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
+        x = self.wte(ids) + self.wpe(torch.arange(n))
+        for block in self.blocks:
+            x = block(x, causal)
+        logits = self.ln_f(x) @ self.wte.weight.t()
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
+
+
 def nanogpt_shape():
     hidden, heads = 128, 4
     return {
@@ -128,6 +179,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shape", choices=["nanogpt"], help="a named shape")
     p.add_argument("--model", help="a jielong model folder: its architecture section")
+    p.add_argument("--layout", choices=["jielong", "gpt2"], default="jielong",
+                   help="jielong's transformer or nanoGPT's own (with --shape nanogpt)")
     p.add_argument("--batch", type=int, help="windows per step (default: 12 nanogpt, 16 folders)")
     p.add_argument("--steps", type=int, default=20, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
@@ -147,7 +200,7 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = Transformer(arch)
+    model = Gpt(arch) if args.layout == "gpt2" else Transformer(arch)
     decay = [p for n, p in model.named_parameters() if p.dim() == 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     optim = torch.optim.AdamW(
@@ -174,6 +227,7 @@ def main():
     params = sum(p.numel() for p in model.parameters())
     print(json.dumps({
         "model": name,
+        "layout": args.layout,
         "parameters": params,
         "train_batch": f"{batch} x {seq}",
         "threads": args.threads,

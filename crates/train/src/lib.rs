@@ -41,7 +41,8 @@ pub struct TrainConfig {
     /// Clip the global gradient norm to this (0: no clipping).
     pub grad_clip: f32,
     pub eval_every: usize,
-    /// Held-out tokens scored at each periodic evaluation (the final one scores all).
+    /// Held-out tokens scored at each periodic evaluation, in windows spread over the whole
+    /// held-out part (the final evaluation scores all).
     pub eval_tokens: usize,
     pub checkpoint_every: usize,
     pub seed: u64,
@@ -340,24 +341,34 @@ fn optimizer(config: &TrainConfig) -> Result<ModuleOptimizer> {
     )
 }
 
-/// Held-out nats per token on at most `max_tokens` tokens (all windows when `usize::MAX`).
+/// Held-out nats per token on about `max_tokens` scored tokens (all windows when they fit):
+/// the windows of [`spread_windows`].
 pub fn evaluate(
     model: &Transformer,
     heldout: &[Window],
     max_tokens: usize,
 ) -> Result<jielong_core::Score> {
     let model = model.valid();
-    let mut take = Vec::new();
-    let mut tokens = 0;
-    for w in heldout {
-        if tokens >= max_tokens {
-            break;
-        }
-        tokens += w.inputs.len() - w.scored_from;
-        take.push(w.clone());
-    }
+    let take = spread_windows(heldout, max_tokens);
     // Inside rayon's pool, as a training step (see [`Stepper::step`]).
     rayon::scope(|_| score(&model, &take, &|_| true))
+}
+
+/// The windows that score about `max_tokens` tokens: all of them when they fit, else evenly
+/// spaced ones over the whole held-out part, in order. The first windows alone are not a fair
+/// sample: a text's first scenes, a set's first speaker or class.
+pub fn spread_windows(heldout: &[Window], max_tokens: usize) -> Vec<Window> {
+    let total: usize = heldout.iter().map(|w| w.inputs.len() - w.scored_from).sum();
+    if total <= max_tokens {
+        return heldout.to_vec();
+    }
+    // Windows hold about the same number of targets, so the share of windows is the share of
+    // tokens; at least one window.
+    let n = (heldout.len() as u128 * max_tokens as u128).div_ceil(total as u128) as usize;
+    let n = n.clamp(1, heldout.len());
+    (0..n)
+        .map(|i| heldout[i * heldout.len() / n].clone())
+        .collect()
 }
 
 pub fn write_metrics_csv(path: &Path, metrics: &[Metrics]) -> Result<()> {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use jielong_core::{Sequences, Window, windows};
 use jielong_nn::burn::tensor::Device;
 use jielong_nn::{Transformer, TransformerConfig};
-use jielong_train::{Event, Outcome, Run, TrainConfig, evaluate, train};
+use jielong_train::{Event, Outcome, Run, TrainConfig, evaluate, spread_windows, train};
 
 /// The first 60 kB of tiny Shakespeare as bytes: 54 kB to train on, 6 kB held out.
 fn shakespeare() -> (Sequences, Vec<Window>) {
@@ -179,4 +179,36 @@ fn resume_after_interruption_gives_the_same_weights() {
             .to_string()
             .contains("different settings")
     );
+}
+
+/// The running evaluation's budget takes windows from the whole held-out part, evenly spaced,
+/// not only its first ones.
+#[test]
+fn a_budgeted_evaluation_spreads_its_windows_over_the_held_out_part() {
+    let ids: Vec<u32> = (0..=9_600).collect(); // 9,600 targets: 300 windows of 32
+    let all = windows(&ids, 0, 32).unwrap();
+    let index = |w: &Window| all.iter().position(|a| a == w).unwrap();
+
+    let take = spread_windows(&all, 640);
+    let at: Vec<usize> = take.iter().map(index).collect();
+    assert_eq!(at.len(), 20, "640 tokens are 20 windows of 32");
+    assert_eq!(at[0], 0);
+    assert!(
+        at[19] >= all.len() * 19 / 20,
+        "the last window taken ({}) lies in the last twentieth of {}",
+        at[19],
+        all.len()
+    );
+    let step = all.len() as f64 / 20.0;
+    for pair in at.windows(2) {
+        let gap = (pair[1] - pair[0]) as f64;
+        assert!((gap - step).abs() < 1.0, "gaps even: {at:?}");
+    }
+
+    assert_eq!(
+        spread_windows(&all, usize::MAX),
+        all,
+        "everything when it fits"
+    );
+    assert_eq!(spread_windows(&all, 1).len(), 1, "at least one window");
 }
