@@ -4,19 +4,29 @@
 //! and its bits must not depend on the number of threads.
 
 use burn::module::{ModuleVisitor, Param};
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use jielong_nn::fused::{self, reference};
 use jielong_nn::{Transformer, TransformerConfig, burn};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 fn device() -> Device {
     Device::flex().autodiff()
 }
 
+/// Normal(0, 1) values from their own seeded generator: burn's device seed is one generator
+/// for the whole process, which tests running in parallel would reseed and draw from between
+/// a `check`'s two runs (each drawing its own `w`), making their gradients differ.
 fn random<const D: usize>(dims: [usize; D], seed: u64) -> Tensor<D> {
-    let cpu = Device::flex();
-    cpu.seed(seed);
-    let t = Tensor::<D>::random(dims, Distribution::Normal(0.0, 1.0), &cpu);
-    Tensor::from_data(t.into_data(), &device())
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let values: Vec<f32> = (0..dims.iter().product::<usize>())
+        .map(|_| {
+            // Box-Muller: two uniforms, u1 in (0, 1], to one standard normal.
+            let (u1, u2) = (1.0 - rng.r#gen::<f64>(), rng.r#gen::<f64>());
+            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, dims), &device())
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
