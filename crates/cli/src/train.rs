@@ -114,7 +114,7 @@ fn train<C: FolderCodec>(
         prepared
             .heldout
             .iter()
-            .map(|w| w.inputs.len() - w.scored_from)
+            .map(jielong_core::Window::predicted)
             .sum::<usize>(),
         file.train.steps,
         file.train.batch_size,

@@ -17,6 +17,13 @@ pub struct Window {
     pub scored_from: usize,
 }
 
+impl Window {
+    /// Positions whose prediction is scored (`score`'s filter may still leave some out).
+    pub fn predicted(&self) -> usize {
+        self.inputs.len() - self.scored_from
+    }
+}
+
 /// Cuts `sequence` (a conditioning prefix of `prefix` tokens, then content) into windows of at
 /// most `context` inputs so that every content token is predicted exactly once. Each window
 /// after the first starts again with the prefix and the one token before its first target.

@@ -358,7 +358,7 @@ pub fn evaluate(
 /// spaced ones over the whole held-out part, in order. The first windows alone are not a fair
 /// sample: a text's first scenes, a set's first speaker or class.
 pub fn spread_windows(heldout: &[Window], max_tokens: usize) -> Vec<Window> {
-    let total: usize = heldout.iter().map(|w| w.inputs.len() - w.scored_from).sum();
+    let total: usize = heldout.iter().map(Window::predicted).sum();
     if total <= max_tokens {
         return heldout.to_vec();
     }
