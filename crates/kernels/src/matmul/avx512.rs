@@ -282,10 +282,7 @@ unsafe fn rows_of<L: Load>(a: &Args, r0: usize, r1: usize) {
     while r < r1 {
         let rt = if r1 - r >= RT { RT } else { 1 };
         let w = unsafe { a.w.add(r * a.row_bytes) };
-        let next = Ahead {
-            at: w.wrapping_add(2 * rt * a.row_bytes),
-            lines,
-        };
+        let next = Ahead::two_tiles_on(a, r, rt, lines);
         unsafe { batch_tiles::<L>(a, r, rt, w, a.row_bytes, next) };
         r += rt;
     }
@@ -318,10 +315,7 @@ unsafe fn rows_via_panel<L: Load>(a: &Args, r0: usize, r1: usize, panel: &mut [f
             }
         }
         // The tiles run on the panel, in cache: they ask for the stored weights two row tiles on.
-        let next = Ahead {
-            at: a.w.wrapping_add((r + 2 * rt) * a.row_bytes),
-            lines,
-        };
+        let next = Ahead::two_tiles_on(a, r, rt, lines);
         unsafe { batch_tiles::<F32>(a, r, rt, panel.as_ptr().cast(), cols * 4, next) };
         r += rt;
     }

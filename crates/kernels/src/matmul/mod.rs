@@ -280,6 +280,15 @@ pub(crate) struct Ahead {
 
 #[cfg(target_arch = "x86_64")]
 impl Ahead {
+    /// For the row tile of `rt` rows at row `r` of `a`: its stored weights two row tiles on
+    /// (`rt` rows per tile), `lines` per step.
+    pub fn two_tiles_on(a: &Args, r: usize, rt: usize, lines: usize) -> Self {
+        Self {
+            at: a.w.wrapping_add((r + 2 * rt) * a.row_bytes),
+            lines,
+        }
+    }
+
     /// The `lines` that cover row tiles of `tile_bytes` computed as `batch_tiles` batch tiles of
     /// `steps` steps (computed once per product, not per tile).
     pub fn lines(tile_bytes: usize, batch_tiles: usize, steps: usize) -> usize {
