@@ -150,6 +150,9 @@ fn train<C: FolderCodec>(
         eval,
         eval / std::f64::consts::LN_2
     );
+    if let Some(best) = best_note(&file.train, &outcome.metrics, &a.out) {
+        eprintln!("{best}");
+    }
     let sample = sample(&a.out, &outcome.model, &prepared)?;
     let card = Card {
         command: &command,
@@ -222,9 +225,31 @@ impl Progress {
                     eprintln!("warning: cannot draw the loss curve: {err:#}");
                 }
             }
+            Event::Best { step, eval_loss } => {
+                let line = format!(
+                    "step {step:>6}  best held-out so far ({eval_loss:.4} nats/token): kept in {}",
+                    jielong_train::best_dir(out).display()
+                );
+                if self.tty {
+                    self.bar.println(line);
+                } else {
+                    eprintln!("{line}");
+                }
+            }
             Event::Interrupted { .. } => {}
         }
     }
+}
+
+/// With `keep_best`: which evaluation `best/` holds.
+fn best_note(train: &TrainConfig, metrics: &[Metrics], out: &Path) -> Option<String> {
+    let (step, eval) = jielong_train::best_step(metrics).filter(|_| train.keep_best)?;
+    Some(format!(
+        "The lowest held-out score, {eval:.4} nats/token ({:.4} bits/token) at step {step}, is \
+         kept in `{}` (`keep_best`; every evaluation scored the whole held-out part).",
+        eval / std::f64::consts::LN_2,
+        jielong_train::best_dir(out).display()
+    ))
 }
 
 /// What the model card says.
@@ -265,7 +290,7 @@ impl Card<'_> {
          (lr {lr:e} -> {min_lr:e}, warm-up {warmup}, weight decay {wd}), gradient clipping {clip}{dropout}, seed {seed}. \
          Wall-clock time {time:.0} s on this machine's `{device}` device.\n\n\
          ![loss curve](loss.png)\n\n\
-         ## Held-out score\n\n{eval:.4} nats/token ({bits:.4} bits/token), final training loss {train_loss:.4}.\n\n\
+         ## Held-out score\n\n{eval:.4} nats/token ({bits:.4} bits/token), final training loss {train_loss:.4}.{best}\n\n\
          ## Sample\n\n{sample}\n",
             modality = a.modality.name(),
             layers = arch.num_layers,
@@ -294,6 +319,8 @@ impl Card<'_> {
             device = a.device.device,
             bits = eval / std::f64::consts::LN_2,
             train_loss = last.train_loss,
+            best =
+                best_note(train, metrics, Path::new("")).map_or(String::new(), |b| format!(" {b}")),
         );
         jielong_core::write_atomic(&a.out.join("MODEL.md"), card.as_bytes())
     }

@@ -42,12 +42,17 @@ pub struct TrainConfig {
     pub grad_clip: f32,
     pub eval_every: usize,
     /// Held-out tokens scored at each periodic evaluation, in windows spread over the whole
-    /// held-out part (the final evaluation scores all).
+    /// held-out part (the final evaluation, and every one with `keep_best`, scores all).
     pub eval_tokens: usize,
     pub checkpoint_every: usize,
     pub seed: u64,
     /// Share of the embeddings and of each block's output zeroed during training (0: none).
     pub dropout: f64,
+    /// Also keep the weights of the evaluation with the lowest held-out score, as a model
+    /// folder in `best/` (early stopping, as nanoGPT keeps its best checkpoint). The periodic
+    /// evaluations then score the whole held-out part, so that the choice compares like with
+    /// like.
+    pub keep_best: bool,
 }
 
 impl Default for TrainConfig {
@@ -67,6 +72,7 @@ impl Default for TrainConfig {
             checkpoint_every: 250,
             seed: 1337,
             dropout: 0.0,
+            keep_best: false,
         }
     }
 }
@@ -125,14 +131,28 @@ pub struct Metrics {
 
 /// What the trainer reports as it goes.
 pub enum Event<'a> {
-    Start { step: usize, params: usize },
+    Start {
+        step: usize,
+        params: usize,
+    },
     Step(&'a Metrics),
-    Checkpoint { step: usize, metrics: &'a [Metrics] },
-    Interrupted { step: usize },
+    Checkpoint {
+        step: usize,
+        metrics: &'a [Metrics],
+    },
+    /// `best/` now holds the weights of this step, the lowest held-out score so far.
+    Best {
+        step: usize,
+        eval_loss: f64,
+    },
+    Interrupted {
+        step: usize,
+    },
 }
 
 /// Where a run writes: the model folder itself (`config.json`, `model.safetensors`, kept
-/// loadable at every checkpoint), `metrics.csv`, and `checkpoint/` for `--resume`.
+/// loadable at every checkpoint), `metrics.csv`, `checkpoint/` for `--resume`, and with
+/// `keep_best` the model folder `best/`.
 pub struct Run<'a> {
     pub out: &'a Path,
     pub modality: &'a str,
@@ -215,14 +235,28 @@ pub fn train(
         };
         let last = step == config.steps;
         if step % config.eval_every == 0 || last {
-            row.eval_loss = Some(
-                evaluate(
-                    &stepper.model,
-                    heldout,
-                    if last { usize::MAX } else { config.eval_tokens },
-                )?
-                .nats_per_token(),
-            );
+            let budget = if last || config.keep_best {
+                usize::MAX
+            } else {
+                config.eval_tokens
+            };
+            let eval = evaluate(&stepper.model, heldout, budget)?.nats_per_token();
+            // Written before the checkpoint of this step: a run interrupted in between redoes
+            // the step on resume and writes the same weights again.
+            if config.keep_best && best_step(&metrics).is_none_or(|(_, b)| eval < b) {
+                save_native(
+                    &best_dir(run.out),
+                    run.modality,
+                    &stepper.model.valid(),
+                    run.codec,
+                    run.extra,
+                )?;
+                on_event(Event::Best {
+                    step,
+                    eval_loss: eval,
+                });
+            }
+            row.eval_loss = Some(eval);
         }
         metrics.push(row);
         on_event(Event::Step(metrics.last().expect("just pushed")));
@@ -388,6 +422,23 @@ pub fn write_metrics_csv(path: &Path, metrics: &[Metrics]) -> Result<()> {
         );
     }
     jielong_core::write_atomic(path, csv.as_bytes())
+}
+
+/// The step with the lowest held-out score among `metrics` (the first of equal ones), and
+/// the score.
+pub fn best_step(metrics: &[Metrics]) -> Option<(usize, f64)> {
+    metrics
+        .iter()
+        .filter_map(|m| Some((m.step, m.eval_loss?)))
+        .fold(None, |best, (s, e)| match best {
+            Some((_, b)) if b <= e => best,
+            _ => Some((s, e)),
+        })
+}
+
+/// The model folder of a run's best evaluation (`keep_best`).
+pub fn best_dir(out: &Path) -> PathBuf {
+    out.join("best")
 }
 
 /// The checkpoint folder of a run.

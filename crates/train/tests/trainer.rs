@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use jielong_core::{Sequences, Window, windows};
 use jielong_nn::burn::tensor::Device;
 use jielong_nn::{Transformer, TransformerConfig};
-use jielong_train::{Event, Outcome, Run, TrainConfig, evaluate, spread_windows, train};
+use jielong_train::{
+    Event, Outcome, Run, TrainConfig, best_dir, best_step, evaluate, spread_windows, train,
+};
 
 /// The first 60 kB of tiny Shakespeare as bytes: 54 kB to train on, 6 kB held out.
 fn shakespeare() -> (Sequences, Vec<Window>) {
@@ -211,4 +213,60 @@ fn a_budgeted_evaluation_spreads_its_windows_over_the_held_out_part() {
         "everything when it fits"
     );
     assert_eq!(spread_windows(&all, 1).len(), 1, "at least one window");
+}
+
+/// With `keep_best`, `best/` holds the weights of the evaluation with the lowest held-out
+/// score, scored on the whole held-out part (not the `eval_tokens` sample), even when later
+/// steps score worse.
+#[test]
+fn keep_best_keeps_the_weights_of_the_lowest_held_out_score() {
+    // 200 bytes to train on, seen again and again: the model learns them by heart and the
+    // held-out score gets worse again.
+    let (mut data, heldout) = shakespeare();
+    data.seqs[0].truncate(200);
+    let cfg = TrainConfig {
+        keep_best: true,
+        eval_every: 20,
+        eval_tokens: 256,
+        ..config(300)
+    };
+    let out = tempfile::tempdir().unwrap();
+    let codec = serde_json::json!({"kind": "bytes"});
+    let run = Run {
+        out: out.path(),
+        modality: "text",
+        codec: &codec,
+        extra: &codec,
+    };
+    let device = Device::flex();
+    let outcome = train(
+        &arch(),
+        &cfg,
+        &data,
+        &heldout,
+        &device,
+        &run,
+        false,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let (step, best) = best_step(&outcome.metrics).unwrap();
+    let last = outcome.metrics.last().unwrap().eval_loss.unwrap();
+    assert!(
+        best < last - 0.05,
+        "the test needs a run that gets worse: best {best} at step {step}, last {last}"
+    );
+
+    let kept = jielong_nn::ModelFolder::open(&best_dir(out.path()))
+        .unwrap()
+        .load(&device)
+        .unwrap();
+    let again = evaluate(&kept, &heldout, usize::MAX)
+        .unwrap()
+        .nats_per_token();
+    assert!(
+        (again - best).abs() < 1e-4,
+        "best/ scores {again}, the run's best evaluation {best} at step {step}"
+    );
 }
