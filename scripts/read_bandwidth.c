@@ -10,7 +10,6 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 int main(int argc, char **argv) {
   size_t mb = argc > 1 ? atol(argv[1]) : 512;
   size_t n = mb * 1024 * 1024 / 4;

@@ -188,6 +188,15 @@ impl Progress {
         Self { bar, tty }
     }
 
+    /// A line of the log: above the bar on a terminal, on stderr otherwise.
+    fn line(&self, line: String) {
+        if self.tty {
+            self.bar.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
     fn event(&mut self, e: Event, out: &Path) {
         match e {
             Event::Start { step, params } => {
@@ -213,11 +222,7 @@ impl Progress {
                         m.tokens_per_second,
                         m.elapsed
                     );
-                    if self.tty {
-                        self.bar.println(line);
-                    } else {
-                        eprintln!("{line}");
-                    }
+                    self.line(line);
                 }
             }
             Event::Checkpoint { metrics, .. } => {
@@ -226,15 +231,10 @@ impl Progress {
                 }
             }
             Event::Best { step, eval_loss } => {
-                let line = format!(
+                self.line(format!(
                     "step {step:>6}  best held-out so far ({eval_loss:.4} nats/token): kept in {}",
                     jielong_train::best_dir(out).display()
-                );
-                if self.tty {
-                    self.bar.println(line);
-                } else {
-                    eprintln!("{line}");
-                }
+                ));
             }
             Event::Interrupted { .. } => {}
         }
