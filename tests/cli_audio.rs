@@ -1149,3 +1149,98 @@ fn bad_training_and_eval_data_get_clear_errors() {
         "no failed run wrote a model"
     );
 }
+
+/// `first_token_condition` and `clip_start_share` from the config to the card: the class
+/// embedded at every position trains, generates the same clip for the same seed across window
+/// slides, and is refused for a codec without a class token; a share outside 0..1 is refused.
+#[test]
+fn a_model_conditioned_at_every_position_trains_and_generates() {
+    let dir = temp("first-token-condition");
+    let out = dir.join("model");
+    let conditioned = config(64, 20, 0.003, "{}", r#"{"clip_start_share": 0.5}"#).replace(
+        r#""context": 64}"#,
+        r#""context": 64, "first_token_condition": true}"#,
+    );
+    train_with("audio", espeak_digits(), &out, &conditioned);
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(saved["architecture"]["first_token_condition"], true);
+    let card = std::fs::read_to_string(out.join("MODEL.md")).unwrap();
+    assert!(
+        card.contains("embedding of its window's first token"),
+        "{card}"
+    );
+    assert!(
+        card.contains("50% of the training windows start at their clip's first sample"),
+        "{card}"
+    );
+    let bad_share = dir.join("bad-share.json");
+    std::fs::write(
+        &bad_share,
+        conditioned.replace(r#""clip_start_share": 0.5"#, r#""clip_start_share": 1.5"#),
+    )
+    .unwrap();
+    fails(
+        &[
+            "train",
+            "audio",
+            "--data",
+            p(espeak_digits()),
+            "--out",
+            p(&dir.join("bad")),
+            "--config",
+            p(&bad_share),
+        ],
+        "clip_start_share must be between 0 and 1",
+    );
+
+    // 0.05 s is 400 samples: the 64-sample window slides several times.
+    let clip = |name: &str| {
+        let wav = dir.join(name);
+        ok(&[
+            "generate",
+            "audio",
+            "--model",
+            p(&out),
+            "--class",
+            "3",
+            "--seconds",
+            "0.05",
+            "--seed",
+            "4",
+            "--out",
+            p(&wav),
+        ]);
+        read_wav(&wav).0
+    };
+    let (a, b) = (clip("a.wav"), clip("b.wav"));
+    assert_eq!(a.len(), 400);
+    assert_eq!(a, b);
+
+    let text = dir.join("text.txt");
+    std::fs::write(
+        &text,
+        "to be or not to be, that is the question. ".repeat(20),
+    )
+    .unwrap();
+    let text_config = dir.join("text.json");
+    std::fs::write(
+        &text_config,
+        r#"{"model": {"hidden": 32, "layers": 1, "heads": 4, "context": 32, "first_token_condition": true},
+            "train": {"steps": 2, "batch_size": 2, "seq_len": 32}}"#,
+    )
+    .unwrap();
+    fails(
+        &[
+            "train",
+            "text",
+            "--data",
+            p(&text),
+            "--out",
+            p(&dir.join("text")),
+            "--config",
+            p(&text_config),
+        ],
+        "needs a conditional codec",
+    );
+}

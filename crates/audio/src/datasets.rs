@@ -742,5 +742,6 @@ pub fn to_sequences(
         // END is never scored after the real END, so it can fill the rest of a window.
         pad: codec.end(),
         redraw: None,
+        start_share: 0.0,
     })
 }

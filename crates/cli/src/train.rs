@@ -71,6 +71,12 @@ fn train<C: FolderCodec>(
     let arch = file
         .model
         .architecture(prepared.codec.vocab().size(), prepared.context)?;
+    if arch.first_token_condition && prepared.train.prefix == 0 {
+        bail!(
+            "model: first_token_condition needs a conditional codec, whose class token starts \
+             every window"
+        );
+    }
     if file.train.seq_len > arch.context_len {
         file.train.seq_len = arch.context_len;
     }
@@ -283,7 +289,7 @@ impl Card<'_> {
         let card = format!(
             "# {name}\n\n\
          A jielong {modality} model: {layers} layers, {hidden} wide, {heads} heads ({kv} key-value heads), \
-         context {context}, vocabulary {vocab}, {params} parameters.\n\n\
+         context {context}, vocabulary {vocab}, {params} parameters{condition}.\n\n\
          ## Data\n\n{data}\n\n\
          ## Command\n\n```\n{command}\n```\n\n\
          ## Training\n\n{steps} steps of {batch} windows x {seq} tokens ({tokens_seen} token positions), AdamW \
@@ -300,6 +306,11 @@ impl Card<'_> {
             context = arch.context_len,
             vocab = arch.vocab_size,
             params = arch.num_params(),
+            condition = if arch.first_token_condition {
+                "; every position also adds the embedding of its window's first token (the class)"
+            } else {
+                ""
+            },
             data = data_note,
             steps = train.steps,
             batch = train.batch_size,

@@ -48,6 +48,9 @@ impl Default for CodecSpec {
 struct DataSpec {
     /// A folder of held-out WAVs (named by label), never trained on; relative to the config.
     heldout: Option<PathBuf>,
+    /// The share of training windows that start at their clip's first sample (the rest start
+    /// anywhere): generation starts there, and a digit is several windows long.
+    clip_start_share: f64,
 }
 
 pub fn prepare(
@@ -58,6 +61,12 @@ pub fn prepare(
 ) -> Result<Prepared<AudioCodec>> {
     let c: CodecSpec = section(&file.codec, "codec")?;
     let d: DataSpec = section(&file.data, "data")?;
+    if !(0.0..=1.0).contains(&d.clip_start_share) {
+        bail!(
+            "data: clip_start_share must be between 0 and 1, not {}",
+            d.clip_start_share
+        );
+    }
     let (rate, piece_seconds) = (c.rate, c.piece_seconds);
     let quantisation: Quantisation = c.quantisation.parse()?;
     let conditional = c.conditional;
@@ -127,7 +136,8 @@ pub fn prepare(
     };
     let conditional = !codec.classes().is_empty();
     let context = file.model.context.unwrap_or(1024);
-    let train = to_sequences(&codec, &train_clips, conditional)?;
+    let mut train = to_sequences(&codec, &train_clips, conditional)?;
+    train.start_share = d.clip_start_share;
     let held_seqs = to_sequences(
         &codec,
         &heldout_clips,
@@ -144,7 +154,7 @@ pub fn prepare(
         / rate as f64;
     let data_note = format!(
         "`{}`: {} training clips ({:.0} s at {rate} Hz, cut into pieces of at most {piece_seconds} s); {}. \
-         Tokens: {} with 256 levels{}.",
+         Tokens: {} with 256 levels{}.{}",
         data.display(),
         train_clips.len(),
         seconds,
@@ -160,6 +170,14 @@ pub fn prepare(
         } else {
             String::new()
         },
+        if d.clip_start_share > 0.0 {
+            format!(
+                " {:.0}% of the training windows start at their clip's first sample, the rest anywhere.",
+                100.0 * d.clip_start_share
+            )
+        } else {
+            String::new()
+        },
     );
     Ok(Prepared {
         codec,
@@ -167,7 +185,11 @@ pub fn prepare(
         train,
         heldout,
         data_note,
-        data_json: json!({ "source": data.display().to_string(), "heldout": d.heldout }),
+        data_json: json!({
+            "source": data.display().to_string(),
+            "heldout": d.heldout,
+            "clip_start_share": d.clip_start_share,
+        }),
     })
 }
 

@@ -26,6 +26,9 @@ pub struct ModelSpec {
     pub context: Option<usize>,
     pub tie_embeddings: bool,
     pub rope_theta: f64,
+    /// Add the embedding of each window's first token (a conditional codec's class) at every
+    /// position (`TransformerConfig::first_token_condition`).
+    pub first_token_condition: bool,
 }
 
 impl Default for ModelSpec {
@@ -39,6 +42,7 @@ impl Default for ModelSpec {
             context: None,
             tie_embeddings: false,
             rope_theta: 10000.0,
+            first_token_condition: false,
         }
     }
 }
@@ -55,7 +59,8 @@ impl ModelSpec {
         let mut a =
             TransformerConfig::small(vocab_size, self.hidden, self.layers, self.heads, context)
                 .with_tie_embeddings(self.tie_embeddings)
-                .with_rope_theta(self.rope_theta);
+                .with_rope_theta(self.rope_theta)
+                .with_first_token_condition(self.first_token_condition);
         a.num_kv_heads = self.kv_heads.unwrap_or(self.heads);
         if let Some(i) = self.intermediate {
             a.intermediate_size = i;

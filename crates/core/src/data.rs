@@ -27,6 +27,10 @@ pub struct Sequences {
     /// intensities), from a seed the batch draws; `seqs[i]` then stands for its length and for
     /// evaluation. `None`: sequences are used as they are.
     pub redraw: Option<Redraw>,
+    /// The share of windows that start at their sequence's beginning rather than at a uniform
+    /// offset. Generation always starts there, but when sequences are much longer than a window
+    /// few uniform windows do: a clip model would rarely see how a clip begins (0: uniform).
+    pub start_share: f64,
 }
 
 /// A sequence drawn afresh for each use: `(sequence index, seed) -> tokens`, of the same length
@@ -123,7 +127,13 @@ impl Sequences {
                 }
                 None => &self.seqs[index],
             };
-            let start = pick;
+            // Only a run that asks for start windows draws for them, so other runs keep their
+            // batches.
+            let start = if self.start_share > 0.0 && rng.gen_bool(self.start_share) {
+                0
+            } else {
+                pick
+            };
             let mut window: Vec<u32> = seq[..self.prefix].to_vec();
             if let Some((token, p)) = self.label_dropout {
                 if self.prefix > 0 && rng.gen_bool(p) {
@@ -180,6 +190,7 @@ mod tests {
             label_dropout: None,
             pad: 99,
             redraw: None,
+            start_share: 0.0,
         };
         let b = data.batch(3, 0, 8, 8);
         for row in 0..8 {
@@ -190,6 +201,32 @@ mod tests {
             assert_eq!(m, &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
             assert_eq!(b.targets[row * 8 + 6], 99);
         }
+    }
+
+    #[test]
+    fn a_start_share_draws_that_many_windows_from_the_beginning() {
+        let clip = |start_share| Sequences {
+            seqs: vec![std::iter::once(7).chain(100..1100).collect()],
+            prefix: 1,
+            start_share,
+            ..Default::default()
+        };
+        let starts = |data: &Sequences| {
+            let b = data.batch(0, 3, 400, 16);
+            let at_start: Vec<bool> = (0..400).map(|row| b.inputs[row * 16 + 1] == 100).collect();
+            for (row, &s) in at_start.iter().enumerate() {
+                // A window from the beginning scores its first sample; a crop does not.
+                assert_eq!(b.mask[row * 16] == 1.0, s);
+            }
+            at_start.iter().filter(|&&s| s).count()
+        };
+        let half = starts(&clip(0.5));
+        assert!(
+            (160..=240).contains(&half),
+            "{half} of 400 windows start at the beginning"
+        );
+        // Uniform offsets: one window in 986 starts there.
+        assert!(starts(&clip(0.0)) <= 3);
     }
 
     #[test]
@@ -220,6 +257,7 @@ mod tests {
             label_dropout: Some((60, 0.5)),
             pad: 0,
             redraw: None,
+            start_share: 0.0,
         };
         let firsts: Vec<u32> = (0..200).map(|s| data.batch(0, s, 1, 3).inputs[0]).collect();
         let uncond = firsts.iter().filter(|&&t| t == 60).count();

@@ -70,6 +70,7 @@ pub fn to_sequences(
         },
         pad: plain_start,
         redraw: None,
+        start_share: 0.0,
     })
 }
 

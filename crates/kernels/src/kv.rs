@@ -27,6 +27,8 @@ pub struct KvCache {
     lens: Vec<usize>,
     /// `[layer][block]`, each block `[K: kv_heads][head_dim][BLOCK] ++ [V: kv_heads][head_dim][BLOCK]`.
     blocks: Vec<Vec<Box<[f32]>>>,
+    /// The sequence's first token id, for a model that conditions every position on it.
+    first_token: Option<u32>,
 }
 
 impl KvCache {
@@ -44,6 +46,7 @@ impl KvCache {
             head_dim,
             lens: vec![0; layers],
             blocks: (0..layers).map(|_| Vec::new()).collect(),
+            first_token: None,
         }
     }
 
@@ -107,6 +110,19 @@ impl KvCache {
             }
             *l = len;
         }
+        if len == 0 {
+            self.first_token = None;
+        }
+    }
+
+    /// The id the sequence started with, once fed (`None` for an empty cache).
+    pub fn first_token(&self) -> Option<u32> {
+        self.first_token
+    }
+
+    /// Records the sequence's first id (the model calls this when it feeds an empty cache).
+    pub fn set_first_token(&mut self, id: u32) {
+        self.first_token = Some(id);
     }
 
     /// Empties the cache, keeping its blocks.

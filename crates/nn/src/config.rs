@@ -40,6 +40,12 @@ pub struct TransformerConfig {
     /// The attention output projection has a bias too (Llama with `attention_bias`).
     #[config(default = false)]
     pub output_bias: bool,
+    /// Every position's input also gets a second embedding of its sequence's first token (the
+    /// class token of a conditional codec): WaveNet's global conditioning, so that the class
+    /// reaches every position directly rather than only through attention to position 0. Not
+    /// a Llama feature: such a model cannot be exported to GGUF or a Hugging Face folder.
+    #[config(default = false)]
+    pub first_token_condition: bool,
 }
 
 impl TransformerConfig {
@@ -132,6 +138,17 @@ impl TransformerConfig {
         }
         if !(self.rope_theta > 0.0 && self.rms_norm_eps > 0.0) {
             bail!("architecture: rope_theta and rms_norm_eps must be positive");
+        }
+        Ok(())
+    }
+
+    /// Fails for a model that Llama's architecture (GGUF, Hugging Face) cannot describe.
+    pub fn ensure_llama(&self) -> Result<()> {
+        if self.first_token_condition {
+            bail!(
+                "this model conditions every position on its first token (first_token_condition), \
+                 which the Llama architecture of GGUF and Hugging Face files cannot express"
+            );
         }
         Ok(())
     }

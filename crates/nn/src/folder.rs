@@ -329,6 +329,7 @@ impl HfConfig {
             // biases on all four projections.
             attention_bias: qwen2 || self.attention_bias,
             output_bias: !qwen2 && self.attention_bias,
+            first_token_condition: false,
         };
         config.validate()?;
         Ok(config)
@@ -343,6 +344,7 @@ pub fn from_hf_config(c: &Value) -> Result<TransformerConfig> {
 /// A Hugging Face `config.json` for the architecture (Llama format, whose `attention_bias`
 /// covers all four attention projections or none).
 pub fn to_hf_config(a: &TransformerConfig, bos: Option<u32>, eos: Option<u32>) -> Result<Value> {
+    a.ensure_llama()?;
     if a.attention_bias != a.output_bias {
         bail!(
             "a model with biases on some attention projections only cannot be written as a Llama config"

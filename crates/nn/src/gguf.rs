@@ -134,6 +134,9 @@ pub fn checkpoint_tensors(c: &TransformerConfig) -> Vec<(String, Vec<usize>)> {
         c.vocab_size,
     );
     let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, h])];
+    if c.first_token_condition {
+        out.push(("model.condition_embed.weight".to_string(), vec![v, h]));
+    }
     for l in 0..c.num_layers {
         let p = |s: &str| format!("model.layers.{l}.{s}");
         out.push((p("input_layernorm.weight"), vec![h]));
@@ -271,6 +274,7 @@ fn read_config(file: &GgufFile) -> Result<TransformerConfig> {
         tie_embeddings: !has("output.weight"),
         attention_bias: has("blk.0.attn_q.bias"),
         output_bias: has("blk.0.attn_output.bias"),
+        first_token_condition: false,
     };
     config.rope_scaling = rope_scaling(file, arch, &config)?;
     config.validate()?;
@@ -768,6 +772,7 @@ pub fn write_gguf(
     weight_type: GgmlType,
 ) -> Result<()> {
     config.validate()?;
+    config.ensure_llama()?;
     ensure!(
         matches!(
             weight_type,
@@ -950,6 +955,7 @@ pub fn save_hf_weights(
 /// A Hugging Face `config.json` for the architecture: Llama's, or Qwen2's for biases on q, k
 /// and v only (which a Llama config cannot say).
 pub fn hf_config(c: &TransformerConfig, bos: Option<u32>, eos: Option<u32>) -> Result<Json> {
+    c.ensure_llama()?;
     let qkv_bias_only = c.attention_bias && !c.output_bias;
     if !qkv_bias_only {
         return to_hf_config(c, bos, eos);

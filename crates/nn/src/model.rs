@@ -1,6 +1,8 @@
 //! The one transformer: decoder-only, pre-norm, RMSNorm, rotary positions, SwiGLU MLP,
-//! grouped-query attention, optional tied embeddings. Field names follow Hugging Face's Llama
-//! checkpoints so that weights load by name.
+//! grouped-query attention, optional tied embeddings, and for class-conditional models an
+//! optional second embedding of the sequence's first token added at every position
+//! (`first_token_condition`). Field names follow Hugging Face's Llama checkpoints so that weights
+//! load by name.
 
 use anyhow::Result;
 use burn::module::{Module, Param};
@@ -22,6 +24,9 @@ use crate::weights::Checkpoint;
 pub struct KvCache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     len: usize,
+    /// The sequence's first token, once fed, for a model conditioned on it: `[1, 1]` (`[n, 1]`
+    /// for `n` sequences stacked as a batch).
+    first: Option<Tensor<2, Int>>,
 }
 
 impl KvCache {
@@ -29,6 +34,7 @@ impl KvCache {
         Self {
             layers: vec![None; num_layers],
             len: 0,
+            first: None,
         }
     }
 
@@ -52,6 +58,9 @@ impl KvCache {
                 .filter(|_| len > 0)
                 .map(|(k, v)| (k.narrow(1, 0, len), v.narrow(1, 0, len)));
         }
+        if len == 0 {
+            self.first = None;
+        }
         self.len = len;
     }
 
@@ -68,9 +77,11 @@ impl KvCache {
                 })
             })
             .collect();
+        let firsts: Option<Vec<Tensor<2, Int>>> = caches.iter().map(|c| c.first.clone()).collect();
         KvCache {
             layers,
             len: caches[0].len,
+            first: firsts.map(|f| Tensor::cat(f, 0)),
         }
     }
 
@@ -86,6 +97,7 @@ impl KvCache {
                 })
                 .collect(),
             len: self.len,
+            first: self.first.as_ref().map(|f| f.clone().narrow(0, i, 1)),
         }
     }
 }
@@ -226,6 +238,9 @@ pub struct Block {
 #[derive(Module, Debug)]
 pub struct Transformer {
     pub embed_tokens: Embedding,
+    /// Added at every position: the embedding of the sequence's first token
+    /// (`first_token_condition`; `None` otherwise).
+    pub condition_embed: Option<Embedding>,
     pub layers: Vec<Block>,
     pub norm: RmsNorm,
     /// `None` when the output layer is the transposed embedding (tied).
@@ -314,6 +329,9 @@ impl Transformer {
             embed_tokens: Embedding {
                 weight: walk::declare([v, h], device),
             },
+            condition_embed: config.first_token_condition.then(|| Embedding {
+                weight: walk::declare([v, h], device),
+            }),
             layers,
             norm: norm(),
             lm_head: (!config.tie_embeddings).then(|| linear(h, v, false)),
@@ -352,7 +370,19 @@ impl Transformer {
             Some(d) => d.apply(x, site),
             None => x,
         };
-        let mut x = drop(self.embed_tokens.forward(tokens), 0); // [b, new, hidden]
+        let mut x = self.embed_tokens.forward(tokens.clone()); // [b, new, hidden]
+        if let Some(condition) = &self.condition_embed {
+            // The first token: in this feed, or held by the cache since it was fed.
+            let first = cache
+                .as_ref()
+                .and_then(|c| c.first.clone())
+                .unwrap_or_else(|| tokens.narrow(1, 0, 1)); // [b, 1]
+            if let Some(c) = cache.as_mut() {
+                c.first = Some(first.clone());
+            }
+            x = x + condition.forward(first); // + [b, 1, hidden], at every position
+        }
+        let mut x = drop(x, 0);
         for (l, block) in self.layers.iter().enumerate() {
             let slot = cache.as_mut().map(|c| &mut c.layers[l]);
             let attn = block.self_attn.forward(

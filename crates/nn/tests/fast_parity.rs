@@ -126,6 +126,10 @@ fn variants() -> Vec<(&'static str, TransformerConfig)> {
             "odd_mlp",
             TransformerConfig::new(41, 64, 72, 2, 4, 4, 16, 96),
         ),
+        (
+            "first_token_condition",
+            TransformerConfig::new(57, 64, 96, 2, 4, 2, 16, 96).with_first_token_condition(true),
+        ),
     ]
 }
 
@@ -517,8 +521,14 @@ fn cached_and_uncached_logits_are_identical() {
 /// one sub-batch) give each sequence bitwise what it gets alone.
 #[test]
 fn a_ragged_batch_gives_each_sequence_its_own_bits() {
-    let config = TransformerConfig::new(67, 64, 96, 2, 4, 2, 16, 320);
-    for weights in [Weights::F32, Weights::Q8_0] {
+    let plain = TransformerConfig::new(67, 64, 96, 2, 4, 2, 16, 320);
+    // Each sequence conditioned on its own first token, held by its own cache.
+    let conditioned = plain.clone().with_first_token_condition(true);
+    for (config, weights) in [
+        (&plain, Weights::F32),
+        (&plain, Weights::Q8_0),
+        (&conditioned, Weights::F32),
+    ] {
         let fast = fast_model(&config, weights, 2);
         for batch in [1usize, 2, 5, 17] {
             // Sequence s: `cached` tokens already fed, then `new` tokens.
@@ -744,4 +754,96 @@ fn block_formats_need_the_cpu() {
     };
     let err = folder.load_model(options).err().unwrap();
     assert!(err.to_string().contains("needs --device flex"), "{err}");
+}
+
+/// `first_token_condition` adds the condition row of the sequence's first token at every
+/// position, and nothing else: with every row zero but one, a sequence that starts elsewhere
+/// gets exactly the logits of the same weights without the condition, and one that starts with
+/// that token differs at every position, on both paths (also after a rewind to the start). Such
+/// a model is not a Llama: the exports refuse it.
+#[test]
+fn the_first_token_condition_reaches_every_position() {
+    let conditioned =
+        TransformerConfig::new(57, 64, 96, 2, 4, 2, 16, 96).with_first_token_condition(true);
+    let plain = conditioned.clone().with_first_token_condition(false);
+    let class = 5usize;
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = spread_model(&conditioned, 31)
+        .named_tensors()
+        .into_iter()
+        .map(|(n, d)| (n, d.shape().to_vec(), d.try_to_vec::<f32>().unwrap()))
+        .collect();
+    let (_, shape, rows) = tensors
+        .iter_mut()
+        .find(|(n, _, _)| n == "model.condition_embed.weight")
+        .expect("a conditioned model has the condition embedding");
+    let h = shape[1];
+    for (r, row) in rows.chunks_mut(h).enumerate() {
+        if r != class {
+            row.fill(0.0);
+        }
+    }
+    let without: Vec<_> = tensors
+        .iter()
+        .filter(|(n, _, _)| n != "model.condition_embed.weight")
+        .cloned()
+        .collect();
+    let device = Device::flex();
+    let with_burn = Transformer::load(&conditioned, &mut Tensors::new(tensors), &device).unwrap();
+    let without_burn = Transformer::load(&plain, &mut Tensors::new(without), &device).unwrap();
+    let with_fast = FastModel::from_transformer(&with_burn, Weights::F32, 2).unwrap();
+    let without_fast = FastModel::from_transformer(&without_burn, Weights::F32, 2).unwrap();
+
+    let mut other = sequence(24, 57, 2);
+    other[0] = 9;
+    let mut starts_with_class = other.clone();
+    starts_with_class[0] = class as u32;
+    let pairs: [(&dyn Fn(&[u32]) -> Logits, &dyn Fn(&[u32]) -> Logits); 2] = [
+        (&|ids| all_logits(&with_burn, ids), &|ids| {
+            all_logits(&without_burn, ids)
+        }),
+        (&|ids| all_logits(&with_fast, ids), &|ids| {
+            all_logits(&without_fast, ids)
+        }),
+    ];
+    for (with, without) in pairs {
+        assert_eq!(with(&other).data, without(&other).data);
+        let (a, b) = (with(&starts_with_class), without(&starts_with_class));
+        for t in 0..24 {
+            let d = max_diff(a.row(0, t), b.row(0, t));
+            assert!(
+                d > 1e-2,
+                "position {t}: the condition changed its logits by only {d}"
+            );
+        }
+    }
+
+    rewinds_keep_or_forget_the_first_token(&with_burn, &starts_with_class, &other);
+    rewinds_keep_or_forget_the_first_token(&with_fast, &starts_with_class, &other);
+
+    for err in [
+        jielong_nn::folder::to_hf_config(&conditioned, None, None).unwrap_err(),
+        jielong_nn::gguf::hf_config(&conditioned, None, None).unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("first_token_condition"), "{err}");
+    }
+}
+
+/// A cache rewound to its first token keeps conditioning on it; rewound to empty, it forgets
+/// it (`a` and `b` start with different tokens whose condition rows differ).
+fn rewinds_keep_or_forget_the_first_token<D: Decoder>(model: &D, a: &[u32], b: &[u32]) {
+    let last = |cache: &mut D::Cache, ids: &[u32]| {
+        model
+            .forward(&mut [Feed::new(ids, cache)], Positions::Last)
+            .unwrap()
+            .last(0)
+            .to_vec()
+    };
+    let mut cache = model.new_cache();
+    last(&mut cache, a);
+    model.truncate_cache(&mut cache, 1);
+    let again = last(&mut cache, &a[1..]);
+    assert!(max_diff(&again, all_logits(model, a).last(0)) < 1e-5);
+    model.truncate_cache(&mut cache, 0);
+    let other = last(&mut cache, b);
+    assert!(max_diff(&other, all_logits(model, b).last(0)) < 1e-5);
 }

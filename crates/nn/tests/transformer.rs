@@ -36,6 +36,8 @@ fn configs() -> Vec<TransformerConfig> {
             .with_attention_bias(true)
             .with_output_bias(true)
             .with_tie_embeddings(true),
+        // Every position conditioned on its sequence's first token.
+        TransformerConfig::small(37, 32, 2, 4, 48).with_first_token_condition(true),
     ]
 }
 

@@ -223,10 +223,25 @@ impl FastModel {
         let embed = self.embed.get();
         let mut r = 0;
         for p in pieces.iter() {
-            let f = &feeds[p.seq];
-            let start = cache(f).len();
+            let f = &mut feeds[p.seq];
+            let kv = f.cache.kv_mut().expect("checked");
+            let start = kv.len();
+            if kv.first_token().is_none() {
+                kv.set_first_token(f.ids[0]); // an empty cache: this piece starts the sequence
+            }
+            let first = kv.first_token().expect("just set") as usize;
+            // The first token's condition row, added at every position (tmp is free until
+            // the first attention output).
+            let condition = self.condition.as_ref().map(|m| {
+                m.get().dequantize_row(first, &mut tmp[..h]);
+                &tmp[..h]
+            });
             for (t, &id) in f.ids[p.from..p.from + p.len].iter().enumerate() {
-                embed.dequantize_row(id as usize, &mut x[r * h..(r + 1) * h]);
+                let row = &mut x[r * h..(r + 1) * h];
+                embed.dequantize_row(id as usize, row);
+                if let Some(condition) = condition {
+                    add_in_place(row, condition);
+                }
                 pos[r] = start + t;
                 r += 1;
             }

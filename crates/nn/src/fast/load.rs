@@ -211,6 +211,10 @@ impl FastModel {
             kept_f32: Vec::new(),
         };
         let embed = ld.matrix("model.embed_tokens.weight", v, h)?;
+        let condition = c
+            .first_token_condition
+            .then(|| ld.matrix("model.condition_embed.weight", v, h))
+            .transpose()?;
         let layers = (0..c.num_layers)
             .map(|l| {
                 let p = format!("model.layers.{l}");
@@ -242,6 +246,7 @@ impl FastModel {
         Ok(FastModel {
             config: c.clone(),
             embed,
+            condition,
             layers,
             norm,
             head,
@@ -275,7 +280,10 @@ impl FastModel {
             .layers
             .iter()
             .flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]);
-        std::iter::once(&self.embed).chain(layers).chain(&self.head)
+        std::iter::once(&self.embed)
+            .chain(&self.condition)
+            .chain(layers)
+            .chain(&self.head)
     }
 
     /// Bytes of weights the model owns (converted at load; the rest lies in the checkpoint's
@@ -341,6 +349,9 @@ impl FastModel {
         let mat = |name: String, m: &Mat| (name, vec![m.rows, m.cols], m.dequantized());
         let vector = |name: String, v: &[f32]| (name, vec![v.len()], v.to_vec());
         let mut out = vec![mat("model.embed_tokens.weight".into(), &self.embed)];
+        if let Some(m) = &self.condition {
+            out.push(mat("model.condition_embed.weight".into(), m));
+        }
         for (l, layer) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{l}");
             out.push(vector(

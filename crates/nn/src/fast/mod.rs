@@ -107,6 +107,9 @@ pub struct FastModel {
     config: TransformerConfig,
     /// `[vocab][hidden]`; also the output layer when the embeddings are tied.
     embed: Mat,
+    /// `[vocab][hidden]`: the first token's embedding added at every position
+    /// (`first_token_condition`).
+    condition: Option<Mat>,
     layers: Vec<Layer>,
     norm: Vec<f32>,
     /// `[vocab][hidden]`, `None` when tied.
