@@ -955,11 +955,11 @@ pub fn save_hf_weights(
 /// A Hugging Face `config.json` for the architecture: Llama's, or Qwen2's for biases on q, k
 /// and v only (which a Llama config cannot say).
 pub fn hf_config(c: &TransformerConfig, bos: Option<u32>, eos: Option<u32>) -> Result<Json> {
-    c.ensure_llama()?;
     let qkv_bias_only = c.attention_bias && !c.output_bias;
     if !qkv_bias_only {
         return to_hf_config(c, bos, eos);
     }
+    c.ensure_llama()?;
     ensure!(
         c.rope_scaling.is_none() && c.head_dim * c.num_heads == c.hidden_size,
         "a model with q/k/v biases but none on o_proj is written as a Qwen2 config, which \
