@@ -56,12 +56,14 @@ fn canonical(x: &[f32], w: &[f32], bias: Option<f32>) -> f32 {
 #[test]
 fn every_path_matches_f64_and_the_canonical_bits() {
     let mut rng = Rng::new(1);
-    // Three threads that split even the smallest product: rows fewer than threads, rows = 1.
+    // Three threads that split even the smallest product: rows fewer than threads, rows = 1;
+    // 101 rows give each task a whole 32-row block and part of the next (the block order of
+    // batches of more than one batch tile).
     let pool = Pool::new(3).with_min_parallel_macs(0);
     for isa in Isa::available() {
         for ty in WeightType::ALL {
             for &cols in cols_for(ty) {
-                for &rows in &[1usize, 2, 3, 5, 17] {
+                for &rows in &[1usize, 2, 3, 5, 17, 101] {
                     for batch in 1..=17 {
                         let with_bias = rng.below(2) == 0;
                         let (bytes, deq) = weights(&mut rng, ty, rows, cols);
