@@ -293,7 +293,7 @@ impl Card<'_> {
          ## Data\n\n{data}\n\n\
          ## Command\n\n```\n{command}\n```\n\n\
          ## Training\n\n{steps} steps of {batch} windows x {seq} tokens ({tokens_seen} token positions), AdamW \
-         (lr {lr:e} -> {min_lr:e}, warm-up {warmup}, weight decay {wd}), gradient clipping {clip}{dropout}, seed {seed}. \
+         (lr {lr:e} -> {min_lr:e}, warm-up {warmup}, weight decay {wd}), gradient clipping {clip}{dropout}, seed {seed}{average}. \
          Wall-clock time {time:.0} s on this machine's `{device}` device.\n\n\
          ![loss curve](loss.png)\n\n\
          ## Held-out score\n\n{eval:.4} nats/token ({bits:.4} bits/token), final training loss {train_loss:.4}.{best}\n\n\
@@ -326,6 +326,15 @@ impl Card<'_> {
                 String::new()
             },
             seed = train.seed,
+            average = if train.ema_decay > 0.0 {
+                format!(
+                    "; the weights saved and scored are the moving average of the training weights \
+                     (decay {} per step)",
+                    train.ema_decay
+                )
+            } else {
+                String::new()
+            },
             time = last.elapsed,
             device = a.device.device,
             bits = eval / std::f64::consts::LN_2,

@@ -1,5 +1,6 @@
-//! Resumable checkpoints: the model and optimiser state in burnpack files (which keep the
-//! parameter ids the optimiser state is keyed by), and `state.json` naming them.
+//! Resumable checkpoints: the model, optimiser state and (with `ema_decay`) the moving average
+//! of the weights in burnpack files (which keep the parameter ids the optimiser state is keyed
+//! by), and `state.json` naming them.
 //!
 //! Files are written under new names first and `state.json` is replaced atomically last, so an
 //! interruption at any moment leaves the previous checkpoint intact.
@@ -30,16 +31,23 @@ impl Checkpoint {
         serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))
     }
 
-    fn files(step: usize) -> (String, String) {
+    fn files(step: usize) -> (String, String, String) {
         (
             format!("model-{step:08}.bpk"),
             format!("optimizer-{step:08}.bpk"),
+            format!("average-{step:08}.bpk"),
         )
     }
 
-    pub fn write(&self, dir: &Path, model: &Transformer, optim: &ModuleOptimizer) -> Result<()> {
+    pub fn write(
+        &self,
+        dir: &Path,
+        model: &Transformer,
+        optim: &ModuleOptimizer,
+        average: Option<&Transformer>,
+    ) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let (model_file, optim_file) = Self::files(self.step);
+        let (model_file, optim_file, average_file) = Self::files(self.step);
         let save = |name: &str, f: &dyn Fn(&Path) -> Result<()>| -> Result<()> {
             let tmp = dir.join(format!("{name}.tmp"));
             f(&tmp)?;
@@ -56,6 +64,14 @@ impl Checkpoint {
                 .save(p)
                 .map_err(|e| anyhow::anyhow!("cannot save the optimizer: {e:?}"))
         })?;
+        if let Some(average) = average {
+            save(&average_file, &|p| {
+                average
+                    .clone()
+                    .save_file(p)
+                    .map_err(|e| anyhow::anyhow!("cannot save the weights' average: {e:?}"))
+            })?;
+        }
         jielong_core::write_atomic(
             &dir.join("state.json"),
             serde_json::to_string_pretty(self)?.as_bytes(),
@@ -63,27 +79,36 @@ impl Checkpoint {
         // Older checkpoints are no longer referenced.
         for entry in std::fs::read_dir(dir)?.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            if name.ends_with(".bpk") && name != model_file && name != optim_file {
+            if name.ends_with(".bpk") && ![&model_file, &optim_file, &average_file].contains(&&name)
+            {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
         Ok(())
     }
 
-    /// Loads the saved weights and optimiser state into freshly built ones.
+    /// Loads the saved weights, optimiser state and average into freshly built ones.
     pub fn restore(
         &self,
         dir: &Path,
         model: Transformer,
         optim: ModuleOptimizer,
-    ) -> Result<(Transformer, ModuleOptimizer)> {
-        let (model_file, optim_file) = Self::files(self.step);
+        average: Option<Transformer>,
+    ) -> Result<(Transformer, ModuleOptimizer, Option<Transformer>)> {
+        let (model_file, optim_file, average_file) = Self::files(self.step);
         let model = model
             .try_load_file(dir.join(&model_file))
             .map_err(|e| anyhow::anyhow!("cannot load {model_file}: {e:?}"))?;
         let optim = optim
             .load(dir.join(&optim_file))
             .map_err(|e| anyhow::anyhow!("cannot load {optim_file}: {e:?}"))?;
-        Ok((model, optim))
+        let average = match average {
+            Some(a) => Some(
+                a.try_load_file(dir.join(&average_file))
+                    .map_err(|e| anyhow::anyhow!("cannot load {average_file}: {e:?}"))?,
+            ),
+            None => None,
+        };
+        Ok((model, optim, average))
     }
 }

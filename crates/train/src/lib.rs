@@ -6,6 +6,7 @@
 //! step `s` is a pure function of `(seed, s)`, and the model and optimiser state are restored
 //! bit for bit, so a resumed run ends with the same weights as an uninterrupted one.
 
+mod average;
 mod checkpoint;
 mod clip;
 
@@ -53,6 +54,10 @@ pub struct TrainConfig {
     /// evaluations then score the whole held-out part, so that the choice compares like with
     /// like.
     pub keep_best: bool,
+    /// Evaluate, keep and save an exponential moving average of the weights with this decay
+    /// per step (0.998: about the last 500 steps; lower in the first steps, see
+    /// [`average::decay_at`]) instead of the weights themselves (0: no average).
+    pub ema_decay: f64,
 }
 
 impl Default for TrainConfig {
@@ -73,6 +78,7 @@ impl Default for TrainConfig {
             seed: 1337,
             dropout: 0.0,
             keep_best: false,
+            ema_decay: 0.0,
         }
     }
 }
@@ -96,6 +102,9 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             bail!("train: dropout must be at least 0 and below 1");
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            bail!("train: ema_decay must be at least 0 and below 1");
         }
         if self.eval_every == 0 || self.checkpoint_every == 0 {
             bail!("train: eval_every and checkpoint_every must be positive");
@@ -196,7 +205,8 @@ pub fn train(
                 ckpt_dir.display()
             );
         }
-        (stepper.model, stepper.optim) = ck.restore(&ckpt_dir, stepper.model, stepper.optim)?;
+        (stepper.model, stepper.optim, stepper.average) =
+            ck.restore(&ckpt_dir, stepper.model, stepper.optim, stepper.average)?;
         step = ck.step;
         metrics = ck.metrics;
     } else if ckpt_dir.join("state.json").exists() {
@@ -240,14 +250,14 @@ pub fn train(
             } else {
                 config.eval_tokens
             };
-            let eval = evaluate(&stepper.model, heldout, budget)?.nats_per_token();
+            let eval = evaluate(&stepper.weights(), heldout, budget)?.nats_per_token();
             // Written before the checkpoint of this step: a run interrupted in between redoes
             // the step on resume and writes the same weights again.
             if config.keep_best && best_step(&metrics).is_none_or(|(_, b)| eval < b) {
                 save_native(
                     &best_dir(run.out),
                     run.modality,
-                    &stepper.model.valid(),
+                    &stepper.weights(),
                     run.codec,
                     run.extra,
                 )?;
@@ -266,7 +276,7 @@ pub fn train(
             save_native(
                 run.out,
                 run.modality,
-                &stepper.model.valid(),
+                &stepper.weights(),
                 run.codec,
                 run.extra,
             )?;
@@ -277,7 +287,12 @@ pub fn train(
                 train: config.clone(),
                 metrics: metrics.clone(),
             }
-            .write(&ckpt_dir, &stepper.model, &stepper.optim)?;
+            .write(
+                &ckpt_dir,
+                &stepper.model,
+                &stepper.optim,
+                stepper.average.as_ref(),
+            )?;
             on_event(Event::Checkpoint {
                 step,
                 metrics: &metrics,
@@ -289,7 +304,7 @@ pub fn train(
         }
     }
     Ok(Outcome {
-        model: stepper.model.valid(),
+        model: stepper.weights(),
         metrics,
         interrupted,
     })
@@ -299,6 +314,9 @@ pub fn train(
 pub struct Stepper {
     pub model: Transformer,
     pub optim: ModuleOptimizer,
+    /// The moving average of the weights, with `ema_decay` (on the inner backend).
+    pub average: Option<Transformer>,
+    ema_decay: f64,
     grad_clip: f32,
     dropout: f64,
     seed: u64,
@@ -309,8 +327,11 @@ impl Stepper {
     /// A fresh model (seeded by `config.seed`) on the autodiff version of `device`.
     pub fn new(arch: &TransformerConfig, config: &TrainConfig, device: &Device) -> Result<Self> {
         let device = device.clone().autodiff();
+        let model = Transformer::init(arch, &device, config.seed)?;
         Ok(Self {
-            model: Transformer::init(arch, &device, config.seed)?,
+            average: (config.ema_decay > 0.0).then(|| model.valid()),
+            ema_decay: config.ema_decay,
+            model,
             optim: optimizer(config)?,
             grad_clip: config.grad_clip,
             dropout: config.dropout,
@@ -359,7 +380,17 @@ impl Stepper {
         let grad_norm = clip::clip_global_norm(&self.model, &mut grads, self.grad_clip)?;
         // Parameters are shared handles: the clone costs nothing and the old ones go at once.
         self.model = self.optim.step(lr, self.model.clone(), grads);
+        if let Some(average) = self.average.take() {
+            let decay = average::decay_at(self.ema_decay, step);
+            self.average = Some(average::update(average, &self.model.valid(), decay));
+        }
         Ok((loss_value, grad_norm))
+    }
+
+    /// The weights to evaluate and save: the moving average with `ema_decay`, else the
+    /// weights themselves (on the inner backend either way).
+    pub fn weights(&self) -> Transformer {
+        self.average.clone().unwrap_or_else(|| self.model.valid())
     }
 }
 

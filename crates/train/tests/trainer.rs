@@ -118,10 +118,21 @@ fn a_few_steps_lower_the_held_out_loss() {
 #[test]
 fn resume_after_interruption_gives_the_same_weights() {
     // With dropout: its masks too must be drawn again exactly after a resume.
-    let cfg = TrainConfig {
+    resume_gives_the_same_weights(TrainConfig {
         dropout: 0.1,
         ..config(12)
-    };
+    });
+}
+
+#[test]
+fn resume_restores_the_moving_average_of_the_weights() {
+    resume_gives_the_same_weights(TrainConfig {
+        ema_decay: 0.9,
+        ..config(12)
+    });
+}
+
+fn resume_gives_the_same_weights(cfg: TrainConfig) {
     let straight = tempfile::tempdir().unwrap();
     let full = run_training(straight.path(), &cfg, false, None);
 
@@ -268,5 +279,75 @@ fn keep_best_keeps_the_weights_of_the_lowest_held_out_score() {
     assert!(
         (again - best).abs() < 1e-4,
         "best/ scores {again}, the run's best evaluation {best} at step {step}"
+    );
+}
+
+/// With `ema_decay` the run evaluates and saves the moving average of its weights, not the
+/// weights of the last step (which the checkpoint keeps for a resume).
+#[test]
+fn ema_decay_saves_and_scores_the_average_of_the_weights() {
+    let (_, heldout) = shakespeare();
+    let device = Device::flex();
+    let cfg = TrainConfig {
+        ema_decay: 0.9,
+        ..config(20)
+    };
+    let out = tempfile::tempdir().unwrap();
+    let outcome = run_training(out.path(), &cfg, false, None);
+    let saved = jielong_nn::ModelFolder::open(out.path())
+        .unwrap()
+        .load(&device)
+        .unwrap();
+    assert_eq!(weights(&saved), weights(&outcome.model));
+    let scored = evaluate(&saved, &heldout, usize::MAX)
+        .unwrap()
+        .nats_per_token();
+    let recorded = outcome.metrics.last().unwrap().eval_loss.unwrap();
+    assert!((scored - recorded).abs() < 1e-4, "{scored} vs {recorded}");
+
+    // The same run without the average ends on other weights: those of the last step.
+    let plain = tempfile::tempdir().unwrap();
+    let last_step = run_training(plain.path(), &config(20), false, None);
+    let (a, b) = (weights(&outcome.model), weights(&last_step.model));
+    let differ = a
+        .iter()
+        .zip(&b)
+        .filter(|((_, x), (_, y))| x.iter().zip(y).any(|(x, y)| (x - y).abs() > 1e-5))
+        .count();
+    assert!(
+        differ > a.len() / 2,
+        "{differ} of {} tensors differ",
+        a.len()
+    );
+    // ... and close to them: the average follows the training (an untrained model scores
+    // about 5.5 here).
+    let plain_eval = last_step.metrics.last().unwrap().eval_loss.unwrap();
+    assert!(
+        (recorded - plain_eval).abs() < 0.3 && plain_eval < 4.5,
+        "average {recorded}, last step {plain_eval}"
+    );
+    assert_eq!(
+        outcome
+            .metrics
+            .iter()
+            .map(|m| m.train_loss)
+            .collect::<Vec<_>>(),
+        last_step
+            .metrics
+            .iter()
+            .map(|m| m.train_loss)
+            .collect::<Vec<_>>(),
+        "the average does not change the training itself"
+    );
+
+    let bad = TrainConfig {
+        ema_decay: 1.0,
+        ..config(20)
+    };
+    assert!(
+        bad.validate(32)
+            .unwrap_err()
+            .to_string()
+            .contains("ema_decay")
     );
 }
