@@ -401,7 +401,8 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_with_identical_weights() {
         &config,
         r#"{"model": {"hidden": 16, "layers": 1, "heads": 2, "context": 16},
             "train": {"steps": 600, "batch_size": 4, "seq_len": 16, "warmup_steps": 5,
-                      "eval_every": 300, "eval_tokens": 256, "checkpoint_every": 5}}"#,
+                      "eval_every": 300, "eval_tokens": 256, "checkpoint_every": 5,
+                      "ema_decay": 0.99}}"#,
     )
     .unwrap();
     let args = |out: &std::path::Path| {
@@ -456,9 +457,12 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_with_identical_weights() {
     let mut resume = args(&broken);
     resume.push("--resume".into());
     ok(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+    // With `ema_decay` the folder holds the moving average, which the checkpoint keeps too.
     let a = std::fs::read(straight.join("model.safetensors")).unwrap();
     let b = std::fs::read(broken.join("model.safetensors")).unwrap();
     assert!(a == b, "resumed weights differ from the uninterrupted run");
+    let card = std::fs::read_to_string(broken.join("MODEL.md")).unwrap();
+    assert!(card.contains("moving average"), "{card}");
     let csv = std::fs::read_to_string(broken.join("metrics.csv")).unwrap();
     assert_eq!(
         csv.lines().count(),
