@@ -4,7 +4,8 @@
 //!
 //! ```sh
 //! cargo run --release -p jielong-kernels --example bench            # everything
-//! cargo run --release -p jielong-kernels --example bench -- step    # sections: pool, step, matmul
+//! cargo run --release -p jielong-kernels --example bench -- step    # sections: pool, attention,
+//!                                                                    # step, train-attention, matmul
 //! ```
 //! Options: `--isa scalar|avx2|avx512`, `--quick` (shorter timings), `--threads 1,2`,
 //! `--only NAME` (shapes or models whose name contains NAME).
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use jielong_kernels::attention::attend_with;
 use jielong_kernels::quant::{MatRef, WeightType, quantize};
+use jielong_kernels::train::{AttnShape, attention_backward_with, attention_forward_with};
 use jielong_kernels::{Isa, KvCache, Pool, matmul_with};
 
 mod model;
@@ -315,6 +317,54 @@ fn bench_attention(o: &Opts) {
     println!();
 }
 
+/// The training path's attention of one sequence (what one thread runs per sequence), forward
+/// and backward, at the shipped audio model's head shape (6 heads of 32) and growing contexts.
+fn bench_train_attention(o: &Opts) {
+    println!(
+        "## training attention, one sequence, one thread ({:?} path)\n",
+        o.isa
+    );
+    println!("| heads x head_dim | context | forward ms | backward ms | backward GFLOP/s |");
+    println!("|---|---|---|---|---|");
+    let (heads, hd) = (6, 32);
+    for len in [256, 1024, 4096] {
+        let shape = AttnShape {
+            queries: len,
+            keys: len,
+            heads,
+            kv_heads: heads,
+            head_dim: hd,
+        };
+        let q = random(len * heads * hd, 1);
+        let (k, v, grad) = (random(q.len(), 2), random(q.len(), 3), random(q.len(), 4));
+        let (mut out, mut lse) = (vec![0f32; q.len()], vec![0f32; heads * len]);
+        let forward = time_per_call(o.min_time, true, || {
+            attention_forward_with(o.isa, shape, &q, &k, &v, &mut out, &mut lse);
+            black_box(&out);
+        });
+        let (mut gq, mut gk, mut gv) = (
+            vec![0f32; q.len()],
+            vec![0f32; q.len()],
+            vec![0f32; q.len()],
+        );
+        let backward = time_per_call(o.min_time, true, || {
+            let grads = (&mut gq[..], &mut gk[..], &mut gv[..]);
+            attention_backward_with(o.isa, shape, (&q, &k, &v), &out, &lse, &grad, grads);
+            black_box(&gk);
+        });
+        // Five products over the causal half (scores, dp, grad_q, grad_k, grad_v), not counting
+        // recomputations.
+        let flop = 2.0 * 5.0 * heads as f64 * (len * len) as f64 / 2.0 * hd as f64;
+        println!(
+            "| {heads} x {hd} | {len} | {:.2} | {:.2} | {:.1} |",
+            forward * 1e3,
+            backward * 1e3,
+            flop / backward / 1e9
+        );
+    }
+    println!();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut isa = Isa::best();
@@ -376,6 +426,9 @@ fn main() {
     }
     if want("step") {
         bench_steps(&o);
+    }
+    if want("train-attention") {
+        bench_train_attention(&o);
     }
     if want("matmul") {
         bench_matmul(&o);
