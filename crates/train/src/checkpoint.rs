@@ -53,24 +53,22 @@ impl Checkpoint {
             f(&tmp)?;
             std::fs::rename(&tmp, dir.join(name)).with_context(|| format!("cannot write {name}"))
         };
-        save(&model_file, &|p| {
-            model
-                .clone()
-                .save_file(p)
-                .map_err(|e| anyhow::anyhow!("cannot save the model: {e:?}"))
-        })?;
+        let save_weights = |name: &str, weights: &Transformer, what: &str| {
+            save(name, &|p| {
+                weights
+                    .clone()
+                    .save_file(p)
+                    .map_err(|e| anyhow::anyhow!("cannot save {what}: {e:?}"))
+            })
+        };
+        save_weights(&model_file, model, "the model")?;
         save(&optim_file, &|p| {
             optim
                 .save(p)
                 .map_err(|e| anyhow::anyhow!("cannot save the optimizer: {e:?}"))
         })?;
         if let Some(average) = average {
-            save(&average_file, &|p| {
-                average
-                    .clone()
-                    .save_file(p)
-                    .map_err(|e| anyhow::anyhow!("cannot save the weights' average: {e:?}"))
-            })?;
+            save_weights(&average_file, average, "the weights' average")?;
         }
         jielong_core::write_atomic(
             &dir.join("state.json"),
@@ -96,19 +94,18 @@ impl Checkpoint {
         average: Option<Transformer>,
     ) -> Result<(Transformer, ModuleOptimizer, Option<Transformer>)> {
         let (model_file, optim_file, average_file) = Self::files(self.step);
-        let model = model
-            .try_load_file(dir.join(&model_file))
-            .map_err(|e| anyhow::anyhow!("cannot load {model_file}: {e:?}"))?;
+        let load_weights = |weights: Transformer, name: &str| {
+            weights
+                .try_load_file(dir.join(name))
+                .map_err(|e| anyhow::anyhow!("cannot load {name}: {e:?}"))
+        };
+        let model = load_weights(model, &model_file)?;
         let optim = optim
             .load(dir.join(&optim_file))
             .map_err(|e| anyhow::anyhow!("cannot load {optim_file}: {e:?}"))?;
-        let average = match average {
-            Some(a) => Some(
-                a.try_load_file(dir.join(&average_file))
-                    .map_err(|e| anyhow::anyhow!("cannot load {average_file}: {e:?}"))?,
-            ),
-            None => None,
-        };
+        let average = average
+            .map(|a| load_weights(a, &average_file))
+            .transpose()?;
         Ok((model, optim, average))
     }
 }

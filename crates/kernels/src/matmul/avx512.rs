@@ -15,8 +15,7 @@ use std::arch::x86_64::*;
 use super::{Ahead, Args, STREAMED_BYTES};
 use crate::quant::WeightType;
 
-/// Batch rows per micro-tile (at most 6).
-/// Batch rows per micro-tile.
+/// Batch rows per micro-tile (at most 6: 24 accumulators).
 const BT: usize = 6;
 /// Output rows per micro-tile.
 const RT: usize = 4;
@@ -300,12 +299,7 @@ unsafe fn rows_of<L: Load>(a: &Args, r0: usize, r1: usize) {
         let rt = if r1 - r >= RT { RT } else { 1 };
         let w = unsafe { a.w.add(r * a.row_bytes) };
         let next = Ahead::two_tiles_on(a, r, rt, lines);
-        let mut b = 0;
-        while b < a.batch {
-            let bt = BT.min(a.batch - b);
-            unsafe { tile_of::<L>(a, b, bt, r, rt, w, a.row_bytes, next) };
-            b += bt;
-        }
+        unsafe { batch_tiles::<L>(a, r, rt, w, a.row_bytes, next) };
         r += rt;
     }
 }
@@ -338,13 +332,27 @@ unsafe fn rows_via_panel<L: Load>(a: &Args, r0: usize, r1: usize, panel: &mut [f
         }
         // The tiles run on the panel, in cache: they ask for the stored weights two row tiles on.
         let next = Ahead::two_tiles_on(a, r, rt, lines);
-        let mut b = 0;
-        while b < a.batch {
-            let bt = BT.min(a.batch - b);
-            unsafe { tile_of::<F32>(a, b, bt, r, rt, panel.as_ptr().cast(), cols * 4, next) };
-            b += bt;
-        }
+        unsafe { batch_tiles::<F32>(a, r, rt, panel.as_ptr().cast(), cols * 4, next) };
         r += rt;
+    }
+}
+
+/// Output rows `r..r + rt` (`rt` is `RT` or 1) for every batch row, reading the weights of row
+/// `r + i` at `w + i * stride`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+unsafe fn batch_tiles<L: Load>(
+    a: &Args,
+    r: usize,
+    rt: usize,
+    w: *const u8,
+    stride: usize,
+    ahead: Ahead,
+) {
+    let mut b = 0;
+    while b < a.batch {
+        let bt = BT.min(a.batch - b);
+        unsafe { tile_of::<L>(a, b, bt, r, rt, w, stride, ahead) };
+        b += bt;
     }
 }
 
