@@ -378,15 +378,14 @@ unsafe fn attention_backward_body<V: V16>(
                         (qs[i], gs[i]) = (q.as_ptr().add(row), grad_out.as_ptr().add(row));
                         d[t0 + i] = dot::<V>(gs[i], out.as_ptr().add(row), hd);
                     }
-                    let (pb, dpb) = (&mut p[..QB * keys], &mut dp[..QB * keys]);
-                    block_rows_dots::<V>(&qs[..n], &kt, keys, hd, seen_all, pb);
-                    block_rows_dots::<V>(&gs[..n], &vt, keys, hd, seen_all, dpb);
+                    block_rows_dots::<V>(&qs[..n], &kt, keys, hd, seen_all, &mut p);
+                    block_rows_dots::<V>(&gs[..n], &vt, keys, hd, seen_all, &mut dp);
                     for i in 0..n {
                         let t = t0 + i;
                         let seen = first_key_of + t + 1;
                         let (pi, dpi) = (
-                            &mut pb[i * keys..][..seen_all],
-                            &mut dpb[i * keys..][..seen_all],
+                            &mut p[i * keys..][..seen_all],
+                            &mut dp[i * keys..][..seen_all],
                         );
                         for x in pi[..seen].iter_mut() {
                             *x *= scale;
@@ -399,7 +398,7 @@ unsafe fn attention_backward_body<V: V16>(
                     }
                     let dq = grad_q.as_mut_ptr().add((t0 * heads + h) * hd);
                     block_weighted_sums::<V>(
-                        dpb,
+                        &dp,
                         keys,
                         n,
                         seen_all,

@@ -329,8 +329,8 @@ pub(crate) fn blocked(a: &Args) -> bool {
 /// while the block's weights (72 KiB of f32 at 576 columns) come from L2. Row tiles outside, a
 /// batch of 16 at 576 columns re-read its 36 KiB of activations for every row tile, which with
 /// the weights no longer fits in L1 (measured with 4 x 4 tiles, the blocks alone: batch 16 f32
-/// at 576 x 576, one core, 166 -> 181 GFLOP/s; SmolLM2 batch 16 554 -> 602 tok/s). Each tile asks for its part of the same rows of the
-/// next block (`lines` per step). Calls `tile(b, bt, r, rt, ahead)`; no output's FMAs change.
+/// at 576 x 576, one core, 166 -> 181 GFLOP/s; SmolLM2 batch 16 554 -> 602 tok/s). Each tile
+/// asks for its part of the same rows of the next block (`lines` per step). Calls `tile(b, bt, r, rt, ahead)`; no output's FMAs change.
 /// The AVX-512 kernels only: the AVX2 ones, with 2 x 2 tiles, are bound by their loads, which
 /// this order moves from L1 to L2 (batch 4 f32 at 576 x 576: 83 -> 70 GFLOP/s, batch 16 no
 /// faster).
