@@ -1,4 +1,4 @@
-//! Say a digit sample by sample with a shipped model through the library call behind `jielong
+//! Say a digit token by token (samples or short frames) with a shipped model through the library call behind `jielong
 //! generate audio`: `cargo run --release --example draw_audio -- models/spoken-digits 4 four.wav`.
 
 use jielong::audio::{AudioCodec, ClipRequest, draw, write_wav};
@@ -20,13 +20,14 @@ fn main() -> anyhow::Result<()> {
     let mut drawn = 0;
     let clips = draw(&model, &codec, &request, &mut |event| {
         if let Event::Token { .. } = event {
-            drawn += 1; // one per sample drawn (the other events say the window slid)
+            drawn += 1; // one per token drawn (the other events say the window slid)
         }
         Flow::Continue
     })?;
     write_wav(out.as_ref(), &clips[0].samples, codec.rate())?;
     println!(
-        "wrote {out}: {drawn} samples of class {class} at {} Hz",
+        "wrote {out}: {} samples of class {class} at {} Hz from {drawn} tokens",
+        clips[0].samples.len(),
         codec.rate()
     );
     Ok(())

@@ -1244,3 +1244,273 @@ fn a_model_conditioned_at_every_position_trains_and_generates() {
         "needs a conditional codec",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Frame tokens.
+
+/// A spoken-digit model of frame tokens (16 codebook entries, 256-sample frames every 64
+/// samples), context 32, 20 steps.
+fn frame_model() -> &'static Path {
+    static MODEL: OnceLock<PathBuf> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let out = scratch().join("speech-frames");
+        train_with(
+            "audio",
+            espeak_digits(),
+            &out,
+            &config(
+                32,
+                20,
+                0.003,
+                r#"{"tokens": "frames", "codebook": 16, "window": 256, "hop": 64}"#,
+                "{}",
+            ),
+        );
+        out
+    })
+}
+
+#[test]
+fn a_frame_model_trains_generates_and_scores_one_token_per_hop() {
+    let m = frame_model();
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(m.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["codec"]["tokens"], "frames", "{config}");
+    assert_eq!(config["codec"]["hop"], 64, "{config}");
+    let codebook: Value =
+        serde_json::from_str(&std::fs::read_to_string(m.join("codebook.json")).unwrap()).unwrap();
+    let entries = codebook["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 16);
+    assert!(entries.iter().all(|e| e.as_array().unwrap().len() == 129));
+
+    // 0.3 s is 2,400 samples: 38 frames of 64 (the last one cut), and exactly 2,400 samples out.
+    let dir = temp("gen-frames");
+    let out = dir.join("seven.wav");
+    ok(&[
+        "generate",
+        "audio",
+        "--model",
+        p(m),
+        "--class",
+        "7",
+        "--seconds",
+        "0.3",
+        "--seed",
+        "3",
+        "--out",
+        p(&out),
+    ]);
+    let (samples, spec) = read_wav(&out);
+    assert_eq!((spec.sample_rate, spec.channels), (RATE, 1));
+    assert_eq!(samples.len(), 2400);
+    let again = dir.join("again.wav");
+    ok(&[
+        "generate",
+        "audio",
+        "--model",
+        p(m),
+        "--class",
+        "7",
+        "--seconds",
+        "0.3",
+        "--seed",
+        "3",
+        "--out",
+        p(&again),
+    ]);
+    assert_eq!(
+        read_wav(&again).0,
+        samples,
+        "the same seed gives the same clip"
+    );
+
+    // Held-out scoring counts one token per started hop of every clip.
+    let data = shared("audio/asterisk_digits");
+    let v = ok_json(&[
+        "eval",
+        "audio",
+        "--model",
+        p(m),
+        "--data",
+        p(&data),
+        "--format",
+        "json",
+    ]);
+    let frames: usize = (0..10)
+        .map(|d| read_wav(&asterisk(d)).0.len().div_ceil(64))
+        .sum();
+    assert_eq!(v["tokenisation"], "frames", "{v}");
+    assert_eq!(v["tokens"], frames, "{v}");
+    let bits = v["bits_per_token"].as_f64().unwrap();
+    assert!(bits > 0.0 && bits < 8.0, "{v}");
+    assert!(
+        (v["bits_per_second"].as_f64().unwrap() - bits * 125.0).abs() < 1e-9,
+        "{v}"
+    );
+    assert!(
+        (v["bits_per_sample"].as_f64().unwrap() - bits / 64.0).abs() < 1e-12,
+        "{v}"
+    );
+
+    // A continuation prompt is cut into frames too; a clip shorter than its prompt is refused.
+    let cont = dir.join("cont.wav");
+    ok(&[
+        "generate",
+        "audio",
+        "--model",
+        p(m),
+        "--class",
+        "3",
+        "--prompt-audio",
+        p(&asterisk(3)),
+        "--keep-seconds",
+        "0.2",
+        "--seconds",
+        "0.5",
+        "--out",
+        p(&cont),
+    ]);
+    assert_eq!(read_wav(&cont).0.len(), 4000);
+    fails(
+        &[
+            "generate",
+            "audio",
+            "--model",
+            p(m),
+            "--class",
+            "3",
+            "--prompt-audio",
+            p(&asterisk(3)),
+            "--keep-seconds",
+            "0.5",
+            "--seconds",
+            "0.4",
+            "--out",
+            p(&cont),
+        ],
+        "too short",
+    );
+}
+
+#[test]
+fn a_frame_model_folder_without_its_codebook_is_a_clear_error() {
+    let m = frame_model();
+    let broken = temp("frames-no-codebook");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(m.join(f), broken.join(f)).unwrap();
+    }
+    let out = broken.join("x.wav");
+    fails(
+        &[
+            "generate",
+            "audio",
+            "--model",
+            p(&broken),
+            "--class",
+            "1",
+            "--out",
+            p(&out),
+        ],
+        "codebook.json",
+    );
+    assert!(!out.exists());
+    let bad = temp("frames-bad-config").join("cfg.json");
+    std::fs::write(
+        &bad,
+        config(32, 2, 0.003, r#"{"tokens": "frames", "window": 250}"#, "{}"),
+    )
+    .unwrap();
+    fails(
+        &[
+            "train",
+            "audio",
+            "--data",
+            p(espeak_digits()),
+            "--out",
+            p(&temp("frames-bad-window").join("m")),
+            "--config",
+            p(&bad),
+        ],
+        "power of two",
+    );
+}
+
+#[test]
+fn a_model_folder_s_default_temperature_applies_when_none_is_asked_for() {
+    let dir = temp("default-temperature");
+    let folder = dir.join("model");
+    std::fs::create_dir_all(&folder).unwrap();
+    for entry in std::fs::read_dir(frame_model()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, folder.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let config_path = folder.join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["generation"] = serde_json::json!({"temperature": 0.5});
+    std::fs::write(&config_path, config.to_string()).unwrap();
+
+    let draw = |name: &str, extra: &[&str]| -> Vec<i16> {
+        let out = dir.join(name);
+        let mut args = vec![
+            "generate",
+            "audio",
+            "--model",
+            p(&folder),
+            "--class",
+            "2",
+            "--seconds",
+            "0.5",
+            "--seed",
+            "4",
+            "--out",
+            p(&out),
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+        read_wav(&out).0
+    };
+    let by_default = draw("default.wav", &[]);
+    assert_eq!(by_default, draw("half.wav", &["--temperature", "0.5"]));
+    assert_ne!(by_default, draw("one.wav", &["--temperature", "1"]));
+
+    // The class check draws at the default too, and says so.
+    let data = shared("audio/asterisk_digits");
+    let v = ok_json(&check_args(
+        p(&folder),
+        p(&data),
+        &["1", "--format", "json"],
+    ));
+    assert_eq!(v["class_check"]["temperature"], 0.5, "{v}");
+    let v = ok_json(&check_args(
+        p(&folder),
+        p(&data),
+        &["1", "--temperature", "1", "--format", "json"],
+    ));
+    assert_eq!(v["class_check"]["temperature"], 1.0, "{v}");
+
+    for bad_value in [
+        serde_json::json!("hot"),
+        serde_json::json!(-1.0),
+        serde_json::json!(0),
+    ] {
+        config["generation"] = serde_json::json!({"temperature": bad_value});
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        fails(
+            &[
+                "generate",
+                "audio",
+                "--model",
+                p(&folder),
+                "--class",
+                "2",
+                "--out",
+                p(&dir.join("never.wav")),
+            ],
+            "generation.temperature must be a positive number",
+        );
+    }
+    assert!(!dir.join("never.wav").exists());
+}

@@ -35,6 +35,12 @@ fn health_models_metrics_and_the_playground() {
     let audio = find(AUDIO);
     assert_eq!(audio["modality"], "audio");
     assert_eq!(audio["sample_rate"], audio_rate());
+    let default_temperature = audio_default_temperature();
+    assert_eq!(
+        audio["temperature"].as_f64().unwrap_or(1.0) as f32,
+        default_temperature as f32,
+        "{audio}"
+    );
 
     let one = s.get(&format!("/v1/models/{IMAGE}")).json();
     assert_eq!(
@@ -444,6 +450,19 @@ fn speech_is_a_wav_and_streams_the_same_samples() {
     assert_eq!(name, "speech.audio.done");
     assert_eq!(last["usage"]["input_tokens"], 1);
     assert_eq!(last["sample_rate"], audio_rate());
+
+    // Without a temperature a request draws at the model's own default.
+    let at = |t: Option<f64>| {
+        let mut b = json!({"model": AUDIO, "input": "7", "seconds": 0.3, "seed": 5, "response_format": "pcm"});
+        if let Some(t) = t {
+            b["temperature"] = json!(t);
+        }
+        s.post("/v1/audio/speech", &b).body
+    };
+    assert_eq!(at(None), at(Some(audio_default_temperature())));
+    if audio_default_temperature() != 1.0 {
+        assert_ne!(at(None), at(Some(1.0)));
+    }
 
     // Raw PCM, unconditional, guidance, and what is refused.
     let pcm = s.post(

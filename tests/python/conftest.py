@@ -23,6 +23,12 @@ def audio_rate() -> int:
     return json.loads((ROOT / "models" / AUDIO / "config.json").read_text())["codec"]["rate"]
 
 
+def audio_default_temperature() -> float:
+    """The shipped audio model's own default temperature (1 when its config.json names none)."""
+    config = json.loads((ROOT / "models" / AUDIO / "config.json").read_text())
+    return config.get("generation", {}).get("temperature", 1.0)
+
+
 def binary() -> str:
     path = os.environ.get("JIELONG_BIN") or str(TARGET / "release" / "jielong")
     if not os.path.exists(path):

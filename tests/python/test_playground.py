@@ -12,7 +12,7 @@ import os
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from conftest import artifacts
+from conftest import artifacts, audio_default_temperature
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -139,6 +139,8 @@ def test_a_digit_is_drawn_block_by_block(browser, server):
 def test_audio_is_generated_and_playable(browser, server):
     p = Page(browser, server.base, viewport={"width": 1280, "height": 860})
     page = p.open("#audio")
+    # The slider starts at the model's own default temperature (its config.json's generation section).
+    expect(page.locator("#audio-temperature-out")).to_have_text(f"{audio_default_temperature():.2f}")
     page.click("#audio-classes-4")
     set_range(page, "#audio-seconds", 0.25)
     page.click("#audio-say")

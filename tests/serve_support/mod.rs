@@ -31,6 +31,15 @@ pub fn audio_rate() -> u32 {
     config["codec"]["rate"].as_u64().unwrap() as u32
 }
 
+/// The shipped audio model's own default temperature (its config.json's
+/// `generation.temperature`; 1 when it names none).
+pub fn audio_default_temperature() -> f64 {
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(shipped(AUDIO).join("config.json")).unwrap())
+            .unwrap();
+    config["generation"]["temperature"].as_f64().unwrap_or(1.0)
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_jielong")
 }

@@ -8,7 +8,9 @@
 use anyhow::{Result, bail};
 use rustfft::{FftPlanner, num_complex::Complex};
 
-use crate::codec::{AudioCodec, LEVELS};
+use jielong_core::Codec;
+
+use crate::codec::AudioCodec;
 
 /// Length of an analysis frame: 32 ms, long enough to resolve the pitch harmonics of a voice.
 pub const FRAME_SECONDS: f64 = 0.032;
@@ -95,16 +97,13 @@ pub fn flatness(power: &[f64]) -> f64 {
     log_mean.exp() / mean
 }
 
-/// Bits per sample of the best model that ignores context: the entropy of the codec's token
+/// Bits per token of the best model that ignores context: the entropy of the codec's token
 /// frequencies over all `clips`. A context-aware model should do better than this.
 pub fn unigram_entropy(codec: &AudioCodec, clips: &[&[f32]]) -> Result<f64> {
-    let mut counts = vec![0u64; LEVELS];
+    let mut counts = vec![0u64; codec.vocab().content_size];
     for clip in clips {
-        for &x in clip.iter() {
-            if !x.is_finite() {
-                bail!("a clip holds a sample that is not a finite number");
-            }
-            counts[codec.sample_to_token(x) as usize] += 1;
+        for id in codec.encode(&clip.to_vec())? {
+            counts[id as usize] += 1;
         }
     }
     if counts.iter().all(|&c| c == 0) {

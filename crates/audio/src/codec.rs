@@ -8,9 +8,16 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result, bail};
 use jielong_core::{Codec, FolderCodec, Specials, Vocab};
 use serde_json::{Value, json};
+
+use crate::frames::FrameCodebook;
+
+/// The side file of a frame codec in a model folder.
+pub const CODEBOOK_FILE: &str = "codebook.json";
 
 /// Number of sample levels, the content part of the vocabulary.
 pub const LEVELS: usize = 256;
@@ -75,15 +82,25 @@ impl FromStr for Quantisation {
     }
 }
 
-/// Clips of samples in [-1, 1] at `rate` Hz <-> one token per sample.
+/// What one token stands for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AudioTokens {
+    /// One sample, at one of 256 levels.
+    Samples(Quantisation),
+    /// The spectrum of one hop of samples, an entry of a frame codebook ([`crate::frames`]).
+    Frames(Arc<FrameCodebook>),
+}
+
+/// Clips of samples in [-1, 1] at `rate` Hz <-> tokens: one per sample, or one per frame of a
+/// frame codebook.
 ///
-/// Vocabulary: the 256 sample levels (token `k` is level `k`, from the most negative up), END
-/// (a clip ends), then, for class-labelled data, the unconditional token and one token per class.
-/// A codec without classes has a BOS token instead, so that every sequence (and every
-/// generation) can start from one token.
+/// Vocabulary: the content tokens (the 256 sample levels, token `k` is level `k` from the most
+/// negative up; or the codebook's entries, quietest first), END (a clip ends), then, for
+/// class-labelled data, the unconditional token and one token per class. A codec without classes
+/// has a BOS token instead, so that every sequence (and every generation) can start from one token.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AudioCodec {
-    quantisation: Quantisation,
+    tokens: AudioTokens,
     rate: u32,
     vocab: Vocab,
 }
@@ -91,7 +108,7 @@ pub struct AudioCodec {
 impl Default for AudioCodec {
     fn default() -> Self {
         Self {
-            quantisation: Quantisation::MuLaw,
+            tokens: AudioTokens::Samples(Quantisation::MuLaw),
             rate: DEFAULT_RATE,
             vocab: Vocab::new(LEVELS, specials(Vec::new())),
         }
@@ -107,33 +124,49 @@ fn specials(classes: Vec<String>) -> Specials {
     }
 }
 
+fn check(rate: u32, classes: &[String]) -> Result<()> {
+    if !RATE_RANGE.contains(&rate) {
+        bail!(
+            "an audio model's sample rate must be between {} and {} Hz, not {rate}",
+            RATE_RANGE.start(),
+            RATE_RANGE.end()
+        );
+    }
+    for (i, name) in classes.iter().enumerate() {
+        if name.is_empty() {
+            bail!("class {i} has an empty name");
+        }
+        if classes[..i].contains(name) {
+            bail!("class {name:?} is listed twice");
+        }
+    }
+    Ok(())
+}
+
 impl AudioCodec {
-    /// A codec at `rate` Hz with the given class names (empty for unlabelled data).
+    /// A codec of one token per sample at `rate` Hz with the given class names (empty for
+    /// unlabelled data).
     pub fn new(quantisation: Quantisation, rate: u32, classes: Vec<String>) -> Result<Self> {
-        if !RATE_RANGE.contains(&rate) {
-            bail!(
-                "an audio model's sample rate must be between {} and {} Hz, not {rate}",
-                RATE_RANGE.start(),
-                RATE_RANGE.end()
-            );
-        }
-        for (i, name) in classes.iter().enumerate() {
-            if name.is_empty() {
-                bail!("class {i} has an empty name");
-            }
-            if classes[..i].contains(name) {
-                bail!("class {name:?} is listed twice");
-            }
-        }
+        check(rate, &classes)?;
         Ok(Self {
-            quantisation,
+            tokens: AudioTokens::Samples(quantisation),
             rate,
             vocab: Vocab::new(LEVELS, specials(classes)),
         })
     }
 
-    pub fn quantisation(&self) -> Quantisation {
-        self.quantisation
+    /// A codec of one token per frame of `codebook` at `rate` Hz.
+    pub fn frames(codebook: FrameCodebook, rate: u32, classes: Vec<String>) -> Result<Self> {
+        check(rate, &classes)?;
+        Ok(Self {
+            vocab: Vocab::new(codebook.len(), specials(classes)),
+            tokens: AudioTokens::Frames(Arc::new(codebook)),
+            rate,
+        })
+    }
+
+    pub fn tokens(&self) -> &AudioTokens {
+        &self.tokens
     }
 
     /// Samples per second of the content.
@@ -141,25 +174,47 @@ impl AudioCodec {
         self.rate
     }
 
+    /// Samples each content token stands for (1, or a frame codebook's hop).
+    pub fn samples_per_token(&self) -> usize {
+        match &self.tokens {
+            AudioTokens::Samples(_) => 1,
+            AudioTokens::Frames(codebook) => codebook.hop(),
+        }
+    }
+
+    /// Content tokens per second of audio.
+    pub fn tokens_per_second(&self) -> f64 {
+        self.rate as f64 / self.samples_per_token() as f64
+    }
+
     /// Class names (empty for an unconditional model).
     pub fn classes(&self) -> &[String] {
         &self.vocab.classes
     }
 
-    /// The token of one sample; values outside [-1, 1] are clipped.
-    pub fn sample_to_token(&self, x: f32) -> u32 {
-        let y = self.quantisation.compress(x.clamp(-1.0, 1.0));
+    /// The token of one sample (values outside [-1, 1] are clipped); `None` for a frame codec.
+    pub fn sample_to_token(&self, x: f32) -> Option<u32> {
+        let AudioTokens::Samples(quantisation) = self.tokens else {
+            return None;
+        };
+        let y = quantisation.compress(x.clamp(-1.0, 1.0));
         // Mid-rise quantiser: level k covers [-1 + k/128, -1 + (k+1)/128).
-        ((y + 1.0) * (LEVELS as f32 / 2.0))
-            .floor()
-            .clamp(0.0, (LEVELS - 1) as f32) as u32
+        Some(
+            ((y + 1.0) * (LEVELS as f32 / 2.0))
+                .floor()
+                .clamp(0.0, (LEVELS - 1) as f32) as u32,
+        )
     }
 
-    /// The sample a content token stands for (the centre of its level), `None` for a special token.
+    /// The sample a content token stands for (the centre of its level); `None` for a special
+    /// token and for a frame codec (whose tokens stand for spectra, see [`Codec::decode`]).
     pub fn token_to_sample(&self, id: u32) -> Option<f32> {
+        let AudioTokens::Samples(quantisation) = self.tokens else {
+            return None;
+        };
         self.vocab.is_content(id).then(|| {
             let y = (id as f32 + 0.5) / (LEVELS as f32 / 2.0) - 1.0;
-            self.quantisation.expand(y)
+            quantisation.expand(y)
         })
     }
 
@@ -184,35 +239,54 @@ impl AudioCodec {
         self.vocab
             .unconditional
             .or(self.vocab.bos)
-            .unwrap_or(LEVELS as u32)
+            .expect("an audio vocabulary has an unconditional or a BOS token")
     }
 
     /// The END token.
     pub fn end(&self) -> u32 {
-        self.vocab.end.unwrap_or(LEVELS as u32)
+        self.vocab.end.expect("an audio vocabulary has END")
     }
 }
 
 impl FolderCodec for AudioCodec {
-    /// An audio codec has no side files.
-    fn save_files(&self, _dir: &Path) -> Result<()> {
-        Ok(())
+    /// A frame codec writes its codebook; a sample codec has no side files.
+    fn save_files(&self, dir: &Path) -> Result<()> {
+        match &self.tokens {
+            AudioTokens::Samples(_) => Ok(()),
+            AudioTokens::Frames(codebook) => codebook.save(&dir.join(CODEBOOK_FILE)),
+        }
     }
 
     /// The "codec" section of a model folder's config.json.
     fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "kind": "audio",
-            "quantisation": self.quantisation.name(),
-            "levels": LEVELS,
-            "mu": if self.quantisation == Quantisation::MuLaw { json!(MU) } else { Value::Null },
             "rate": self.rate,
             "classes": self.vocab.classes,
-        })
+        });
+        match &self.tokens {
+            AudioTokens::Samples(q) => {
+                v["tokens"] = json!("samples");
+                v["quantisation"] = json!(q.name());
+                v["levels"] = json!(LEVELS);
+                v["mu"] = if *q == Quantisation::MuLaw {
+                    json!(MU)
+                } else {
+                    Value::Null
+                };
+            }
+            AudioTokens::Frames(codebook) => {
+                v["tokens"] = json!("frames");
+                v["window"] = json!(codebook.window());
+                v["hop"] = json!(codebook.hop());
+                v["codebook"] = json!(codebook.len());
+            }
+        }
+        v
     }
 
-    /// Reads what [`Self::to_json`] wrote.
-    fn from_json(value: &Value, _dir: &Path) -> Result<Self> {
+    /// Reads what [`Self::to_json`] wrote (a section without "tokens" is one of samples).
+    fn from_json(value: &Value, dir: &Path) -> Result<Self> {
         let obj = value
             .as_object()
             .context("the audio codec section of config.json is not a JSON object")?;
@@ -220,25 +294,6 @@ impl FolderCodec for AudioCodec {
             Some("audio") => {}
             Some(other) => bail!("the codec section is of kind {other:?}, not \"audio\""),
             None => bail!("the codec section has no \"kind\" (expected \"audio\")"),
-        }
-        let quantisation: Quantisation = obj
-            .get("quantisation")
-            .and_then(Value::as_str)
-            .context(
-                "the audio codec section has no \"quantisation\" string (\"mu-law\" or \"linear\")",
-            )?
-            .parse()?;
-        if let Some(levels) = obj
-            .get("levels")
-            .filter(|l| l.as_u64() != Some(LEVELS as u64))
-        {
-            bail!("the audio codec has {levels} levels; only {LEVELS} are supported");
-        }
-        if let Some(mu) = obj
-            .get("mu")
-            .filter(|m| !m.is_null() && m.as_f64() != Some(MU as f64))
-        {
-            bail!("the audio codec has mu = {mu}; only {MU} is supported");
         }
         let rate = obj
             .get("rate")
@@ -259,8 +314,56 @@ impl FolderCodec for AudioCodec {
                 .collect::<Result<_>>()?,
             Some(_) => bail!("the audio codec's \"classes\" must be a list of strings"),
         };
-        Self::new(quantisation, rate, classes)
+        match obj
+            .get("tokens")
+            .and_then(Value::as_str)
+            .unwrap_or("samples")
+        {
+            "samples" => Self::new(samples_quantisation(obj)?, rate, classes),
+            "frames" => {
+                let codebook = FrameCodebook::load(&dir.join(CODEBOOK_FILE))?;
+                for (key, want) in [
+                    ("window", codebook.window()),
+                    ("hop", codebook.hop()),
+                    ("codebook", codebook.len()),
+                ] {
+                    if let Some(v) = obj.get(key).filter(|v| v.as_u64() != Some(want as u64)) {
+                        bail!(
+                            "config.json says the frame codec's {key} is {v}, but {CODEBOOK_FILE} has {want}"
+                        );
+                    }
+                }
+                Self::frames(codebook, rate, classes)
+            }
+            other => {
+                bail!("the audio codec's \"tokens\" is {other:?}: use \"samples\" or \"frames\"")
+            }
+        }
     }
+}
+
+/// The quantisation of a sample codec's config section (only 256 levels and mu = 255 exist).
+fn samples_quantisation(obj: &serde_json::Map<String, Value>) -> Result<Quantisation> {
+    let quantisation: Quantisation = obj
+        .get("quantisation")
+        .and_then(Value::as_str)
+        .context(
+            "the audio codec section has no \"quantisation\" string (\"mu-law\" or \"linear\")",
+        )?
+        .parse()?;
+    if let Some(levels) = obj
+        .get("levels")
+        .filter(|l| l.as_u64() != Some(LEVELS as u64))
+    {
+        bail!("the audio codec has {levels} levels; only {LEVELS} are supported");
+    }
+    if let Some(mu) = obj
+        .get("mu")
+        .filter(|m| !m.is_null() && m.as_f64() != Some(MU as f64))
+    {
+        bail!("the audio codec has mu = {mu}; only {MU} is supported");
+    }
+    Ok(quantisation)
 }
 
 impl Codec for AudioCodec {
@@ -277,33 +380,51 @@ impl Codec for AudioCodec {
                 samples[i]
             );
         }
-        Ok(samples.iter().map(|&x| self.sample_to_token(x)).collect())
+        Ok(match &self.tokens {
+            AudioTokens::Samples(_) => samples
+                .iter()
+                .filter_map(|&x| self.sample_to_token(x))
+                .collect(),
+            AudioTokens::Frames(codebook) => codebook.encode(samples),
+        })
     }
 
     fn decode(&self, ids: &[u32]) -> Result<Vec<f32>> {
-        ids.iter()
-            .enumerate()
-            .map(|(i, &id)| match self.token_to_sample(id) {
-                Some(x) => Ok(x),
-                None => bail!(
-                    "token {i} ({}) is not an audio sample",
-                    self.token_label(id)
-                ),
-            })
-            .collect()
+        if let Some(i) = ids.iter().position(|&id| !self.vocab.is_content(id)) {
+            bail!(
+                "token {i} ({}) is not audio content",
+                self.token_label(ids[i])
+            );
+        }
+        Ok(match &self.tokens {
+            AudioTokens::Samples(_) => ids
+                .iter()
+                .filter_map(|&id| self.token_to_sample(id))
+                .collect(),
+            AudioTokens::Frames(codebook) => codebook.decode(ids),
+        })
     }
 
     fn token_label(&self, id: u32) -> String {
-        if let Some(x) = self.token_to_sample(id) {
-            let short = match self.quantisation {
-                Quantisation::MuLaw => "mu",
-                Quantisation::Linear => "lin",
-            };
-            format!("{short} {id} ({x:+.4})")
-        } else {
-            self.vocab
+        if !self.vocab.is_content(id) {
+            return self
+                .vocab
                 .special_label(id)
-                .unwrap_or_else(|| format!("[? {id}]"))
+                .unwrap_or_else(|| format!("[? {id}]"));
+        }
+        match &self.tokens {
+            AudioTokens::Samples(q) => {
+                let short = match q {
+                    Quantisation::MuLaw => "mu",
+                    Quantisation::Linear => "lin",
+                };
+                let x = self.token_to_sample(id).unwrap_or_default();
+                format!("{short} {id} ({x:+.4})")
+            }
+            AudioTokens::Frames(codebook) => {
+                let db = codebook.level_db(id).unwrap_or(f32::NEG_INFINITY);
+                format!("frame {id} ({db:.0} dB)")
+            }
         }
     }
 }

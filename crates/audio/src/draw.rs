@@ -1,4 +1,4 @@
-//! Drawing clips one sample at a time: the recipe behind `jielong generate audio`, training's
+//! Drawing clips one token (a sample or a frame) at a time: the recipe behind `jielong generate audio`, training's
 //! samples, `eval --check-classes` and `/v1/audio/speech`. A clip longer than the context slides
 //! the window, keeping the class token.
 
@@ -33,7 +33,7 @@ impl ClipRequest {
 #[derive(Clone, Debug)]
 pub struct Clip {
     pub samples: Vec<f32>,
-    /// Where the model drew END, if it did (the rest is silence).
+    /// The sample where the model drew END, if it did (the rest is silence).
     pub ended_at: Option<usize>,
 }
 
@@ -68,17 +68,18 @@ impl<'c> ClipJob<'c> {
             )
             .into());
         }
+        let tokens = total.div_ceil(codec.samples_per_token());
         let kept = request.draw.kept.len();
-        if kept >= total {
+        if kept >= tokens {
             return Err(InvalidSetting::new(
                 "seconds",
                 format!(
-                    "is too short: the prompt ({kept} samples) is already as long as the clip asked for ({total} samples)"
+                    "is too short: the prompt ({kept} tokens) is already as long as the clip asked for ({tokens} tokens)"
                 ),
             )
             .into());
         }
-        let (prompt, mut config) = request.draw.prepare(codec.vocab(), total - kept)?;
+        let (prompt, mut config) = request.draw.prepare(codec.vocab(), tokens - kept)?;
         config.ends = vec![codec.end()];
         config.banned = codec.vocab().never_drawn();
         // A clip longer than the context slides the window, keeping the class token.
@@ -113,7 +114,8 @@ impl<'c> ClipJob<'c> {
             .map(|g| {
                 let mut ids = self.request.draw.kept.clone();
                 ids.extend(&g.ids);
-                let ended_at = (g.finish == Finish::End).then_some(ids.len());
+                let ended_at =
+                    (g.finish == Finish::End).then_some(ids.len() * self.codec.samples_per_token());
                 let mut samples = self.codec.decode(&ids)?;
                 samples.resize(self.total, 0.0);
                 Ok(Clip { samples, ended_at })
@@ -122,7 +124,7 @@ impl<'c> ClipJob<'c> {
     }
 }
 
-/// Draws `request.count` clips with any decoder, as one batch; `on_event` sees each sample.
+/// Draws `request.count` clips with any decoder, as one batch; `on_event` sees each token.
 pub fn draw<D: Decoder>(
     decoder: &D,
     codec: &AudioCodec,

@@ -386,3 +386,74 @@ fn measure_reference_sets() {
         }
     }
 }
+
+/// What frame tokens keep of a word, for `models/spoken-digits/MODEL.md`: the classifier's
+/// recognition of the 540 espeak-ng digits (against the ten recorded ones) as they are, after
+/// Griffin-Lim from their own magnitudes (only the phase lost), through codebooks fitted on
+/// the espeak-ng digits, and through the shipped model's own codebook, per class.
+#[test]
+#[ignore = "needs espeak-ng; prints a table (about two minutes)"]
+fn measure_frame_tokens() {
+    use jielong_audio::{AudioCodec, FrameCodebook};
+    use jielong_core::{Codec, FolderCodec};
+
+    let espeak = espeak_digits();
+    let classifier = DigitClassifier::train(&real_digits(), RATE).unwrap();
+    let wanted: Vec<usize> = espeak
+        .iter()
+        .map(|c| classifier.class_index(c.label.as_deref().unwrap()).unwrap())
+        .collect();
+    let report = |name: &str, clips: &[Vec<f32>]| {
+        let acc = classifier.evaluate(clips, &wanted).unwrap();
+        let per: Vec<usize> = acc.per_class.iter().map(|c| c.correct).collect();
+        println!(
+            "{name:<40} {:>6.1}%  per class of 54: {per:?}",
+            100.0 * acc.overall()
+        );
+    };
+    let originals: Vec<Vec<f32>> = espeak.iter().map(|c| c.samples.clone()).collect();
+    report("as recorded", &originals);
+    let clips: Vec<&[f32]> = originals.iter().map(Vec::as_slice).collect();
+    for (window, hop) in [(256, 64), (256, 128)] {
+        let stft = jielong_audio::Stft::new(window, hop).unwrap();
+        let phase_only: Vec<Vec<f32>> = originals
+            .iter()
+            .map(|x| {
+                let m: Vec<f32> = stft
+                    .log_magnitudes(x)
+                    .iter()
+                    .map(|v| v.exp() - 1e-4)
+                    .collect();
+                stft.griffin_lim(&m, 48)
+            })
+            .collect();
+        report(
+            &format!("{window}/{hop}: Griffin-Lim, own magnitudes"),
+            &phase_only,
+        );
+        for k in [256, 512, 1024] {
+            let codec = AudioCodec::frames(
+                FrameCodebook::fit(&clips, window, hop, k, 0).unwrap(),
+                RATE,
+                Vec::new(),
+            )
+            .unwrap();
+            let coded: Vec<Vec<f32>> = originals
+                .iter()
+                .map(|x| codec.decode(&codec.encode(x).unwrap()).unwrap())
+                .collect();
+            report(&format!("{window}/{hop}: {k} entries"), &coded);
+        }
+    }
+    let shipped = repo_root().join("models/spoken-digits");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shipped.join("config.json")).unwrap()).unwrap();
+    let codec = AudioCodec::from_json(&config["codec"], &shipped).unwrap();
+    if codec.samples_per_token() > 1 {
+        let coded: Vec<Vec<f32>> = originals
+            .iter()
+            .map(|x| codec.decode(&codec.encode(x).unwrap()).unwrap())
+            .collect();
+        report("the shipped model's codebook", &coded);
+    }
+}

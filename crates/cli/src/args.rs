@@ -119,16 +119,17 @@ pub enum GenerateWhat {
     Text(GenerateText),
     /// Draw images pixel by pixel (a grid PNG).
     Image(GenerateImage),
-    /// Draw audio sample by sample (a WAV).
+    /// Draw audio token by token, a sample or a short frame at a time (a WAV).
     Audio(GenerateAudio),
 }
 
 /// The dice: how each next token is drawn.
 #[derive(Args, Debug, Clone)]
 pub struct SamplingArgs {
-    /// Divides the logits: < 1 sharper, > 1 flatter.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
-    pub temperature: f32,
+    /// Divides the logits: < 1 sharper, > 1 flatter (default: the model's
+    /// `generation.temperature` in config.json, else 1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub temperature: Option<f32>,
     /// Draw only among the K most likely tokens.
     #[arg(long)]
     pub top_k: Option<usize>,
@@ -282,15 +283,14 @@ pub struct EvalArgs {
         allow_negative_numbers = true
     )]
     pub guidance: Option<f32>,
-    /// With --check-classes: draw at temperature T (default 1).
+    /// With --check-classes: draw at temperature T (default: the model's own, else 1).
     #[arg(
         long,
         value_name = "T",
         requires = "check_classes",
-        default_value_t = 1.0,
         allow_negative_numbers = true
     )]
-    pub temperature: f32,
+    pub temperature: Option<f32>,
     /// Images: binarise the held-out images first, by threshold (intensity >= 128) or
     /// stochastically (each pixel on with probability intensity / 255, the MNIST literature's
     /// test set; drawn from --binarise-seed). Default: the codec's own tokenisation.

@@ -13,8 +13,9 @@ use crate::show::{self, Step};
 use crate::{open, settings};
 
 pub fn run(a: ChatArgs) -> Result<()> {
-    let sampler = settings::sampler_config(&a.sampling)?;
+    let mut sampler = settings::sampler_config(&a.sampling)?;
     let (folder, model) = open::open_model(&a.model, Modality::Text, &a.device)?;
+    sampler.temperature = open::temperature(&folder, a.sampling.temperature)?;
     let text_model = open::text_model(&folder)?;
     let style = ChatStyle::new(&text_model, open::chat_template(&folder)?);
     let mut chat = Conversation::new(a.system.as_deref());

@@ -26,7 +26,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     }
     // The sampler's own check of --temperature, also before scoring.
     SamplerConfig {
-        temperature: a.temperature,
+        temperature: a.temperature.unwrap_or(1.0),
         ..SamplerConfig::default()
     }
     .validate()?;
@@ -57,4 +57,10 @@ fn print(s: &Score, extra: Value, format: Format) {
             }
         }
     }
+}
+
+/// A setting for a JSON report as it was written: 0.8, not the 0.800000011920929 that its f32
+/// becomes as an f64.
+pub fn as_written(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
 }

@@ -1,5 +1,5 @@
-//! `jielong eval audio`: bits per sample on held-out clips, beside the clips' mu-law unigram
-//! entropy (what a model that ignores context would pay), and with `--check-classes N` how
+//! `jielong eval audio`: bits per token (and per second) on held-out clips, beside the clips'
+//! unigram token entropy (what a model that ignores context would pay), and with `--check-classes N` how
 //! many drawn clips a nearest-neighbour classifier on those clips hears as the class asked for.
 
 use anyhow::{Context, Result, bail};
@@ -37,8 +37,14 @@ pub fn score_clips(
     let total = score(model, &ws, &|t| vocab.is_content(t))?;
     let clips: Vec<&[f32]> = dataset.clips.iter().map(|c| c.samples.as_slice()).collect();
     let unigram = unigram_entropy(&codec, &clips)?;
+    // A frame token stands for a hop of samples, and its codec is lossy: its bits per second
+    // price the frames' spectra, not the waveform.
+    let bits = total.bits_per_token();
     let mut extra = json!({
-        "bits_per_sample": total.bits_per_token(),
+        "tokenisation": if codec.samples_per_token() == 1 { "samples" } else { "frames" },
+        "bits_per_token": bits,
+        "bits_per_sample": bits / codec.samples_per_token() as f64,
+        "bits_per_second": bits * codec.tokens_per_second(),
         "clips": dataset.clips.len(),
         "conditioned_on_labels": conditional,
         "unigram_entropy_bits": unigram,
@@ -51,7 +57,7 @@ pub fn score_clips(
             &dataset,
             n,
             open::guidance(folder, a.guidance, true)?,
-            a.temperature,
+            open::temperature(folder, a.temperature)?,
         )?;
     }
     Ok((total, extra))
@@ -92,8 +98,8 @@ fn check_classes(
     let acc = classifier.evaluate(&clips, &wanted)?;
     Ok(json!({
         "samples_per_class": n,
-        "guidance": guidance,
-        "temperature": temperature,
+        "guidance": guidance.map(crate::eval::as_written),
+        "temperature": crate::eval::as_written(temperature),
         "references": classifier.references(),
         "recognised": acc.overall(),
         "chance": 1.0 / classifier.classes().len() as f64,

@@ -122,7 +122,7 @@ pub fn score_images(
             &dataset,
             n,
             open::guidance(folder, a.guidance, true)?,
-            a.temperature,
+            open::temperature(folder, a.temperature)?,
         )?;
     }
     Ok((main, extra))
@@ -223,8 +223,8 @@ fn check_classes(
     let acc = classifier.evaluate(&images, &wanted)?;
     Ok(json!({
         "samples_per_class": n,
-        "guidance": guidance,
-        "temperature": temperature,
+        "guidance": guidance.map(crate::eval::as_written),
+        "temperature": crate::eval::as_written(temperature),
         "recognised": acc.overall(),
         "per_class": acc.per_class.iter().map(|c| json!({"class": c.class, "correct": c.correct, "total": c.total})).collect::<Vec<_>>(),
     }))

@@ -1,4 +1,4 @@
-//! `jielong generate audio`: clips drawn one 8-bit sample at a time through the shared loop,
+//! `jielong generate audio`: clips drawn one token (a sample or a frame) at a time through the shared loop,
 //! sliding the window (keeping the class token) when a clip outgrows the context.
 
 use std::path::{Path, PathBuf};
@@ -13,11 +13,12 @@ use crate::show::{self, Step, record_steps};
 use crate::{open, settings};
 
 pub fn run(a: GenerateAudio) -> Result<()> {
-    let sampler = settings::sampler_config(&a.sampling)?;
+    let mut sampler = settings::sampler_config(&a.sampling)?;
     if a.count == 0 {
         bail!("--count must be at least 1");
     }
     let (folder, model) = open::open_model(&a.model, Modality::Audio, &a.device)?;
+    sampler.temperature = open::temperature(&folder, a.sampling.temperature)?;
     let codec: AudioCodec = open::codec(&folder)?;
     let prompt = match (&a.prompt_audio, a.keep_seconds) {
         (Some(path), Some(keep)) => Some(prompt_from_wav(&codec, path, keep)?),
@@ -54,9 +55,14 @@ pub fn run(a: GenerateAudio) -> Result<()> {
     let elapsed = started.elapsed();
 
     let rate = codec.rate();
+    let kept_samples = kept.len() * codec.samples_per_token();
     let drawn: usize = clips
         .iter()
-        .map(|c| c.ended_at.unwrap_or(c.samples.len()) - kept.len())
+        .map(|c| {
+            c.ended_at
+                .unwrap_or(c.samples.len())
+                .saturating_sub(kept_samples)
+        })
         .sum();
     for (i, clip) in clips.iter().enumerate() {
         let path = numbered(&a.out, i);

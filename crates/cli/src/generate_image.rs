@@ -15,7 +15,7 @@ use crate::show::{self, Step, record_steps};
 use crate::{open, settings};
 
 pub fn run(a: GenerateImage) -> Result<()> {
-    let sampler = settings::sampler_config(&a.sampling)?;
+    let mut sampler = settings::sampler_config(&a.sampling)?;
     if a.count == 0 {
         bail!("--count must be at least 1");
     }
@@ -23,6 +23,7 @@ pub fn run(a: GenerateImage) -> Result<()> {
         bail!("--scale must be between 1 and 64");
     }
     let (folder, model) = open::open_model(&a.model, Modality::Image, &a.device)?;
+    sampler.temperature = open::temperature(&folder, a.sampling.temperature)?;
     let codec: ImageCodec = open::codec(&folder)?;
 
     // A completion keeps the top rows of a given image.

@@ -29,6 +29,7 @@ pub fn run(a: GenerateText) -> Result<()> {
         bail!("--count must be at least 1");
     }
     let (folder, model) = open::open_model(&a.model, Modality::Text, &a.device)?;
+    request.sampler.temperature = open::temperature(&folder, a.sampling.temperature)?;
     let text_model = open::text_model(&folder)?;
     let codec = &text_model.codec;
 

@@ -132,3 +132,34 @@ pub fn guidance(folder: &ModelFolder, asked: Option<f32>, with_class: bool) -> R
         },
     }
 }
+
+/// The temperature to draw with: the one asked for, else the model's default (`config.json`:
+/// `"generation": {"temperature": T}`, chosen by its class check), else 1.
+pub fn temperature(folder: &ModelFolder, asked: Option<f32>) -> Result<f32> {
+    if let Some(t) = asked {
+        return Ok(t);
+    }
+    match default_temperature(folder)? {
+        Some(t) => {
+            eprintln!(
+                "temperature {t} (the model's default; --temperature 1 draws from the plain distribution)"
+            );
+            Ok(t)
+        }
+        None => Ok(1.0),
+    }
+}
+
+/// The model's own default temperature, if its config.json names one.
+pub fn default_temperature(folder: &ModelFolder) -> Result<Option<f32>> {
+    let Some(v) = folder.raw.pointer("/generation/temperature") else {
+        return Ok(None);
+    };
+    match v.as_f64() {
+        Some(t) if t > 0.0 && t.is_finite() => Ok(Some(t as f32)),
+        _ => bail!(
+            "{}: generation.temperature must be a positive number, not {v}",
+            folder.dir.join("config.json").display()
+        ),
+    }
+}

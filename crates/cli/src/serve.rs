@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use jielong_nn::ModelFolder;
-use jielong_serve::{Kind, Limits, Options, Server};
+use jielong_serve::{DrawDefaults, Kind, Limits, Options, Server};
 
 use crate::args::ServeArgs;
 use crate::open;
@@ -61,16 +61,24 @@ fn kind(folder: &ModelFolder) -> Result<Kind> {
         },
         "image" => Kind::Image {
             codec: open::codec(folder)?,
-            guidance: open::guidance(folder, None, true)?,
+            defaults: draw_defaults(folder)?,
         },
         "audio" => Kind::Audio {
             codec: open::codec(folder)?,
-            guidance: open::guidance(folder, None, true)?,
+            defaults: draw_defaults(folder)?,
         },
         other => bail!(
             "{}: cannot serve a model of modality {other:?}",
             folder.dir.display()
         ),
+    })
+}
+
+/// An image or audio model's own guidance and temperature.
+fn draw_defaults(folder: &ModelFolder) -> Result<DrawDefaults> {
+    Ok(DrawDefaults {
+        guidance: open::guidance(folder, None, true)?,
+        temperature: open::default_temperature(folder)?,
     })
 }
 

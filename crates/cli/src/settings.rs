@@ -15,11 +15,12 @@ pub fn device(args: &DeviceArgs) -> Result<Device> {
     select_device(&args.device)
 }
 
-/// The sampler the flags ask for; nonsense values are errors naming the flag.
+/// The sampler the flags ask for; nonsense values are errors naming the flag. Without
+/// --temperature it draws at 1: [`crate::open::temperature`] puts in the model's default.
 pub fn sampler_config(s: &SamplingArgs) -> Result<SamplerConfig> {
     let config = SamplerConfig {
         greedy: s.greedy,
-        temperature: s.temperature,
+        temperature: s.temperature.unwrap_or(1.0),
         top_k: s.top_k,
         top_p: s.top_p,
         min_p: s.min_p,

@@ -1,11 +1,12 @@
 //! Audio for the trainer: clips resampled to the model's rate, a class (or unconditional)
-//! token, mu-law samples, END. A held-out set is kept out of training by content.
+//! token, mu-law samples or frame tokens, END. A held-out set is kept out of training by content.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use jielong_audio::{
-    AudioCodec, ClipRequest, HeldOut, Quantisation, draw, open_dataset, to_sequences, wav_files,
+    AudioCodec, AudioTokens, ClipRequest, FrameCodebook, HeldOut, Quantisation, draw, open_dataset,
+    to_sequences, wav_files,
 };
 use jielong_core::{Flow, LABEL_DROPOUT, sorted_classes, windows};
 use jielong_nn::{ModelFolder, Transformer};
@@ -19,8 +20,15 @@ use crate::training::{Prepared, RunFile, section};
 #[derive(Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct CodecSpec {
-    /// mu-law or linear.
+    /// "samples" (one token per sample) or "frames" (one per hop, from a fitted codebook).
+    tokens: String,
+    /// Samples: mu-law or linear.
     quantisation: String,
+    /// Frames: codebook entries, frame length and hop (samples), and the k-means seed.
+    codebook: usize,
+    window: usize,
+    hop: usize,
+    codebook_seed: u64,
     rate: u32,
     /// Condition on the class labels.
     conditional: bool,
@@ -33,7 +41,12 @@ struct CodecSpec {
 impl Default for CodecSpec {
     fn default() -> Self {
         Self {
+            tokens: "samples".into(),
             quantisation: "mu-law".into(),
+            codebook: 512,
+            window: 256,
+            hop: 64,
+            codebook_seed: 0,
             rate: 8000,
             conditional: true,
             classes: None,
@@ -132,7 +145,20 @@ pub fn prepare(
         } else {
             Vec::new()
         };
-        AudioCodec::new(quantisation, rate, classes)?
+        match c.tokens.as_str() {
+            "samples" => AudioCodec::new(quantisation, rate, classes)?,
+            "frames" => {
+                eprintln!(
+                    "fitting {} frame tokens ({}-sample frames every {} samples) to the training clips ...",
+                    c.codebook, c.window, c.hop
+                );
+                let clips: Vec<&[f32]> = train_clips.iter().map(|c| c.samples.as_slice()).collect();
+                let codebook =
+                    FrameCodebook::fit(&clips, c.window, c.hop, c.codebook, c.codebook_seed)?;
+                AudioCodec::frames(codebook, rate, classes)?
+            }
+            other => bail!("codec: \"tokens\" is {other:?}: use \"samples\" or \"frames\""),
+        }
     };
     let conditional = !codec.classes().is_empty();
     let context = file.model.context.unwrap_or(1024);
@@ -154,12 +180,21 @@ pub fn prepare(
         / rate as f64;
     let data_note = format!(
         "`{}`: {} training clips ({:.0} s at {rate} Hz, cut into pieces of at most {piece_seconds} s); {}. \
-         Tokens: {} with 256 levels{}.{}",
+         Tokens: {}{}.{}",
         data.display(),
         train_clips.len(),
         seconds,
         held_note,
-        quantisation.name(),
+        match codec.tokens() {
+            AudioTokens::Samples(q) => format!("one per sample, {} with 256 levels", q.name()),
+            AudioTokens::Frames(f) => format!(
+                "one per {} samples, the nearest of {} log-magnitude spectra of {}-sample Hann frames (k-means, seed {}), decoded by Griffin-Lim",
+                f.hop(),
+                f.len(),
+                f.window(),
+                c.codebook_seed
+            ),
+        },
         if conditional {
             format!(
                 ", conditioned on {} classes ({}), label dropout {:.0}%",
@@ -204,7 +239,7 @@ pub fn sample(out: &Path, model: &Transformer, prepared: &Prepared<AudioCodec>) 
     let dir = out.join("samples");
     std::fs::create_dir_all(&dir)?;
     let mut lines = vec![
-        "One-second clips drawn at temperature 1, seed 0 (waveform and spectrogram beside each):\n"
+        "One-second clips drawn at temperature 1, the n-th with seed n (class k: seed k), waveform and spectrogram beside each:\n"
             .to_string(),
     ];
     for (i, class) in classes.iter().enumerate() {

@@ -15,6 +15,7 @@ pub mod draw;
 pub mod error;
 pub mod generate;
 pub mod guided;
+pub mod kmeans;
 pub mod sampler;
 pub mod score;
 

@@ -14,7 +14,6 @@ pub mod binarise;
 pub mod codec;
 pub mod datasets;
 pub mod draw;
-mod kmeans;
 pub mod knn;
 pub mod palette;
 pub mod patches;

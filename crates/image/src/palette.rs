@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use crate::kmeans::{self, Points};
+use jielong_core::kmeans::{self, Points};
 
 /// The range of palette sizes a model may use.
 pub const PALETTE_SIZES: std::ops::RangeInclusive<usize> = 8..=512;
@@ -58,7 +58,7 @@ impl Palette {
             );
         }
         let points = distinct_colours(images);
-        if points.len() == 0 {
+        if points.is_empty() {
             bail!("cannot fit a palette: there are no training pixels");
         }
         let centres = kmeans::fit(&points, k, seed);

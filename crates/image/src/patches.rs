@@ -11,8 +11,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::kmeans::{self, Points};
 use crate::pixels::luma;
+use jielong_core::kmeans::{self, Points};
 
 /// Patch sides a codebook may use (a patch of 8x8 colour pixels is already 192 numbers).
 pub const PATCH_SIDES: std::ops::RangeInclusive<u32> = 1..=8;

@@ -69,7 +69,7 @@ pub fn completion(
     limits: &Limits,
 ) -> Result<TextPlan, ApiError> {
     let text = served.text()?;
-    let (sampler, seed) = sampler(&body.sampling())?;
+    let (sampler, seed) = sampler(&body.sampling(), None)?;
     let prompt = match &body.prompt {
         Prompt::Text(s) => TextPrompt::Text(s.clone()),
         Prompt::Ids(ids) => {
@@ -113,7 +113,7 @@ pub fn chat(
     limits: &Limits,
 ) -> Result<TextPlan, ApiError> {
     let text = served.text()?;
-    let (sampler, seed) = sampler(&body.sampling())?;
+    let (sampler, seed) = sampler(&body.sampling(), None)?;
     let messages = messages(&body.messages)?;
     let ids = text
         .style
@@ -220,7 +220,7 @@ pub fn image(
 ) -> Result<ImagePlan, ApiError> {
     let image = served.image()?;
     let codec = &image.codec;
-    let (sampler, seed) = sampler(&body.sampling())?;
+    let (sampler, seed) = sampler(&body.sampling(), image.defaults.temperature)?;
     match body.response_format.as_deref() {
         None | Some("b64_json") => {}
         Some(other) => {
@@ -252,7 +252,9 @@ pub fn image(
     }
     let class = body.prompt.as_deref().filter(|p| !p.is_empty());
     let request = DrawRequest {
-        guidance: body.guidance.or(image.guidance.filter(|_| class.is_some())),
+        guidance: body
+            .guidance
+            .or(image.defaults.guidance.filter(|_| class.is_some())),
         sampler,
         seed,
         show_top: top_count(body.top_logprobs, "top_logprobs", limits)?.unwrap_or(0),
@@ -284,7 +286,7 @@ pub fn speech(
 ) -> Result<SpeechPlan, ApiError> {
     let audio = served.audio()?;
     let codec = &audio.codec;
-    let (sampler, seed) = sampler(&body.sampling())?;
+    let (sampler, seed) = sampler(&body.sampling(), audio.defaults.temperature)?;
     let pcm = match body.response_format.as_deref() {
         None | Some("wav") => false,
         Some("pcm") => true,
@@ -317,7 +319,9 @@ pub fn speech(
     }
     let class = Some(body.input.trim()).filter(|c| !c.is_empty());
     let mut request = ClipRequest::new(class, seconds, 1);
-    request.draw.guidance = body.guidance.or(audio.guidance.filter(|_| class.is_some()));
+    request.draw.guidance = body
+        .guidance
+        .or(audio.defaults.guidance.filter(|_| class.is_some()));
     request.draw.sampler = sampler;
     request.draw.seed = seed;
     request.draw.show_top = top_count(body.top_logprobs, "top_logprobs", limits)?.unwrap_or(0);
@@ -334,9 +338,13 @@ pub fn speech(
     })
 }
 
-/// The sampler and seed of a request. No seed: a fresh one, so repeated requests differ
-/// (a client that wants the same output again sends a seed).
-fn sampler(s: &Sampling) -> Result<(SamplerConfig, u64), ApiError> {
+/// The sampler and seed of a request; no temperature: the model's default, else 1. No seed: a
+/// fresh one, so repeated requests differ (a client that wants the same output again sends a
+/// seed).
+fn sampler(
+    s: &Sampling,
+    default_temperature: Option<f32>,
+) -> Result<(SamplerConfig, u64), ApiError> {
     let greedy = s.temperature == Some(0.0);
     let top_k = match s.top_k {
         None | Some(-1) => None,
@@ -353,7 +361,7 @@ fn sampler(s: &Sampling) -> Result<(SamplerConfig, u64), ApiError> {
         temperature: if greedy {
             1.0
         } else {
-            s.temperature.unwrap_or(1.0)
+            s.temperature.or(default_temperature).unwrap_or(1.0)
         },
         top_k,
         top_p: s.top_p,

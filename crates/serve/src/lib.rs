@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 use jielong_core::Decoder;
 
 pub use jobs::Limits;
-pub use models::Kind;
+pub use models::{DrawDefaults, Kind};
 
 /// How the server listens and what it allows.
 #[derive(Clone, Debug)]

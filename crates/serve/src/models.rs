@@ -28,12 +28,11 @@ pub enum Kind {
     },
     Image {
         codec: ImageCodec,
-        /// The model's default classifier-free guidance for class-conditional draws.
-        guidance: Option<f32>,
+        defaults: DrawDefaults,
     },
     Audio {
         codec: AudioCodec,
-        guidance: Option<f32>,
+        defaults: DrawDefaults,
     },
 }
 
@@ -43,14 +42,23 @@ pub struct TextServed {
     pub style: ChatStyle,
 }
 
+/// An image or audio model's own drawing defaults (its config.json's `generation` section),
+/// used when a request leaves them out.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DrawDefaults {
+    /// Classifier-free guidance for class-conditional draws.
+    pub guidance: Option<f32>,
+    pub temperature: Option<f32>,
+}
+
 pub struct ImageServed {
     pub codec: ImageCodec,
-    pub guidance: Option<f32>,
+    pub defaults: DrawDefaults,
 }
 
 pub struct AudioServed {
     pub codec: AudioCodec,
-    pub guidance: Option<f32>,
+    pub defaults: DrawDefaults,
 }
 
 pub enum Modality {
@@ -99,8 +107,8 @@ impl Served {
                 let style = ChatStyle::new(&model, template);
                 Modality::Text(TextServed { model, style })
             }
-            Kind::Image { codec, guidance } => Modality::Image(ImageServed { codec, guidance }),
-            Kind::Audio { codec, guidance } => Modality::Audio(AudioServed { codec, guidance }),
+            Kind::Image { codec, defaults } => Modality::Image(ImageServed { codec, defaults }),
+            Kind::Audio { codec, defaults } => Modality::Audio(AudioServed { codec, defaults }),
         };
         Self {
             name,
@@ -213,12 +221,14 @@ impl Served {
                 v["height"] = json!(i.codec.height());
                 v["token_grid"] = json!([cols, rows]);
                 v["tokens_per_image"] = json!(i.codec.tokens_per_image());
-                v["guidance"] = json!(i.guidance);
+                v["guidance"] = json!(i.defaults.guidance);
+                v["temperature"] = json!(i.defaults.temperature);
             }
             Modality::Audio(a) => {
                 v["classes"] = json!(a.codec.classes());
                 v["sample_rate"] = json!(a.codec.rate());
-                v["guidance"] = json!(a.guidance);
+                v["guidance"] = json!(a.defaults.guidance);
+                v["temperature"] = json!(a.defaults.temperature);
             }
         }
         v

@@ -146,6 +146,12 @@ function status(id, text, error = false) {
   el.classList.toggle("error", error);
 }
 
+/** Moves a slider to a model's own default, updating its label. */
+function setSlider(id, value) {
+  $(id).value = value;
+  $(id).dispatchEvent(new Event("input"));
+}
+
 function bindSlider(id, format) {
   const input = $(id);
   const out = $(id + "-out");
@@ -350,10 +356,8 @@ async function setupImage() {
   const info = await details(id);
   image.info = info;
   chips($("image-classes"), info.classes || [], true);
-  if (info.guidance) {
-    $("image-guidance").value = info.guidance;
-    $("image-guidance").dispatchEvent(new Event("input"));
-  }
+  if (info.guidance) setSlider("image-guidance", info.guidance);
+  if (info.temperature) setSlider("image-temperature", info.temperature);
   image.pictures = (info.token_images || []).map((src) => {
     const img = new Image();
     img.src = src;
@@ -467,10 +471,8 @@ async function setupAudio() {
   audio.info = info;
   audio.rate = info.sample_rate || 8000;
   chips($("audio-classes"), info.classes || [], true);
-  if (info.guidance) {
-    $("audio-guidance").value = info.guidance;
-    $("audio-guidance").dispatchEvent(new Event("input"));
-  }
+  if (info.guidance) setSlider("audio-guidance", info.guidance);
+  if (info.temperature) setSlider("audio-temperature", info.temperature);
   drawWave();
 }
 

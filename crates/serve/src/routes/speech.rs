@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jielong_audio::AudioCodec;
 use jielong_audio::wav::wav_bytes;
+use jielong_core::Codec;
 use serde_json::{Value, json};
 
 use crate::api::{ApiJson, SpeechBody};
@@ -109,11 +110,10 @@ impl Events for Reply {
         match update {
             Update::Token(t) => {
                 self.drawn += 1;
-                // END is no sample: what follows it is silence, sent with the last delta.
-                let Some(x) = self.codec.token_to_sample(t.id) else {
+                // END is no content: what follows it is silence, sent with the last delta.
+                if !self.codec.vocab().is_content(t.id) {
                     return (Vec::new(), false);
-                };
-                self.pending.push(x);
+                }
                 if self.show_top {
                     self.tokens.push(json!({
                         "id": t.id,
@@ -121,6 +121,12 @@ impl Events for Reply {
                         "top": t.top.iter().map(|&(id, p)| json!({"id": id, "prob": p})).collect::<Vec<_>>(),
                     }));
                 }
+                // A frame token has no samples of its own: the phase of the whole clip is
+                // recovered at the end, so its samples go out with the last delta.
+                let Some(x) = self.codec.token_to_sample(t.id) else {
+                    return (Vec::new(), false);
+                };
+                self.pending.push(x);
                 if self.pending.len() < DELTA {
                     return (Vec::new(), false);
                 }

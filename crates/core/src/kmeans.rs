@@ -1,5 +1,5 @@
-//! Weighted k-means (k-means++ seeding, then Lloyd iterations), shared by the palette and the
-//! patch codebook.
+//! Weighted k-means (k-means++ seeding, then Lloyd iterations), shared by the image palette, the
+//! image patch codebook and the audio frame codebook.
 //!
 //! Points are deduplicated by the callers and carry a weight (how often they occur), which makes
 //! fitting on a whole dataset cheap: MNIST has 47 million pixels but only 256 grey values.
@@ -11,14 +11,23 @@ use rand_chacha::ChaCha8Rng;
 
 /// Points of `dim` coordinates stored one after another, each with a positive weight.
 pub struct Points {
+    /// Coordinates per point.
     pub dim: usize,
+    /// `len() * dim` coordinates, point after point.
     pub coords: Vec<f32>,
+    /// One positive weight per point (how often it occurs).
     pub weights: Vec<f64>,
 }
 
 impl Points {
+    /// Number of points.
     pub fn len(&self) -> usize {
         self.weights.len()
+    }
+
+    /// Whether there are no points.
+    pub fn is_empty(&self) -> bool {
+        self.weights.is_empty()
     }
 
     fn point(&self, i: usize) -> &[f32] {
