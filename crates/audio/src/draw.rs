@@ -1,6 +1,6 @@
-//! Drawing clips one token (a sample or a frame) at a time: the recipe behind `jielong generate audio`, training's
-//! samples, `eval --check-classes` and `/v1/audio/speech`. A clip longer than the context slides
-//! the window, keeping the class token.
+//! Drawing clips one token (a sample or a frame) at a time: the recipe behind `jielong generate
+//! audio`, training's samples, `eval --check-classes` and `/v1/audio/speech`. A clip longer than
+//! the context slides the window, keeping the class token.
 
 use anyhow::Result;
 use jielong_core::{

@@ -1,5 +1,5 @@
-//! `jielong generate audio`: clips drawn one token (a sample or a frame) at a time through the shared loop,
-//! sliding the window (keeping the class token) when a clip outgrows the context.
+//! `jielong generate audio`: clips drawn one token (a sample or a frame) at a time through the
+//! shared loop, sliding the window (keeping the class token) when a clip outgrows the context.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
