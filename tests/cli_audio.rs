@@ -1414,6 +1414,35 @@ fn a_frame_model_folder_without_its_codebook_is_a_clear_error() {
         "codebook.json",
     );
     assert!(!out.exists());
+
+    // A codebook of another size than the model's vocabulary (config.json edited to match it).
+    let trimmed = temp("frames-other-codebook");
+    for f in ["config.json", "model.safetensors", "codebook.json"] {
+        std::fs::copy(m.join(f), trimmed.join(f)).unwrap();
+    }
+    let mut codebook: Value =
+        serde_json::from_str(&std::fs::read_to_string(m.join("codebook.json")).unwrap()).unwrap();
+    codebook["entries"].as_array_mut().unwrap().truncate(8);
+    std::fs::write(trimmed.join("codebook.json"), codebook.to_string()).unwrap();
+    let mut folder_config: Value =
+        serde_json::from_str(&std::fs::read_to_string(m.join("config.json")).unwrap()).unwrap();
+    folder_config["codec"]["codebook"] = 8.into();
+    std::fs::write(trimmed.join("config.json"), folder_config.to_string()).unwrap();
+    fails(
+        &[
+            "generate",
+            "audio",
+            "--model",
+            p(&trimmed),
+            "--class",
+            "1",
+            "--out",
+            p(&out),
+        ],
+        "do not belong together",
+    );
+    assert!(!out.exists());
+
     let bad = temp("frames-bad-config").join("cfg.json");
     std::fs::write(
         &bad,

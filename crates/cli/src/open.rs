@@ -60,9 +60,20 @@ pub fn load_options(load: &LoadArgs) -> Result<LoadOptions> {
     })
 }
 
-/// The codec of a native image or audio folder.
+/// The codec of a native image or audio folder. Its vocabulary must be the model's: a codebook
+/// or palette file from another model would otherwise decode the wrong tokens.
 pub fn codec<C: FolderCodec>(folder: &ModelFolder) -> Result<C> {
-    C::from_json(&folder.codec, &folder.dir)
+    let codec = C::from_json(&folder.codec, &folder.dir)?;
+    let size = codec.vocab().size();
+    if size != folder.architecture.vocab_size {
+        bail!(
+            "{}: the codec has {size} tokens but the model's output layer has {}: the folder's \
+             config.json, side files and weights do not belong together",
+            folder.dir.display(),
+            folder.architecture.vocab_size
+        );
+    }
+    Ok(codec)
 }
 
 /// The text codec of a folder: a native codec section, or a Hugging Face folder's
