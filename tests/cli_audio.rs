@@ -1543,3 +1543,68 @@ fn a_model_folder_s_default_temperature_applies_when_none_is_asked_for() {
     }
     assert!(!dir.join("never.wav").exists());
 }
+
+#[test]
+fn an_interrupted_frame_model_resumes_to_identical_weights_and_codebook() {
+    let dir = temp("frames-resume");
+    let config = dir.join("cfg.json");
+    std::fs::write(
+        &config,
+        r#"{"model": {"hidden": 16, "layers": 1, "heads": 2, "context": 32},
+            "train": {"steps": 300, "batch_size": 4, "seq_len": 32, "warmup_steps": 5,
+                      "eval_every": 150, "eval_tokens": 256, "checkpoint_every": 5,
+                      "ema_decay": 0.99},
+            "codec": {"tokens": "frames", "codebook": 16}, "data": {}}"#,
+    )
+    .unwrap();
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "train",
+            "audio",
+            "--data",
+            p(espeak_digits()),
+            "--out",
+            p(out),
+            "--config",
+            p(&config),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let straight = dir.join("straight");
+    ok(&args(&straight)
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+
+    // A second run, interrupted (as Ctrl-C would) once its first checkpoint exists.
+    let broken = dir.join("broken");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_jielong"))
+        .args(args(&broken))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !broken.join("checkpoint/state.json").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut resume = args(&broken);
+    resume.push("--resume".into());
+    ok(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+    for file in ["model.safetensors", "codebook.json"] {
+        assert!(
+            std::fs::read(straight.join(file)).unwrap()
+                == std::fs::read(broken.join(file)).unwrap(),
+            "the resumed run's {file} differs from the uninterrupted run's"
+        );
+    }
+}
