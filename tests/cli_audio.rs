@@ -1285,41 +1285,29 @@ fn a_frame_model_trains_generates_and_scores_one_token_per_hop() {
 
     // 0.3 s is 2,400 samples: 38 frames of 64 (the last one cut), and exactly 2,400 samples out.
     let dir = temp("gen-frames");
-    let out = dir.join("seven.wav");
-    ok(&[
-        "generate",
-        "audio",
-        "--model",
-        p(m),
-        "--class",
-        "7",
-        "--seconds",
-        "0.3",
-        "--seed",
-        "3",
-        "--out",
-        p(&out),
-    ]);
-    let (samples, spec) = read_wav(&out);
+    let seven = |name: &str| -> PathBuf {
+        let out = dir.join(name);
+        ok(&[
+            "generate",
+            "audio",
+            "--model",
+            p(m),
+            "--class",
+            "7",
+            "--seconds",
+            "0.3",
+            "--seed",
+            "3",
+            "--out",
+            p(&out),
+        ]);
+        out
+    };
+    let (samples, spec) = read_wav(&seven("seven.wav"));
     assert_eq!((spec.sample_rate, spec.channels), (RATE, 1));
     assert_eq!(samples.len(), 2400);
-    let again = dir.join("again.wav");
-    ok(&[
-        "generate",
-        "audio",
-        "--model",
-        p(m),
-        "--class",
-        "7",
-        "--seconds",
-        "0.3",
-        "--seed",
-        "3",
-        "--out",
-        p(&again),
-    ]);
     assert_eq!(
-        read_wav(&again).0,
+        read_wav(&seven("again.wav")).0,
         samples,
         "the same seed gives the same clip"
     );
@@ -1468,13 +1456,7 @@ fn a_frame_model_folder_without_its_codebook_is_a_clear_error() {
 fn a_model_folder_s_default_temperature_applies_when_none_is_asked_for() {
     let dir = temp("default-temperature");
     let folder = dir.join("model");
-    std::fs::create_dir_all(&folder).unwrap();
-    for entry in std::fs::read_dir(frame_model()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, folder.join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    copy_files(frame_model(), &folder, &[]);
     let config_path = folder.join("config.json");
     let mut config: Value =
         serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
@@ -1579,19 +1561,7 @@ fn an_interrupted_frame_model_resumes_to_identical_weights_and_codebook() {
 
     // A second run, interrupted (as Ctrl-C would) once its first checkpoint exists.
     let broken = dir.join("broken");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_jielong"))
-        .args(args(&broken))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    while !broken.join("checkpoint/state.json").exists() {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = interrupt_at_first_checkpoint(&args(&broken), &broken);
     assert!(
         out.status.success(),
         "{}",

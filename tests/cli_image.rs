@@ -464,13 +464,7 @@ fn guidance_is_reproducible_changes_the_draw_and_needs_a_class() {
 
     // A model folder's default guidance applies when none is asked for.
     let with_default = dir.join("model-with-default");
-    std::fs::create_dir_all(&with_default).unwrap();
-    for entry in std::fs::read_dir(digits_model()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, with_default.join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    copy_files(digits_model(), &with_default, &[]);
     let config_path = with_default.join("config.json");
     let mut config: Value =
         serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();

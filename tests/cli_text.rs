@@ -425,19 +425,7 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_with_identical_weights() {
 
     // Start a second run, interrupt it once its first checkpoint exists, as Ctrl-C would.
     let broken = dir.join("broken");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_jielong"))
-        .args(args(&broken))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    while !broken.join("checkpoint/state.json").exists() {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = interrupt_at_first_checkpoint(&args(&broken), &broken);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(

@@ -271,3 +271,21 @@ pub fn copy_files(from: &Path, to: &Path, skip: &[&str]) {
         }
     }
 }
+
+/// Runs `jielong ARGS` (a training run writing to `out`) and interrupts it once its first
+/// checkpoint exists, as Ctrl-C would; returns what the run printed as it stopped.
+pub fn interrupt_at_first_checkpoint(args: &[String], out: &Path) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_jielong"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !out.join("checkpoint/state.json").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait_with_output().unwrap()
+}

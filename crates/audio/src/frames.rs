@@ -320,10 +320,9 @@ impl FrameCodebook {
     /// Level of entry `index` in dB relative to a full-scale sine (for token labels).
     pub fn level_db(&self, index: u32) -> Option<f32> {
         self.entry(index).map(|e| {
-            let power: f32 = e.iter().map(|v| (2.0 * v).exp()).sum();
             // A full-scale sine puts about (window / 4)^2 into each of two bins.
             let reference = 2.0 * (self.window() as f32 / 4.0).powi(2);
-            10.0 * (power / reference).log10()
+            10.0 * (loudness(e) / reference).log10()
         })
     }
 
@@ -385,7 +384,7 @@ impl FrameCodebook {
     }
 }
 
-/// Total power of a log-magnitude spectrum, in the log domain's order.
+/// Total power of a log-magnitude spectrum (the sum of its squared magnitudes).
 fn loudness(entry: &[f32]) -> f32 {
     entry.iter().map(|v| (2.0 * v).exp()).sum()
 }
