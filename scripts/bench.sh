@@ -5,8 +5,10 @@
 # written by `jielong export --to gguf`, and SmolLM2's Q4_1 file when scripts/fetch-smollm2.sh
 # has fetched it). Run on an otherwise idle machine: bash scripts/bench.sh > /tmp/bench.md
 #
-# llama.cpp runs through the npm package node-llama-cpp: LLAMACPP_DIR names a folder where
-# `npm i -E node-llama-cpp@3.21.1` was run (without it the reference columns say n/a).
+# llama.cpp is the prebuilt CPU build that the npm package node-llama-cpp ships: LLAMACPP_DIR
+# names a folder where `npm i -E node-llama-cpp@3.21.1` was run (without it the reference
+# columns say n/a). scripts/llamacpp_direct.py calls its C library directly, without the
+# JavaScript binding's ~1 ms per token.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin jielong --example random_model
@@ -73,12 +75,12 @@ fi
 # ---- Side by side with llama.cpp on the same weights ---------------------------------------
 # jielong's batch-1 and batch-16 decoding per weight type, llama.cpp's batch-1 decoding of the
 # GGUF of the same weights (the best of 1 and 2 threads).
-llamacpp() { # FILE -> tok/s or n/a
-  local dir="${LLAMACPP_DIR:-}" best=0 t r
-  if [ -z "$dir" ] || [ ! -d "$dir/node_modules/node-llama-cpp" ]; then echo n/a; return; fi
-  cp ../shared/tools/llamacpp_bench.mjs "$dir/" 2>/dev/null || true
+libllama="${LLAMACPP_DIR:-/nonexistent}/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"
+llamacpp() { # FILE -> tok/s (the best of 1 and 2 threads) or n/a
+  local best=0 t r
+  if [ ! -d "$libllama" ]; then echo n/a; return; fi
   for t in 1 2; do
-    r=$(cd "$dir" && node llamacpp_bench.mjs "$1" "$t" "Once upon a time" 128 2>/dev/null | grep -o "decode [0-9.]*" | cut -d" " -f2)
+    r=$(python3 scripts/llamacpp_direct.py "$libllama" "$1" "$t" 128 2>/dev/null | grep -o "decode [0-9.]*" | cut -d" " -f2)
     best=$(python3 -c "print(max($best, ${r:-0}))")
   done
   echo "$best"
@@ -119,3 +121,37 @@ if [ -f "$smol" ]; then
     >/dev/null 2>"$tmp/time.txt" || true
   tail -1 "$tmp/time.txt"
 fi
+
+# ---- The speed issue's targets, in rounds ------------------------------------------------------
+# One measurement swings by 10-30% on these machines within minutes, so the rows the targets
+# name are measured in five rounds, jielong and llama.cpp one after the other in each, and their
+# medians printed.
+echo
+echo "| round | stories15M f32 batch 1 | llama.cpp | stories15M f32 batch 16 | stories260K f32 batch 1 | llama.cpp | SmolLM2 f32 batch 1 | batch 16 | ratio |"
+echo "|---|---|---|---|---|---|---|---|---|"
+gen() { # MODEL -> "batch1 batch16" tok/s of f32 weights
+  "$bin" bench --model "$1" --weights f32 --no-train --format json 2>/dev/null | python3 -c '
+import json, sys; r = json.load(sys.stdin)
+print("%.0f %.0f" % (r["generate_tokens_per_second_batch1"], r["generate_tokens_per_second_batch16"]))'
+}
+for round in 1 2 3 4 5; do
+  read -r s1 s16 < <(gen "$tmp/stories15M")
+  s_ref=$(llamacpp "$tmp/stories15M.f32.gguf")
+  read -r t1 _ < <(gen "$tmp/stories260K")
+  t_ref=$(llamacpp "$tmp/stories260K.f32.gguf")
+  m1=n/a m16=n/a
+  [ -f "$tmp/smollm2.f32.gguf" ] && read -r m1 m16 < <(gen "$tmp/smollm2.f32.gguf")
+  ratio=$(python3 -c "print('%.2f' % ($m16 / $m1))" 2>/dev/null || echo n/a)
+  echo "| $round | $s1 | $s_ref | $s16 | $t1 | $t_ref | $m1 | $m16 | $ratio |"
+done | tee "$tmp/rounds.md"
+python3 - "$tmp/rounds.md" <<'PY'
+import statistics, sys
+rows = [[c.strip() for c in line.strip().strip("|").split("|")][1:] for line in open(sys.argv[1])]
+def median(col):
+    vals = [float(r[col]) for r in rows if r[col] not in ("n/a", "")]
+    return "%.0f" % statistics.median(vals) if vals else "n/a"
+cells = [median(c) for c in range(8)]
+ratios = [float(r[8]) for r in rows if r[8] != "n/a"]
+cells.append("%.2f" % statistics.median(ratios) if ratios else "n/a")
+print("| median | " + " | ".join(cells) + " |")
+PY

@@ -112,7 +112,7 @@ pub fn par_map<T: Sync, R: Send>(
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::cores();
     let chunk = items.len().div_ceil(threads);
     let f = &f;
     let parts: Vec<Result<Vec<R>>> = std::thread::scope(|s| {

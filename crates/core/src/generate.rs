@@ -364,8 +364,7 @@ fn distributions<C>(seqs: &[Sequence<C>], logits: &Logits) -> Vec<Result<Distrib
         sampler.distribution(logits.last(row), history, banned)
     };
     let n = inputs.len();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || n < 4 || n * logits.vocab < 1 << 16 {
+    if n < 4 || n * logits.vocab < 1 << 16 || crate::cores() < 2 {
         return (0..n).map(one).collect();
     }
     let half = n / 2;

@@ -59,9 +59,7 @@ pub fn nearest(p: &[f32], centres: &[f32], dim: usize) -> (usize, f32) {
 /// not depend on how the work is split).
 fn assign(points: &Points, centres: &[f32]) -> Vec<(usize, f32)> {
     let n = points.len();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .min(n.max(1));
+    let threads = crate::cores().min(n.max(1));
     let chunk = n.div_ceil(threads.max(1)).max(1);
     let mut out = vec![(0, 0.0); n];
     std::thread::scope(|s| {

@@ -33,6 +33,13 @@ pub use guided::Guidance;
 pub use sampler::{Candidates, Distribution, Sampler, SamplerConfig};
 pub use score::{Score, Window, score, score_each, windows};
 
+/// The cores this process may use, asked of the system once: on Linux the answer reads cgroup
+/// files (about twenty system calls), too slow for a generation step that needs it every token.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename, so a reader
 /// (or a crash) never sees half a file.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {

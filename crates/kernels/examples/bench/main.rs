@@ -8,7 +8,7 @@
 //!                                                                    # step, train-attention, matmul
 //! ```
 //! Options: `--isa scalar|avx2|avx512`, `--quick` (shorter timings), `--threads 1,2`,
-//! `--only NAME` (shapes or models whose name contains NAME).
+//! `--only NAME` (shapes or models whose name contains NAME), `--batch 1,16` (decode steps' batches).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -28,6 +28,8 @@ struct Opts {
     threads: Vec<usize>,
     /// Only shapes / models whose name contains this.
     only: Option<String>,
+    /// Batches of the whole decode steps.
+    batches: Vec<usize>,
 }
 
 /// The calling thread's CPU time: unlike wall time it does not count the time other processes
@@ -271,7 +273,7 @@ fn bench_steps(o: &Opts) {
         let m = Model::new(shape, ty, embed_ty);
         for &threads in &o.threads {
             let pool = Pool::new(threads);
-            for batch in [1, 16] {
+            for &batch in &o.batches {
                 let tps = (0..3)
                     .map(|_| decode_speed(&m, &pool, batch, steps))
                     .fold(0f64, f64::max);
@@ -372,6 +374,7 @@ fn main() {
     let mut sections = Vec::new();
     let mut threads = vec![1, 2];
     let mut only = None;
+    let mut batches = vec![1, 16];
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -397,6 +400,13 @@ fn main() {
                 i += 1;
                 only = Some(args[i].clone());
             }
+            "--batch" => {
+                i += 1;
+                batches = args[i]
+                    .split(',')
+                    .map(|b| b.parse().expect("--batch 1,16"))
+                    .collect();
+            }
             s => sections.push(s.to_string()),
         }
         i += 1;
@@ -406,6 +416,7 @@ fn main() {
         min_time,
         threads,
         only,
+        batches,
     };
     // Other processes distort multi-threaded wall times: say how busy the machine was.
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
