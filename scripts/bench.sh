@@ -150,8 +150,8 @@ rows = [[c.strip() for c in line.strip().strip("|").split("|")][1:] for line in 
 def median(col):
     vals = [float(r[col]) for r in rows if r[col] not in ("n/a", "")]
     return "%.0f" % statistics.median(vals) if vals else "n/a"
-cells = [median(c) for c in range(8)]
-ratios = [float(r[8]) for r in rows if r[8] != "n/a"]
+cells = [median(c) for c in range(7)]
+ratios = [float(r[7]) for r in rows if r[7] != "n/a"]
 cells.append("%.2f" % statistics.median(ratios) if ratios else "n/a")
 print("| median | " + " | ".join(cells) + " |")
 PY

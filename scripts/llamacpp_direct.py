@@ -11,7 +11,8 @@ sampler cost (a few microseconds of Python per token on top).
 LIBDIR holds libllama*.so and libggml*.so: node-llama-cpp's prebuilt CPU build is
 $LLAMACPP_DIR/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64. From the model's
 beginning-of-sequence token, TOKENS (default 128) greedy tokens are drawn; the first (the
-one-token prompt's evaluation) is not timed. RUNS (default 1) repeats that on a cleared cache.
+one-token prompt's evaluation) is not timed, and neither is half a second of the same decoding
+before it (warm-up). RUNS (default 1) repeats the timed part on a cleared cache.
 Prints "decode N tok/s over M" per run, then the last run's ids.
 
 Only functions whose arguments are plain values are called: the parameter structs are taken from
@@ -100,6 +101,16 @@ def main():
     llama.llama_set_n_threads(ctx, threads, threads)
     greedy = llama.llama_sampler_init_greedy()
     bos = llama.llama_vocab_bos(llama.llama_model_get_vocab(model))
+    # Untimed decoding first, as `jielong bench` does: the cores run slower for the first few
+    # hundred milliseconds of work after being idle.
+    started = time.perf_counter()
+    while time.perf_counter() - started < 0.5:
+        llama.llama_memory_clear(llama.llama_get_memory(ctx), True)
+        token = (C.c_int32 * 1)(bos)
+        for _ in range(min(tokens, 32)):
+            if llama.llama_decode(ctx, llama.llama_batch_get_one(token, 1)) != 0:
+                sys.exit("llama_decode failed")
+            token[0] = llama.llama_sampler_sample(greedy, ctx, -1)
     for _ in range(runs):
         llama.llama_memory_clear(llama.llama_get_memory(ctx), True)
         token = (C.c_int32 * 1)(bos)

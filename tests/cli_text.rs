@@ -458,3 +458,49 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_with_identical_weights() {
         "one metrics row per step across the interruption"
     );
 }
+
+#[test]
+fn bench_reports_every_field_for_the_weights_and_threads_asked_for() {
+    let m = model();
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["bench", "--model", &m, "--format", "json", "--tokens", "6"];
+        args.extend_from_slice(extra);
+        ok_json(&args)
+    };
+    let v = bench(&["--train-steps", "1", "--train-batch", "2", "--threads", "1"]);
+    for field in [
+        "generate_tokens_per_second_batch1",
+        "generate_tokens_per_second_batch16",
+        "train_tokens_per_second",
+        "peak_memory_mib_generate",
+        "peak_memory_mib",
+        "load_seconds",
+    ] {
+        let x = v[field].as_f64();
+        assert!(x.is_some_and(|x| x > 0.0), "{field} in {v}");
+    }
+    assert_eq!(v["threads"], 1);
+    assert_eq!(v["weights"], "stored");
+    assert_eq!(v["train_batch"], "2 x 48");
+    assert_eq!(v["modality"], "text");
+    let params = v["parameters"].as_u64().unwrap();
+    assert!(params > 10_000, "{params}");
+
+    // Generation only, on bf16 copies of the weights and every core: training is not measured.
+    let v = bench(&["--no-train", "--weights", "bf16"]);
+    assert!(v["train_tokens_per_second"].is_null(), "{v}");
+    assert_eq!(v["weights"], "bf16");
+    assert!(v["generate_tokens_per_second_batch16"].as_f64().unwrap() > 0.0);
+    assert!(v["threads"].as_u64().unwrap() >= 1);
+
+    all_fail(vec![
+        bad(&["bench", "--model", &m, "--tokens", "0"], "--tokens"),
+        bad(
+            &["bench", "--model", &m, "--train-batch", "0"],
+            "--train-batch",
+        ),
+        bad(&["bench", "--model", &m, "--threads", "0"], "threads"),
+        bad(&["bench", "--model", &m, "--weights", "q3"], "q3"),
+        bad(&["bench", "--model", "no/such/model"], "no/such/model"),
+    ]);
+}

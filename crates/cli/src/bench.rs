@@ -70,18 +70,27 @@ pub fn run(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// How long generation runs before it is timed. These machines' cores run about a third slower
+/// for the first few hundred milliseconds of work after being idle (stories15M f32 batch 1:
+/// 600-680 tok/s right after loading, 890-940 after a 0.4 s busy loop or a 128-token run), so
+/// an untimed warm-up measures the steady speed rather than the clock's ramp.
+const WARM_UP: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Tokens per second drawing `tokens` new tokens for each of `batch` sequences (the time to
-/// feed the one-token prompt included, as a user would see it).
+/// feed the one-token prompt included, as a user would see it), after [`WARM_UP`] of the same
+/// generation untimed.
 fn generation_speed(model: &impl Decoder, batch: usize, tokens: usize) -> Result<f64> {
     let mut config = GenerateConfig::new(SamplerConfig::default(), 0, tokens);
     config.overflow = Overflow::Slide;
     let prompts = vec![vec![0u32]; batch];
-    // One short warm-up run so that first-call allocations are not measured.
     let warm = GenerateConfig {
-        max_new_tokens: 4,
+        max_new_tokens: tokens.min(32),
         ..config.clone()
     };
-    generate(model, &prompts, &warm, &mut |_| Flow::Continue)?;
+    let started = Instant::now();
+    while started.elapsed() < WARM_UP {
+        generate(model, &prompts, &warm, &mut |_| Flow::Continue)?;
+    }
     let t = Instant::now();
     let out = generate(model, &prompts, &config, &mut |_| Flow::Continue)?;
     let drawn: usize = out.iter().map(|g| g.ids.len()).sum();
