@@ -139,6 +139,26 @@ pub trait Decoder {
         feeds: &mut [Feed<'_, Self::Cache>],
         positions: Positions,
     ) -> anyhow::Result<Logits>;
+
+    /// Runs `task(0)`, …, `task(n - 1)`, each exactly once, possibly at the same time: the
+    /// sampler's work for each sequence between two forward passes, while the decoder's own
+    /// threads are idle. By default half of the tasks run on a second thread when there are
+    /// several cores; a decoder with a thread pool lends it instead.
+    fn run_tasks(&self, n: usize, task: &(dyn Fn(usize) + Sync)) {
+        in_two_halves(n, task)
+    }
+}
+
+/// `task(0..n)`, the second half on a new thread when there are several cores.
+pub fn in_two_halves(n: usize, task: &(dyn Fn(usize) + Sync)) {
+    let half = n / 2;
+    if half == 0 || crate::cores() < 2 {
+        return (0..n).for_each(task);
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| (half..n).for_each(task));
+        (0..half).for_each(task);
+    });
 }
 
 /// Checks the rules every decoder shares: a non-empty batch of non-empty feeds of in-vocabulary

@@ -7,6 +7,7 @@
 //! set of prompts; a server keeps one batch running and adds requests as they come.
 
 use anyhow::Result;
+use std::sync::{Mutex, PoisonError};
 
 use crate::decoder::{Decoder, Feed, Logits, Positions};
 use crate::error::{InvalidSetting, PromptError};
@@ -326,11 +327,11 @@ impl<'d, D: Decoder> Generator<'d, D> {
                 twin_row += 1;
             }
         }
-        let mut dists = distributions(&self.seqs, &logits).into_iter();
+        let mut picks = pick_tokens(self.decoder, &mut self.seqs, &logits).into_iter();
         let mut i = 0;
         while i < self.seqs.len() {
-            let dist = dists.next().expect("one distribution per sequence")?;
-            let finish = draw(self.decoder, &mut self.seqs[i], &dist, on_event)?;
+            let (dist, id) = picks.next().expect("one pick per sequence")?;
+            let finish = advance(self.decoder, &mut self.seqs[i], &dist, id, on_event)?;
             match finish {
                 None => i += 1,
                 Some(finish) => {
@@ -350,41 +351,60 @@ impl<'d, D: Decoder> Generator<'d, D> {
     }
 }
 
-/// The distribution of every sequence's next token (sequence `i` from logits row `i`). Over a
-/// large vocabulary (tens of thousands of tokens) this is a real share of a batched step, so a
-/// big batch splits it across two threads; each distribution is a pure function of its
-/// sequence's inputs, so the result is the same either way.
-fn distributions<C>(seqs: &[Sequence<C>], logits: &Logits) -> Vec<Result<Distribution>> {
-    let inputs: Vec<(&Sampler, &[u32], &[u32])> = seqs
-        .iter()
-        .map(|s| (&s.sampler, s.history.as_slice(), s.config.banned.as_slice()))
+/// What a sequence's sampler picks: the distribution of its next token and the token drawn.
+type Pick = Result<(Distribution, u32)>;
+
+/// Every sequence's next-token distribution (sequence `i` from logits row `i`) and the token
+/// its sampler draws from it. Over a vocabulary of tens of thousands this is a real share of a
+/// batched step, so the sequences are shared out over the decoder's threads
+/// ([`Decoder::run_tasks`]); each pick depends only on its own sequence's logits, history and
+/// dice, so the result does not depend on the split.
+fn pick_tokens<D: Decoder>(
+    decoder: &D,
+    seqs: &mut [Sequence<D::Cache>],
+    logits: &Logits,
+) -> Vec<Pick> {
+    type Slot<'a> = (&'a mut Sampler, &'a [u32], &'a [u32], Option<Pick>);
+    let slots: Vec<Mutex<Slot>> = seqs
+        .iter_mut()
+        .map(|s| {
+            let (history, banned) = (s.history.as_slice(), s.config.banned.as_slice());
+            Mutex::new((&mut s.sampler, history, banned, None))
+        })
         .collect();
-    let one = |row: usize| {
-        let (sampler, history, banned) = inputs[row];
-        sampler.distribution(logits.last(row), history, banned)
+    let pick = |row: usize| {
+        let mut slot = slots[row].lock().unwrap_or_else(PoisonError::into_inner);
+        let (sampler, history, banned, out) = &mut *slot;
+        let dist = sampler.distribution(logits.last(row), history, banned);
+        *out = Some(dist.map(|d| {
+            let id = sampler.draw(&d);
+            (d, id)
+        }));
     };
-    let n = inputs.len();
-    if n < 4 || n * logits.vocab < 1 << 16 || crate::cores() < 2 {
-        return (0..n).map(one).collect();
+    let n = slots.len();
+    if n * logits.vocab < 1 << 16 {
+        (0..n).for_each(pick); // too little to share out
+    } else {
+        decoder.run_tasks(n, &pick);
     }
-    let half = n / 2;
-    std::thread::scope(|scope| {
-        let back = scope.spawn(|| (half..n).map(one).collect::<Vec<_>>());
-        let mut all: Vec<_> = (0..half).map(one).collect();
-        all.extend(back.join().expect("the sampling thread does not panic"));
-        all
-    })
+    slots
+        .into_iter()
+        .map(|slot| {
+            let slot = slot.into_inner().unwrap_or_else(PoisonError::into_inner);
+            slot.3.expect("every sequence was picked for")
+        })
+        .collect()
 }
 
-/// Draws sequence `s`'s next token from its distribution, reports it, and readies the next
-/// feed. Returns how the sequence finished, if it did.
-fn draw<D: Decoder>(
+/// Reports sequence `s`'s next token `id`, drawn from `dist`, and readies the next feed.
+/// Returns how the sequence finished, if it did.
+fn advance<D: Decoder>(
     decoder: &D,
     s: &mut Sequence<D::Cache>,
     dist: &Distribution,
+    id: u32,
     on_event: &mut dyn FnMut(&Event) -> Flow,
 ) -> Result<Option<Finish>> {
-    let id = s.sampler.draw(dist);
     let top = dist.top(s.config.show_top);
     let ends = s.config.ends.contains(&id);
     if !ends {

@@ -78,53 +78,116 @@ impl SamplerConfig {
     }
 }
 
-/// A distribution over candidate tokens; probabilities sum to 1. Candidates are in id order
-/// unless a filter needed them ranked (`ranked`: most likely first).
+/// A distribution over the tokens that can still be drawn; probabilities sum to 1.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Distribution {
-    /// `(token id, probability)` of every token that can still be drawn.
-    pub candidates: Vec<(u32, f32)>,
-    /// Whether `candidates` is sorted most likely first rather than by id.
-    pub ranked: bool,
+    probs: Probs,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Probs {
+    /// The probability of every token, by id: the unfiltered softmax as it was computed (banned
+    /// tokens, and any too unlikely for an f32, are 0 and cannot be drawn). Kept dense because
+    /// listing the candidates of a vocabulary of tens of thousands cost as much as the softmax.
+    ById(Vec<f32>),
+    /// `(id, p)` of the candidates the filters left, in id order unless `ranked` (most likely
+    /// first).
+    Candidates {
+        tokens: Vec<(u32, f32)>,
+        ranked: bool,
+    },
 }
 
 impl Distribution {
+    /// The tokens that can be drawn, `(id, probability)`: in id order, or most likely first
+    /// when a filter ranked them.
+    pub fn candidates(&self) -> Vec<(u32, f32)> {
+        match &self.probs {
+            Probs::ById(p) => by_id(p).filter(|t| t.1 > 0.0).collect(),
+            Probs::Candidates { tokens, .. } => tokens.clone(),
+        }
+    }
+
     /// The probability of token `id`; 0 when a filter removed it or it was banned.
     pub fn prob(&self, id: u32) -> f32 {
-        let found = if self.ranked {
-            self.candidates.iter().position(|c| c.0 == id)
-        } else {
-            self.candidates.binary_search_by_key(&id, |c| c.0).ok()
-        };
-        found.map_or(0.0, |i| self.candidates[i].1)
+        match &self.probs {
+            Probs::ById(p) => p.get(id as usize).copied().unwrap_or(0.0),
+            Probs::Candidates { tokens, ranked } => {
+                let found = if *ranked {
+                    tokens.iter().position(|c| c.0 == id)
+                } else {
+                    tokens.binary_search_by_key(&id, |c| c.0).ok()
+                };
+                found.map_or(0.0, |i| tokens[i].1)
+            }
+        }
     }
 
     /// The `k` most likely candidates, most likely first (ties: lower id first).
     pub fn top(&self, k: usize) -> Vec<(u32, f32)> {
-        let k = k.min(self.candidates.len());
-        if self.ranked || k == 0 {
-            return self.candidates[..k].to_vec();
+        if k == 0 {
+            return Vec::new();
         }
-        let mut c = self.candidates.clone();
+        if let Probs::Candidates {
+            tokens,
+            ranked: true,
+        } = &self.probs
+        {
+            return tokens[..k.min(tokens.len())].to_vec();
+        }
+        let mut c = self.candidates();
         keep_best(&mut c, k);
         c
     }
 
     /// The most likely candidate (ties: the lowest id).
     pub fn argmax(&self) -> u32 {
-        let first = *self
-            .candidates
-            .first()
-            .expect("a distribution is never empty");
-        if self.ranked {
-            return first.0;
+        match &self.probs {
+            Probs::ById(p) => first_max(by_id(p)),
+            Probs::Candidates {
+                tokens,
+                ranked: true,
+            } => tokens[0].0,
+            Probs::Candidates { tokens, .. } => first_max(tokens.iter().copied()),
         }
-        // In id order, the first of equal maxima is the lowest id.
-        let best = self.candidates[1..]
-            .iter()
-            .fold(first, |best, &c| if c.1 > best.1 { c } else { best });
-        best.0
     }
+
+    /// The token where the running sum of the probabilities, in the candidates' order and in
+    /// f64, first exceeds `u` (in `[0, 1)`); the last candidate if rounding leaves the sum short.
+    /// Tokens of probability 0 never change the sum, so they are never the answer: the dense
+    /// and the listed forms of the same distribution give the same token.
+    fn inverse_cdf(&self, u: f64) -> u32 {
+        fn walk(mut tokens: impl Iterator<Item = (u32, f32)>, u: f64) -> Option<u32> {
+            let mut mass = 0.0;
+            tokens
+                .find(|&(_, p)| {
+                    mass += p as f64;
+                    u < mass
+                })
+                .map(|(id, _)| id)
+        }
+        let last = "a distribution is never empty";
+        match &self.probs {
+            Probs::ById(p) => walk(by_id(p), u)
+                .unwrap_or_else(|| p.iter().rposition(|&p| p > 0.0).expect(last) as u32),
+            Probs::Candidates { tokens, .. } => {
+                walk(tokens.iter().copied(), u).unwrap_or_else(|| tokens.last().expect(last).0)
+            }
+        }
+    }
+}
+
+/// `(id, probability)` of every token of a dense distribution.
+fn by_id(p: &[f32]) -> impl Iterator<Item = (u32, f32)> + '_ {
+    (0..p.len() as u32).zip(p.iter().copied())
+}
+
+/// The first of the most likely tokens: in id order, the lowest id of equal maxima.
+fn first_max(mut tokens: impl Iterator<Item = (u32, f32)>) -> u32 {
+    let first = tokens.next().expect("a distribution is never empty");
+    tokens
+        .fold(first, |best, c| if c.1 > best.1 { c } else { best })
+        .0
 }
 
 fn by_prob(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
@@ -295,12 +358,9 @@ fn plain_softmax(mut scores: Vec<f32>, temperature: f32) -> Result<Distribution>
     }
     let cols = scores.len();
     jielong_kernels::ops::softmax(&mut scores, cols);
-    // Banned tokens (and any too unlikely for an f32) have probability exactly 0: left out.
-    let mut candidates: Vec<(u32, f32)> = (0..cols as u32).zip(scores).collect();
-    candidates.retain(|t| t.1 > 0.0);
+    // Banned tokens (and any too unlikely for an f32) have probability exactly 0.
     Ok(Distribution {
-        candidates,
-        ranked: false,
+        probs: Probs::ById(scores),
     })
 }
 
@@ -363,8 +423,10 @@ impl Sampler {
             min_p(&mut c, m);
         }
         Ok(Distribution {
-            candidates: c.tokens,
-            ranked: c.ranked,
+            probs: Probs::Candidates {
+                tokens: c.tokens,
+                ranked: c.ranked,
+            },
         })
     }
 
@@ -374,17 +436,7 @@ impl Sampler {
             return dist.argmax();
         }
         let u: f64 = self.rng.r#gen();
-        let mut mass = 0.0;
-        for &(id, p) in &dist.candidates {
-            mass += p as f64;
-            if u < mass {
-                return id;
-            }
-        }
-        dist.candidates
-            .last()
-            .expect("a distribution is never empty")
-            .0
+        dist.inverse_cdf(u)
     }
 }
 
@@ -415,7 +467,7 @@ mod tests {
             });
             let a = plain.distribution(&LOGITS, &[4], &[3]).unwrap();
             let b = chain.distribution(&LOGITS, &[4], &[3]).unwrap();
-            assert_eq!(a.candidates.len(), 5, "the banned token is left out");
+            assert_eq!(a.candidates().len(), 5, "the banned token is left out");
             for id in 0..LOGITS.len() as u32 {
                 assert!((a.prob(id) - b.prob(id)).abs() < 1e-6, "{a:?} vs {b:?}");
             }
@@ -444,7 +496,7 @@ mod tests {
             ..Default::default()
         });
         let d = s.distribution(&LOGITS, &[], &[]).unwrap();
-        assert_eq!(d.candidates.len(), 2);
+        assert_eq!(d.candidates().len(), 2);
         for _ in 0..2000 {
             let id = s.draw(&d);
             assert!(id == 1 || id == 4, "drew {id}");
@@ -461,7 +513,7 @@ mod tests {
             ..Default::default()
         });
         let d = s.distribution(&LOGITS, &[], &[]).unwrap();
-        let kept = d.candidates.len();
+        let kept = d.candidates().len();
         let ranked = full.top(6);
         let mass_kept: f32 = ranked[..kept].iter().map(|c| c.1).sum();
         let mass_before: f32 = ranked[..kept - 1].iter().map(|c| c.1).sum();
@@ -469,7 +521,7 @@ mod tests {
             mass_kept >= 0.7 && mass_before < 0.7,
             "{mass_before} {mass_kept}"
         );
-        let total: f32 = d.candidates.iter().map(|c| c.1).sum();
+        let total: f32 = d.candidates().iter().map(|c| c.1).sum();
         assert!((total - 1.0).abs() < 1e-5);
     }
 
@@ -499,7 +551,7 @@ mod tests {
                 .unwrap()
             };
             let ids = |c: &[(u32, f32)]| c.iter().map(|t| t.0).collect::<Vec<_>>();
-            let mut ranked = dist(SamplerConfig::default()).candidates;
+            let mut ranked = dist(SamplerConfig::default()).candidates();
             ranked.sort_by(by_prob);
             for p in [0.05, 0.5, 0.9, 0.999, 1.0] {
                 let mut mass = 0.0;
@@ -515,11 +567,11 @@ mod tests {
                     ..Default::default()
                 });
                 assert_eq!(
-                    ids(&got.candidates),
+                    ids(&got.candidates()),
                     ids(&ranked[..n]),
                     "t {temperature} p {p}"
                 );
-                for (g, r) in got.candidates.iter().zip(&ranked) {
+                for (g, r) in got.candidates().iter().zip(&ranked) {
                     assert!((g.1 - r.1 / mass.min(1.0) as f32).abs() < 1e-6);
                 }
             }
@@ -531,7 +583,7 @@ mod tests {
                     top_k: Some(k),
                     ..Default::default()
                 });
-                let (want, got_ids) = (ids(&by_logit[..k]), ids(&got.candidates));
+                let (want, got_ids) = (ids(&by_logit[..k]), ids(&got.candidates()));
                 // Tokens too unlikely for an f32 drop out at the softmax, at the end.
                 assert_eq!(got_ids, want[..got_ids.len()], "t {temperature} k {k}");
                 assert!(got_ids.len() == k || temperature < 1.0);
@@ -595,10 +647,49 @@ mod tests {
         let a = draws(3);
         assert_eq!(a, draws(3));
         assert_ne!(a, draws(4));
-        for &(id, p) in &d.candidates {
+        for (id, p) in d.candidates() {
             let freq = a.iter().filter(|&&x| x == id).count() as f32 / a.len() as f32;
             assert!((freq - p).abs() < 0.015, "token {id}: p={p} freq={freq}");
         }
+    }
+
+    #[test]
+    fn the_dense_and_the_listed_distribution_draw_the_same_tokens() {
+        // The unfiltered path keeps every token's probability by id (zeros included); a filter
+        // lists the candidates. The same probabilities in either form, with the same seed, must
+        // give the same draws, so the dense form changed no seed's output. Banned and underflowing
+        // tokens (probability 0) sit between, before and after the others.
+        let mut logits: Vec<f32> = (0..3000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 90.0)
+            .collect();
+        logits[0] = -200.0; // exp underflows to 0 in f32
+        logits[2999] = -200.0;
+        let banned = [1, 17, 2998];
+        let dense = sampler(SamplerConfig::default())
+            .distribution(&logits, &[], &banned)
+            .unwrap();
+        assert!(matches!(dense.probs, Probs::ById(_)));
+        assert_eq!(dense.prob(0), 0.0);
+        let listed = Distribution {
+            probs: Probs::Candidates {
+                tokens: dense.candidates(),
+                ranked: false,
+            },
+        };
+        assert_eq!(listed.candidates().len(), 3000 - 5);
+        let draws = |d: &Distribution| {
+            let mut s = sampler(SamplerConfig::default());
+            (0..5000).map(|_| s.draw(d)).collect::<Vec<_>>()
+        };
+        assert_eq!(draws(&dense), draws(&listed));
+        assert_eq!(dense.argmax(), listed.argmax());
+        assert_eq!(dense.top(7), listed.top(7));
+        for u in [0.0, 0.5, 1.0 - 1e-12, 1.0] {
+            assert_eq!(dense.inverse_cdf(u), listed.inverse_cdf(u));
+        }
+        // A sum left short by rounding ends on the last token that can be drawn, not on an
+        // impossible one after it.
+        assert_eq!(dense.inverse_cdf(1.0), 2997);
     }
 
     #[test]

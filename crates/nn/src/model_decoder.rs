@@ -176,4 +176,11 @@ impl Decoder for Model {
             }
         }
     }
+
+    fn run_tasks(&self, n: usize, task: &(dyn Fn(usize) + Sync)) {
+        match self {
+            Model::Kernels(m) => m.run_tasks(n, task),
+            Model::Burn(m) => m.run_tasks(n, task),
+        }
+    }
 }

@@ -847,3 +847,84 @@ fn rewinds_keep_or_forget_the_first_token<D: Decoder>(model: &D, a: &[u32], b: &
     let other = last(&mut cache, b);
     assert!(max_diff(&other, all_logits(model, b).last(0)) < 1e-5);
 }
+
+/// A [`FastModel`] that counts the calls that share sampling out over its threads.
+struct CountingTasks<'a> {
+    model: &'a FastModel,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Decoder for CountingTasks<'_> {
+    type Cache = <FastModel as Decoder>::Cache;
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+    fn context_len(&self) -> usize {
+        self.model.context_len()
+    }
+    fn new_cache(&self) -> Self::Cache {
+        self.model.new_cache()
+    }
+    fn cache_len(&self, cache: &Self::Cache) -> usize {
+        self.model.cache_len(cache)
+    }
+    fn truncate_cache(&self, cache: &mut Self::Cache, len: usize) {
+        self.model.truncate_cache(cache, len)
+    }
+    fn forward(
+        &self,
+        feeds: &mut [Feed<'_, Self::Cache>],
+        positions: Positions,
+    ) -> anyhow::Result<Logits> {
+        self.model.forward(feeds, positions)
+    }
+    fn run_tasks(&self, n: usize, task: &(dyn Fn(usize) + Sync)) {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.model.run_tasks(n, task)
+    }
+}
+
+/// Once a batch's logits are large, the sequences' sampling runs on the kernels' threads
+/// (`Decoder::run_tasks`); every sequence still draws exactly the tokens it draws alone, where
+/// it samples on the calling thread.
+#[test]
+fn a_batch_sampled_on_the_kernels_threads_draws_what_each_sequence_draws_alone() {
+    use jielong_core::{Flow, GenerateConfig, SamplerConfig, generate};
+    let vocab = 8192;
+    let fast = fast_model(
+        &TransformerConfig::new(vocab, 32, 64, 1, 2, 2, 16, 64),
+        Weights::F32,
+        2,
+    );
+    let counted = CountingTasks {
+        model: &fast,
+        calls: Default::default(),
+    };
+    // Nine ragged prompts: 9 x 8,192 logits are enough to share out.
+    let prompts: Vec<Vec<u32>> = (0..9).map(|s| sequence(2 + s % 4, vocab, s)).collect();
+    let sampler = SamplerConfig {
+        temperature: 1.5,
+        ..Default::default()
+    };
+    let config = GenerateConfig::new(sampler, 5, 12);
+    let batch = generate(&counted, &prompts, &config, &mut |_| Flow::Continue).unwrap();
+    assert_eq!(
+        counted.calls.load(std::sync::atomic::Ordering::Relaxed),
+        12,
+        "each step shared its sampling out"
+    );
+    for (i, prompt) in prompts.iter().enumerate() {
+        let alone = GenerateConfig {
+            seed: 5 + i as u64,
+            ..config.clone()
+        };
+        let alone = generate(&fast, &[prompt.clone()], &alone, &mut |_| Flow::Continue).unwrap();
+        assert_eq!(batch[i].ids, alone[0].ids, "sequence {i}");
+    }
+    // The draws are real draws, not one argmax repeated.
+    let mut drawn: Vec<u32> = batch.iter().flat_map(|g| g.ids.clone()).collect();
+    drawn.sort_unstable();
+    drawn.dedup();
+    assert!(drawn.len() > 50, "{} distinct tokens", drawn.len());
+}

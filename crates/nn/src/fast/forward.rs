@@ -363,4 +363,10 @@ impl Decoder for FastModel {
     fn forward(&self, feeds: &mut [Feed<'_, KvCache>], positions: Positions) -> Result<Logits> {
         self.run(feeds, positions)
     }
+
+    /// On the kernels' pool: its threads are idle between forward passes (and spinning, ready),
+    /// so sharing the sampling out costs about a microsecond, not a thread start.
+    fn run_tasks(&self, n: usize, task: &(dyn Fn(usize) + Sync)) {
+        self.pool.run(n, task)
+    }
 }
