@@ -163,13 +163,15 @@ impl Pool {
 
     /// How many tasks a kernel with `macs` multiply-adds, divisible into `units` independent
     /// units, should split into: 1 when the work is too small to pay for waking threads, else
-    /// several per thread (claimed as threads become free, so a thread the OS interrupts delays
-    /// the region by one small task rather than a whole share).
+    /// two per thread (claimed as threads become free, so a thread the OS interrupts delays the
+    /// region by half a share rather than a whole one). Not more: every task starts a new
+    /// stream of weights from memory, and four per thread made SmolLM2's f32 batch-16 step 6-12%
+    /// slower than two (BENCHMARKS.md, "Warm cores").
     pub fn tasks_for(&self, macs: usize, units: usize) -> usize {
         if self.threads == 1 || macs < self.min_parallel_macs {
             1
         } else {
-            (4 * self.threads).min(units).max(1)
+            (2 * self.threads).min(units).max(1)
         }
     }
 
