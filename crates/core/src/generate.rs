@@ -364,20 +364,32 @@ fn pick_tokens<D: Decoder>(
     seqs: &mut [Sequence<D::Cache>],
     logits: &Logits,
 ) -> Vec<Pick> {
-    type Slot<'a> = (&'a mut Sampler, &'a [u32], &'a [u32], Option<Pick>);
+    /// One sequence's inputs and, once picked, its pick (a task locks only its own slot).
+    struct Slot<'a> {
+        sampler: &'a mut Sampler,
+        history: &'a [u32],
+        banned: &'a [u32],
+        pick: Option<Pick>,
+    }
     let slots: Vec<Mutex<Slot>> = seqs
         .iter_mut()
         .map(|s| {
-            let (history, banned) = (s.history.as_slice(), s.config.banned.as_slice());
-            Mutex::new((&mut s.sampler, history, banned, None))
+            Mutex::new(Slot {
+                sampler: &mut s.sampler,
+                history: &s.history,
+                banned: &s.config.banned,
+                pick: None,
+            })
         })
         .collect();
     let pick = |row: usize| {
-        let mut slot = slots[row].lock().unwrap_or_else(PoisonError::into_inner);
-        let (sampler, history, banned, out) = &mut *slot;
-        let dist = sampler.distribution(logits.last(row), history, banned);
-        *out = Some(dist.map(|d| {
-            let id = sampler.draw(&d);
+        let mut guard = slots[row].lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = &mut *guard;
+        let dist = slot
+            .sampler
+            .distribution(logits.last(row), slot.history, slot.banned);
+        slot.pick = Some(dist.map(|d| {
+            let id = slot.sampler.draw(&d);
             (d, id)
         }));
     };
@@ -391,7 +403,7 @@ fn pick_tokens<D: Decoder>(
         .into_iter()
         .map(|slot| {
             let slot = slot.into_inner().unwrap_or_else(PoisonError::into_inner);
-            slot.3.expect("every sequence was picked for")
+            slot.pick.expect("every sequence was picked for")
         })
         .collect()
 }

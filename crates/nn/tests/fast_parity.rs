@@ -919,7 +919,10 @@ fn a_batch_sampled_on_the_kernels_threads_draws_what_each_sequence_draws_alone()
             seed: 5 + i as u64,
             ..config.clone()
         };
-        let alone = generate(&fast, &[prompt.clone()], &alone, &mut |_| Flow::Continue).unwrap();
+        let alone = generate(&fast, std::slice::from_ref(prompt), &alone, &mut |_| {
+            Flow::Continue
+        })
+        .unwrap();
         assert_eq!(batch[i].ids, alone[0].ids, "sequence {i}");
     }
     // The draws are real draws, not one argmax repeated.
