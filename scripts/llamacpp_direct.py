@@ -101,28 +101,27 @@ def main():
     llama.llama_set_n_threads(ctx, threads, threads)
     greedy = llama.llama_sampler_init_greedy()
     bos = llama.llama_vocab_bos(llama.llama_model_get_vocab(model))
-    # Untimed decoding first, as `jielong bench` does: the cores run slower for the first few
-    # hundred milliseconds of work after being idle.
-    started = time.perf_counter()
-    while time.perf_counter() - started < 0.5:
-        llama.llama_memory_clear(llama.llama_get_memory(ctx), True)
-        token = (C.c_int32 * 1)(bos)
-        for _ in range(min(tokens, 32)):
-            if llama.llama_decode(ctx, llama.llama_batch_get_one(token, 1)) != 0:
-                sys.exit("llama_decode failed")
-            token[0] = llama.llama_sampler_sample(greedy, ctx, -1)
-    for _ in range(runs):
+    def greedy_run(n):
+        """n greedy tokens from the beginning of a cleared cache; seconds of all but the first."""
         llama.llama_memory_clear(llama.llama_get_memory(ctx), True)
         token = (C.c_int32 * 1)(bos)
         ids, start = [], None
-        for step in range(tokens):
+        for step in range(n):
             if step == 1:
                 start = time.perf_counter()
             if llama.llama_decode(ctx, llama.llama_batch_get_one(token, 1)) != 0:
                 sys.exit(f"llama_decode failed at step {step}")
             token[0] = llama.llama_sampler_sample(greedy, ctx, -1)
             ids.append(token[0])
-        elapsed = time.perf_counter() - start
+        return ids, time.perf_counter() - start
+
+    # Untimed decoding first, as `jielong bench` does: the cores run slower for the first few
+    # hundred milliseconds of work after being idle.
+    started = time.perf_counter()
+    while time.perf_counter() - started < 0.5:
+        greedy_run(min(tokens, 32))
+    for _ in range(runs):
+        ids, elapsed = greedy_run(tokens)
         print(f"decode {(tokens - 1) / elapsed:.1f} tok/s over {tokens - 1}")
     print("ids", ids)
 

@@ -48,7 +48,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "device": a.device.device,
         "weights": a.device.weights,
         "threads": match options.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => jielong_core::cores(),
             n => n,
         },
         "load_seconds": load_seconds,

@@ -80,7 +80,7 @@ impl Model {
             return Ok(Model::Burn(folder.load(&options.device)?));
         }
         let threads = match options.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => jielong_core::cores(),
             n => n,
         };
         let checkpoint = folder.checkpoint()?;

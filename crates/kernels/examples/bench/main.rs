@@ -367,6 +367,11 @@ fn bench_train_attention(o: &Opts) {
     println!();
 }
 
+/// A comma-separated list of counts ("1,2"); panics with `usage` on anything else.
+fn counts(arg: &str, usage: &str) -> Vec<usize> {
+    arg.split(',').map(|n| n.parse().expect(usage)).collect()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut isa = Isa::best();
@@ -391,10 +396,7 @@ fn main() {
             "--quick" => min_time = Duration::from_millis(30),
             "--threads" => {
                 i += 1;
-                threads = args[i]
-                    .split(',')
-                    .map(|t| t.parse().expect("--threads 1,2"))
-                    .collect();
+                threads = counts(&args[i], "--threads 1,2");
             }
             "--only" => {
                 i += 1;
@@ -402,10 +404,7 @@ fn main() {
             }
             "--batch" => {
                 i += 1;
-                batches = args[i]
-                    .split(',')
-                    .map(|b| b.parse().expect("--batch 1,16"))
-                    .collect();
+                batches = counts(&args[i], "--batch 1,16");
             }
             s => sections.push(s.to_string()),
         }
