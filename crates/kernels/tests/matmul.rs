@@ -12,8 +12,9 @@ use jielong_kernels::{Isa, Pool, matmul_many_with, matmul_with};
 /// of a partial sum bounded by Σ|x w|; 1e-5 covers n up to ~2,500 with room to spare.
 const F32_TOL: f64 = 1e-5;
 
-/// Column counts for the plain float types: not multiples of 16 on purpose.
-const FLOAT_COLS: [usize; 7] = [1, 7, 8, 16, 33, 172, 288];
+/// Column counts for the plain float types: not multiples of 16 on purpose; at 1,190 a
+/// batch's blocked products run their reduction in parts.
+const FLOAT_COLS: [usize; 8] = [1, 7, 8, 16, 33, 172, 288, 1190];
 /// Column counts for the block types (multiples of 32).
 const BLOCK_COLS: [usize; 4] = [32, 64, 96, 288];
 
@@ -178,9 +179,18 @@ fn batch_rows_are_bitwise_independent_of_the_batch_and_threads() {
         .collect();
     pools.push(Pool::new(2));
     for isa in Isa::available() {
-        for ty in WeightType::ALL {
-            // Rows not a multiple of the tiles; widths with a tail for the float types.
-            let (rows, cols) = (259, if ty.is_quantized() { 544 } else { 530 });
+        // Rows not a multiple of the tiles; widths with a tail for the float types, one long
+        // enough for a batch's blocked products to run their reduction in parts.
+        let shapes = WeightType::ALL.into_iter().flat_map(|ty| {
+            let widths: &[usize] = if ty.is_quantized() {
+                &[544]
+            } else {
+                &[530, 1190]
+            };
+            widths.iter().map(move |&cols| (ty, cols))
+        });
+        for (ty, cols) in shapes {
+            let rows = 259;
             let (bytes, _) = weights(&mut rng, ty, rows, cols);
             let w = MatRef::new(ty, rows, cols, &bytes).unwrap();
             let bias = rng.vec(rows, 1.0);
@@ -214,7 +224,7 @@ fn batch_rows_are_bitwise_independent_of_the_batch_and_threads() {
                                 .iter()
                                 .zip(&alone[start + b])
                                 .all(|(a, c)| a.to_bits() == c.to_bits()),
-                            "{isa:?} {ty} threads {} batch {batch} row {b}",
+                            "{isa:?} {ty} {rows}x{cols} threads {} batch {batch} row {b}",
                             pool.threads()
                         );
                     }

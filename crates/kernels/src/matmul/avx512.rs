@@ -12,7 +12,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Ahead, Args, STREAMED_BYTES};
+use super::{Ahead, Args, Part, SLOTS, STREAMED_BYTES};
 use crate::quant::WeightType;
 
 /// Batch rows per micro-tile (at most 6: 24 accumulators).
@@ -281,17 +281,21 @@ unsafe fn rows_of<L: Load>(a: &Args, r0: usize, r1: usize) {
     let steps = a.cols / (16 * L::NV);
     let lines = Ahead::lines(RT * a.row_bytes, a.batch.div_ceil(BT), steps);
     if a.batch > BT && super::blocked(a) {
-        return super::in_blocks(a, (r0, r1), (BT, RT), lines, |b, bt, r, rt, ahead| unsafe {
-            tile_of::<L>(
-                a,
-                b,
-                bt,
-                r,
-                rt,
-                a.w.add(r * a.row_bytes),
-                a.row_bytes,
-                ahead,
-            )
+        // The accumulators of a block's row tiles between the parts of a long reduction.
+        return super::with_carry(SLOTS * BT * RT * 16, |carry| {
+            let tiles = |b, bt, r, rt, ahead, part: Part| unsafe {
+                let w = a.w.add(r * a.row_bytes);
+                let at = Carry {
+                    part,
+                    slots: carry.as_mut_ptr(),
+                };
+                if part.whole(steps) {
+                    tile_of::<L, false>(a, b, bt, r, rt, w, a.row_bytes, ahead, at)
+                } else {
+                    tile_of::<L, true>(a, b, bt, r, rt, w, a.row_bytes, ahead, at)
+                }
+            };
+            super::in_blocks(a, (r0, r1), (BT, RT), (steps, lines), tiles)
         });
     }
     let mut r = r0;
@@ -351,7 +355,7 @@ unsafe fn batch_tiles<L: Load>(
     let mut b = 0;
     while b < a.batch {
         let bt = BT.min(a.batch - b);
-        unsafe { tile_of::<L>(a, b, bt, r, rt, w, stride, ahead) };
+        unsafe { tile_of::<L, false>(a, b, bt, r, rt, w, stride, ahead, Carry::NONE) };
         b += bt;
     }
 }
@@ -360,7 +364,7 @@ unsafe fn batch_tiles<L: Load>(
 /// `RT` or 1), for the tiles' sizes chosen at compile time.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_of<L: Load>(
+unsafe fn tile_of<L: Load, const PARTS: bool>(
     a: &Args,
     b: usize,
     bt: usize,
@@ -369,41 +373,98 @@ unsafe fn tile_of<L: Load>(
     w: *const u8,
     stride: usize,
     ahead: Ahead,
+    carry: Carry,
 ) {
     unsafe {
         match (bt, rt) {
-            (6, 4) => tile::<L, 6, 4>(a, b, r, w, stride, ahead),
-            (5, 4) => tile::<L, 5, 4>(a, b, r, w, stride, ahead),
-            (4, 4) => tile::<L, 4, 4>(a, b, r, w, stride, ahead),
-            (3, 4) => tile::<L, 3, 4>(a, b, r, w, stride, ahead),
-            (2, 4) => tile::<L, 2, 4>(a, b, r, w, stride, ahead),
-            (1, 4) => tile::<L, 1, 4>(a, b, r, w, stride, ahead),
-            (6, _) => tile::<L, 6, 1>(a, b, r, w, stride, ahead),
-            (5, _) => tile::<L, 5, 1>(a, b, r, w, stride, ahead),
-            (4, _) => tile::<L, 4, 1>(a, b, r, w, stride, ahead),
-            (3, _) => tile::<L, 3, 1>(a, b, r, w, stride, ahead),
-            (2, _) => tile::<L, 2, 1>(a, b, r, w, stride, ahead),
-            _ => tile::<L, 1, 1>(a, b, r, w, stride, ahead),
+            (6, 4) => tile::<L, 6, 4, PARTS>(a, b, r, w, stride, ahead, carry),
+            (5, 4) => tile::<L, 5, 4, PARTS>(a, b, r, w, stride, ahead, carry),
+            (4, 4) => tile::<L, 4, 4, PARTS>(a, b, r, w, stride, ahead, carry),
+            (3, 4) => tile::<L, 3, 4, PARTS>(a, b, r, w, stride, ahead, carry),
+            (2, 4) => tile::<L, 2, 4, PARTS>(a, b, r, w, stride, ahead, carry),
+            (1, 4) => tile::<L, 1, 4, PARTS>(a, b, r, w, stride, ahead, carry),
+            (6, _) => tile::<L, 6, 1, PARTS>(a, b, r, w, stride, ahead, carry),
+            (5, _) => tile::<L, 5, 1, PARTS>(a, b, r, w, stride, ahead, carry),
+            (4, _) => tile::<L, 4, 1, PARTS>(a, b, r, w, stride, ahead, carry),
+            (3, _) => tile::<L, 3, 1, PARTS>(a, b, r, w, stride, ahead, carry),
+            (2, _) => tile::<L, 2, 1, PARTS>(a, b, r, w, stride, ahead, carry),
+            _ => tile::<L, 1, 1, PARTS>(a, b, r, w, stride, ahead, carry),
+        }
+    }
+}
+
+/// Where a tile's accumulators wait between the parts of a long reduction ([`Part`]): slot
+/// `part.slot` of `slots`, `BT * RT` vectors each.
+#[derive(Clone, Copy)]
+struct Carry {
+    part: Part,
+    slots: *mut f32,
+}
+
+impl Carry {
+    /// The whole reduction in one part: nothing waits.
+    const NONE: Carry = Carry {
+        part: Part {
+            from: 0,
+            to: 0,
+            slot: 0,
+        },
+        slots: std::ptr::null_mut(),
+    };
+
+    fn at(self, b: usize, r: usize) -> *mut f32 {
+        self.slots
+            .wrapping_add(((self.part.slot * BT + b) * RT + r) * 16)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn save<const B: usize, const R: usize>(self, acc: &[[__m512; R]; B]) {
+        for (b, acc_b) in acc.iter().enumerate() {
+            for (r, v) in acc_b.iter().enumerate() {
+                // SAFETY: the slots hold `SLOTS * BT * RT` vectors (`with_carry`).
+                unsafe { _mm512_storeu_ps(self.at(b, r), *v) };
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn load<const B: usize, const R: usize>(self, acc: &mut [[__m512; R]; B]) {
+        for (b, acc_b) in acc.iter_mut().enumerate() {
+            for (r, v) in acc_b.iter_mut().enumerate() {
+                // SAFETY: as in `save`.
+                *v = unsafe { _mm512_loadu_ps(self.at(b, r)) };
+            }
         }
     }
 }
 
 /// Batch rows `b0..b0 + B` x output rows `r0..r0 + R`; weight row `r0 + i` is at `w + i * stride`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-unsafe fn tile<L: Load, const B: usize, const R: usize>(
+unsafe fn tile<L: Load, const B: usize, const R: usize, const PARTS: bool>(
     a: &Args,
     b0: usize,
     r0: usize,
     w: *const u8,
     stride: usize,
     ahead: Ahead,
+    carry: Carry,
 ) {
     let cols = a.cols;
     unsafe {
         let x = a.x.add(b0 * cols);
         let mut acc = [[_mm512_setzero_ps(); R]; B];
         let steps = cols / (16 * L::NV);
-        let streamed = B == 1 && L::NV == 1 && a.rows * a.row_bytes >= STREAMED_BYTES;
+        let (from, to) = if PARTS {
+            (carry.part.from, carry.part.to)
+        } else {
+            (0, steps)
+        };
+        if PARTS && from > 0 {
+            carry.load(&mut acc);
+        }
+        let streamed = !PARTS && B == 1 && L::NV == 1 && a.rows * a.row_bytes >= STREAMED_BYTES;
         if streamed {
             // A large f32 or bf16 matrix for one activation row comes from memory: read the
             // tile's rows one after another, each a single sequential stream, which the
@@ -418,8 +479,8 @@ unsafe fn tile<L: Load, const B: usize, const R: usize>(
             }
         }
         // Otherwise the tile's rows side by side, `steps` steps of 16 (or 32) values.
-        let side_by_side_steps = if streamed { 0 } else { steps };
-        for s in 0..side_by_side_steps {
+        let side_by_side = if streamed { 0..0 } else { from..to };
+        for s in side_by_side {
             ahead.step(b0 / BT, steps, s);
             let mut wv = [[_mm512_setzero_ps(); 2]; R];
             for (r, v) in wv.iter_mut().enumerate() {
@@ -433,6 +494,10 @@ unsafe fn tile<L: Load, const B: usize, const R: usize>(
                     }
                 }
             }
+        }
+        if PARTS && to < steps {
+            carry.save(&acc);
+            return;
         }
         let rem = cols - steps * 16 * L::NV;
         if rem > 0 {

@@ -35,6 +35,9 @@ mod avx2;
 mod avx512;
 mod portable;
 
+#[cfg(target_arch = "x86_64")]
+use std::cell::RefCell;
+
 use crate::isa::Isa;
 use crate::pool::Pool;
 use crate::quant::{MatRef, WeightType};
@@ -244,13 +247,34 @@ fn run_group(isa: Isa, pool: &Pool, x: &[f32], batch: usize, jobs: &mut [Job<'_,
 
 /// Runs `f` with this thread's panel of at least `len` floats: the SIMD kernels widen quantized
 /// weight rows into it once per row tile when a batch would otherwise widen them once per
-/// batch tile. It grows to the largest size needed and is then reused (no allocation per call).
+/// batch tile.
 #[cfg(target_arch = "x86_64")]
 fn with_panel<T>(len: usize, f: impl FnOnce(&mut [f32]) -> T) -> T {
     thread_local! {
-        static PANEL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     }
-    PANEL.with(|p| {
+    with_scratch(&PANEL, len, f)
+}
+
+/// Runs `f` with this thread's buffer of at least `len` floats for the accumulators that
+/// [`in_blocks`] keeps between the parts of a long reduction.
+#[cfg(target_arch = "x86_64")]
+fn with_carry<T>(len: usize, f: impl FnOnce(&mut [f32]) -> T) -> T {
+    thread_local! {
+        static CARRY: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    }
+    with_scratch(&CARRY, len, f)
+}
+
+/// A thread's scratch buffer: it grows to the largest size needed and is then reused (no
+/// allocation per call).
+#[cfg(target_arch = "x86_64")]
+fn with_scratch<T>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> T,
+) -> T {
+    key.with(|p| {
         let mut p = p.borrow_mut();
         if p.len() < len {
             p.resize(len, 0.0);
@@ -323,46 +347,93 @@ pub(crate) fn blocked(a: &Args) -> bool {
     a.batch * a.cols * 4 > 24 << 10
 }
 
+/// Reduction steps (of 16 columns) per part of a long reduction in [`in_blocks`]: at 1,536
+/// columns a batch tile's six activation rows (36 KiB) and a row tile's four weight rows (24
+/// KiB) no longer fit in L1 together, so the reduction runs in parts of at most 768 columns.
+/// Measured (batch 16 f32, SmolLM2's down projection 576 x 1536, one core, in cache): whole
+/// 137-143 GFLOP/s, parts of 384 columns 149, 512 157, 768 160; from memory on two cores 184 ->
+/// 215. Parts of 384 at 768 columns (stories15M) were slower than the whole (158 against 188),
+/// so a reduction is cut only beyond 1.5 parts.
+#[cfg(target_arch = "x86_64")]
+const PART_STEPS: usize = 48;
+
+/// The part of a tile's reduction that one call computes: steps `from..to`, and the `slot`
+/// where its accumulators wait between parts (the row tile's place in its block).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct Part {
+    pub from: usize,
+    pub to: usize,
+    pub slot: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Part {
+    /// Whether this part is the whole reduction of `steps` steps.
+    pub fn whole(self, steps: usize) -> bool {
+        (self.from, self.to) == (0, steps)
+    }
+}
+
 /// The tiles of output rows `r0..r1` for a batch of several batch tiles (`bt` batch rows x `rt`
 /// output rows each; fewer at the ends), in blocks of [`BLOCK`] output rows: in each block the
 /// batch tiles outside and its row tiles inside, so that a batch tile's activations stay in L1
 /// while the block's weights (72 KiB of f32 at 576 columns) come from L2. Row tiles outside, a
 /// batch of 16 at 576 columns re-read its 36 KiB of activations for every row tile, which with
 /// the weights no longer fits in L1 (measured with 4 x 4 tiles, the blocks alone: batch 16 f32
-/// at 576 x 576, one core, 166 -> 181 GFLOP/s; SmolLM2 batch 16 554 -> 602 tok/s). Each tile
-/// asks for its part of the same rows of the next block (`lines` per step). Calls `tile(b, bt, r, rt, ahead)`; no output's FMAs change.
-/// The AVX-512 kernels only: the AVX2 ones, with 2 x 2 tiles, are bound by their loads, which
-/// this order moves from L1 to L2 (batch 4 f32 at 576 x 576: 83 -> 70 GFLOP/s, batch 16 no
-/// faster).
+/// at 576 x 576, one core, 166 -> 181 GFLOP/s; SmolLM2 batch 16 554 -> 602 tok/s).
+///
+/// A reduction of more than `1.5 *` [`PART_STEPS`] steps of 16 columns runs in parts, the
+/// parts of a batch tile outside its row tiles, so that only a part of the activation rows is
+/// in use at a time: each tile keeps its 16-lane accumulators between parts (stored and loaded
+/// whole, so every lane sees the same FMAs in the same order and no output changes).
+///
+/// Each tile asks for its part of the same rows of the next block (`lines` per step). Calls
+/// `tile(b, bt, r, rt, ahead, part)`. The AVX-512 kernels only: the AVX2 ones, with 2 x 2
+/// tiles, are bound by their loads, which this order moves from L1 to L2 (batch 4 f32 at 576 x
+/// 576: 83 -> 70 GFLOP/s, batch 16 no faster).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn in_blocks(
     a: &Args,
     (r0, r1): (usize, usize),
     (bt, rt): (usize, usize),
-    lines: usize,
-    mut tile: impl FnMut(usize, usize, usize, usize, Ahead),
+    (steps, lines): (usize, usize),
+    mut tile: impl FnMut(usize, usize, usize, usize, Ahead, Part),
 ) {
+    let parts = if steps * 2 > PART_STEPS * 3 {
+        steps.div_ceil(PART_STEPS)
+    } else {
+        1
+    };
     let mut start = r0;
     while start < r1 {
         let end = (start + BLOCK).min(r1);
         let mut b = 0;
         while b < a.batch {
             let bn = bt.min(a.batch - b);
-            let mut r = start;
-            while r < end {
-                let rn = if end - r >= rt { rt } else { 1 };
-                let ahead = Ahead {
-                    at: a.w.wrapping_add((r + end - start) * a.row_bytes),
-                    lines,
-                };
-                tile(b, bn, r, rn, ahead);
-                r += rn;
+            for p in 0..parts {
+                let (from, to) = (steps * p / parts, steps * (p + 1) / parts);
+                let (mut r, mut slot) = (start, 0);
+                while r < end {
+                    let rn = if end - r >= rt { rt } else { 1 };
+                    let ahead = Ahead {
+                        at: a.w.wrapping_add((r + end - start) * a.row_bytes),
+                        lines,
+                    };
+                    tile(b, bn, r, rn, ahead, Part { from, to, slot });
+                    r += rn;
+                    slot += 1;
+                }
             }
             b += bn;
         }
         start = end;
     }
 }
+
+/// Accumulator slots [`in_blocks`] may use in one block: one per row tile.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const SLOTS: usize = BLOCK;
 
 /// Computes output rows `r0..r1` of one product for every batch row.
 ///
