@@ -9,10 +9,11 @@
 //! position give the same bits).
 //!
 //! Heads that share a KV head (grouped-query attention) are processed together, block by
-//! block, so that each block of keys and values is read from memory once for the group. Work
-//! is split across threads by (sequence, group of heads, query) when there is enough of it,
-//! by single heads when there would be too few groups to keep the threads busy; each head's
-//! arithmetic is the same either way, so results do not depend on the choice.
+//! block, so that each key vector and value row is read once for the group, and each head's
+//! output stays in registers (values are stored row by row, see [`crate::kv`]). Work is split
+//! across threads by (sequence, group of heads, query), by single heads when there would be
+//! fewer groups than threads; each head's arithmetic is the same either way, so results do
+//! not depend on the choice.
 //!
 //! Keys and values are f32 in the cache; no scratch memory is needed (the per-query state is
 //! a few KiB on the stack).
@@ -198,8 +199,8 @@ fn run_group(isa: Isa, pool: &Pool, layer: usize, heads: usize, group: &mut [Att
     let seqs = &mut seqs[..group.len()];
     // Heads sharing a KV head are processed together, block by block, so that each block of
     // keys and values is read from memory once for all of them (up to 4 at a time: their
-    // running states stay small). Per-head units instead when there would be too few units
-    // to keep the threads busy. Either way each head's arithmetic is the same.
+    // running states stay small). Per-head units instead when there would be fewer units than
+    // threads. Either way each head's arithmetic is the same.
     let parallel = pool.tasks_for(macs, usize::MAX) > 1;
     let units = |span: usize| -> usize {
         seqs.iter()
@@ -210,7 +211,7 @@ fn run_group(isa: Isa, pool: &Pool, layer: usize, heads: usize, group: &mut [Att
             })
             .sum()
     };
-    let span = if !parallel || units(GROUP_SPAN) >= 2 * pool.threads() {
+    let span = if !parallel || units(GROUP_SPAN) >= pool.threads() {
         GROUP_SPAN
     } else {
         1
@@ -334,14 +335,8 @@ unsafe fn items<V: V16, const CAP: usize>(
 /// Vectors of 16 lanes per block of positions.
 const CHUNKS: usize = BLOCK / 16;
 
-/// The running softmax state of one head and query.
-#[derive(Clone, Copy)]
-struct HeadState<V, const CAP: usize> {
-    /// 16 partial weighted sums per dimension (position `j` of a block in lane `j % 16`).
-    acc: [V; CAP],
-    max: f32,
-    sum: f32,
-}
+/// Most 16-lane vectors of one head's output.
+const MAX_VECS: usize = MAX_HEAD_DIM / 16;
 
 /// `out = softmax(q·K[0..count] / sqrt(hd)) V[0..count]` for up to [`GROUP_SPAN`] heads of
 /// one query sharing KV head `g` (`q`, `out`: `[heads][hd]`, `hd <= CAP`), block by block.
@@ -358,86 +353,192 @@ unsafe fn attend_heads<V: V16, const CAP: usize>(
     count: usize,
     out: &mut [f32],
 ) {
-    let n_heads = q.len() / hd;
-    debug_assert!(n_heads <= GROUP_SPAN && hd <= CAP);
+    debug_assert!(hd <= CAP);
+    // The heads' count a constant, so that their accumulators stay in registers.
     unsafe {
-        let fresh = HeadState {
-            acc: [V::zero(); CAP],
-            max: f32::NEG_INFINITY,
-            sum: 0.0,
+        match q.len() / hd {
+            1 => attend_group::<V, 1>(hd, cache, layer, g, q, count, out),
+            2 => attend_group::<V, 2>(hd, cache, layer, g, q, count, out),
+            3 => attend_group::<V, 3>(hd, cache, layer, g, q, count, out),
+            _ => attend_group::<V, GROUP_SPAN>(hd, cache, layer, g, q, count, out),
+        }
+    }
+}
+
+/// [`attend_heads`] for `NH` heads, with an online softmax: block by block, the scores of the
+/// block, their maximum, the probabilities under the running maximum, and the weighted values
+/// added to the heads' outputs (rescaled when the maximum grows).
+///
+/// Only the chunks of 16 keys that hold cached positions are scored, and only the cached
+/// positions' values are added (a decoding block is on average half full). Which positions
+/// count follows from a query's position alone, so prefill and decoding give the same bits.
+/// Each key vector and value row is read once for all `NH` heads, and each head's sums are
+/// split in two chains (even and odd dimensions of a score, even and odd positions of a small
+/// output) so that the FMAs do not wait for each other. A head's arithmetic does not depend on
+/// `NH`: the heads share loads, not sums.
+///
+/// # Safety
+/// The CPU must support `V`'s instructions.
+#[inline(always)]
+unsafe fn attend_group<V: V16, const NH: usize>(
+    hd: usize,
+    cache: &KvCache,
+    layer: usize,
+    g: usize,
+    q: &[f32],
+    count: usize,
+    out: &mut [f32],
+) {
+    debug_assert!(q.len() == NH * hd && out.len() == NH * hd);
+    // Output vectors per head, and the lanes of the last one.
+    let vecs = hd.div_ceil(16);
+    let tail = hd - (vecs - 1) * 16;
+    // Few output chains per head (up to 48 dimensions): a second set for odd positions. By the
+    // head size alone, so that a head gives the same bits in any group.
+    let split = vecs <= 3;
+    unsafe {
+        let scale = V::splat(1.0 / (hd as f32).sqrt());
+        let load_row = |p: *const f32, v: usize| {
+            if v + 1 < vecs || tail == 16 {
+                V::load(p.add(v * 16))
+            } else {
+                V::load_partial(p.add(v * 16), tail)
+            }
         };
-        let mut states = [fresh, fresh, fresh, fresh];
+        let mut acc = [[V::zero(); MAX_VECS]; NH];
+        let mut max = [f32::NEG_INFINITY; NH];
+        let mut sum = [0f32; NH];
+        // The block's probabilities, by head and position.
+        let mut p = [[0f32; BLOCK]; NH];
         for b in 0..count.div_ceil(BLOCK) {
             let n = (count - b * BLOCK).min(BLOCK);
-            // [hd][BLOCK] keys and values of this block (positions past `n` hold zeros).
+            let live = n.div_ceil(16);
+            // [hd][BLOCK] keys and [BLOCK][hd] values of this block.
             let kt = cache.keys(layer, b, g).as_ptr();
-            let vt = cache.values(layer, b, g).as_ptr();
-            for (st, qh) in states.iter_mut().zip(q.chunks_exact(hd)) {
-                block_step::<V, CAP>(st, qh, kt, vt, n);
+            let vr = cache.values(layer, b, g).as_ptr();
+            let mut s = [[V::splat(f32::NEG_INFINITY); CHUNKS]; NH];
+            let mut c = 0;
+            while c < live {
+                // Several chunks at a time: more independent chains for few heads.
+                c += match live - c {
+                    4.. if NH <= 2 => scores::<V, NH, 4>(q, hd, kt, c, &mut s),
+                    2.. => scores::<V, NH, 2>(q, hd, kt, c, &mut s),
+                    _ => scores::<V, NH, 1>(q, hd, kt, c, &mut s),
+                };
+            }
+            for sh in s.iter_mut() {
+                for (c, sc) in sh.iter_mut().enumerate().take(live) {
+                    *sc = sc.mul(scale).keep_first(n - c * 16, f32::NEG_INFINITY);
+                }
+            }
+            for h in 0..NH {
+                let sh = &s[h];
+                let block_max = sh[0].max(sh[1]).max(sh[2].max(sh[3])).hmax();
+                let new_max = if block_max > max[h] {
+                    block_max
+                } else {
+                    max[h]
+                };
+                // Rescales what was accumulated under the old maximum (0 for the first block).
+                let correction = lanes::exp(max[h] - new_max);
+                let m = V::splat(new_max);
+                let mut block_sum = V::zero();
+                for (c, sc) in sh.iter().enumerate().take(live) {
+                    let pc = sc.sub(m).exp();
+                    block_sum = block_sum.add(pc);
+                    pc.store(p[h].as_mut_ptr().add(c * 16));
+                }
+                sum[h] = sum[h].mul_add(correction, block_sum.hsum());
+                let correction = V::splat(correction);
+                for a in acc[h].iter_mut().take(vecs) {
+                    *a = a.mul(correction);
+                }
+                max[h] = new_max;
+            }
+            let mut odd = [[V::zero(); MAX_VECS]; NH];
+            let mut j = 0;
+            while j < n {
+                let row = vr.add(j * hd);
+                for v in 0..vecs {
+                    let x = load_row(row, v);
+                    for h in 0..NH {
+                        acc[h][v] = V::splat(p[h][j]).fma(x, acc[h][v]);
+                    }
+                }
+                if split && j + 1 < n {
+                    let row = vr.add((j + 1) * hd);
+                    for v in 0..vecs {
+                        let x = load_row(row, v);
+                        for h in 0..NH {
+                            odd[h][v] = V::splat(p[h][j + 1]).fma(x, odd[h][v]);
+                        }
+                    }
+                    j += 1;
+                }
+                j += 1;
+            }
+            if split {
+                for (a, o) in acc.iter_mut().zip(&odd) {
+                    for v in 0..vecs {
+                        a[v] = a[v].add(o[v]);
+                    }
+                }
             }
         }
-        for (st, oh) in states.iter().zip(out.chunks_exact_mut(hd)) {
-            let inv = 1.0 / st.sum;
-            for (o, a) in oh.iter_mut().zip(&st.acc[..hd]) {
-                *o = a.hsum() * inv;
+        for h in 0..NH {
+            let inv = V::splat(1.0 / sum[h]);
+            for v in 0..vecs {
+                let o = acc[h][v].mul(inv);
+                let dst = out.as_mut_ptr().add(h * hd + v * 16);
+                if v + 1 < vecs || tail == 16 {
+                    o.store(dst);
+                } else {
+                    o.store_partial(dst, tail);
+                }
             }
         }
     }
 }
 
-/// One block of 64 positions for one head: the scores of the block, its maximum, the
-/// probabilities under the running maximum, and the weighted values, rescaling what was
-/// accumulated when the maximum grows.
+/// The scores (before scaling) of chunks `c..c + W` of a block's keys `kt` (`[hd][BLOCK]`) for
+/// the `NH` queries `q` (`[NH][hd]`), written to `s[head][chunk]`; returns `W`. Each key vector
+/// is loaded once for all heads, and each sum runs as two chains, over even and odd dimensions.
 ///
 /// # Safety
-/// The CPU must support `V`'s instructions; `kt` and `vt` point at `[q.len()][BLOCK]` values.
+/// The CPU must support `V`'s instructions; `kt` points at a block's `[hd][BLOCK]` keys.
 #[inline(always)]
-unsafe fn block_step<V: V16, const CAP: usize>(
-    st: &mut HeadState<V, CAP>,
+unsafe fn scores<V: V16, const NH: usize, const W: usize>(
     q: &[f32],
+    hd: usize,
     kt: *const f32,
-    vt: *const f32,
-    n: usize,
-) {
+    c: usize,
+    s: &mut [[V; CHUNKS]; NH],
+) -> usize {
     unsafe {
-        let hd = q.len();
-        let mut s = [V::zero(); CHUNKS];
-        for (d, qd) in q.iter().enumerate() {
-            let qd = V::splat(*qd);
-            for (c, sc) in s.iter_mut().enumerate() {
-                *sc = qd.fma(V::load(kt.add(d * BLOCK + c * 16)), *sc);
+        let (mut even, mut odd) = ([[V::zero(); W]; NH], [[V::zero(); W]; NH]);
+        let key = |d: usize, w: usize| V::load(kt.add(d * BLOCK + (c + w) * 16));
+        for d in (0..hd - 1).step_by(2) {
+            for w in 0..W {
+                let (k0, k1) = (key(d, w), key(d + 1, w));
+                for h in 0..NH {
+                    even[h][w] = V::splat(q[h * hd + d]).fma(k0, even[h][w]);
+                    odd[h][w] = V::splat(q[h * hd + d + 1]).fma(k1, odd[h][w]);
+                }
             }
         }
-        let scale = V::splat(1.0 / (hd as f32).sqrt());
-        for (c, sc) in s.iter_mut().enumerate() {
-            *sc = sc
-                .mul(scale)
-                .keep_first(n.saturating_sub(c * 16), f32::NEG_INFINITY);
-        }
-        let block_max = s[0].max(s[1]).max(s[2].max(s[3])).hmax();
-        let new_max = if block_max > st.max {
-            block_max
-        } else {
-            st.max
-        };
-        // Rescales what was accumulated under the old maximum (0 for the first block).
-        let correction = lanes::exp(st.max - new_max);
-        let m = V::splat(new_max);
-        let mut p = s;
-        for pc in p.iter_mut() {
-            *pc = pc.sub(m).exp();
-        }
-        st.sum = st
-            .sum
-            .mul_add(correction, p[0].add(p[1]).add(p[2]).add(p[3]).hsum());
-        let correction = V::splat(correction);
-        for (d, a) in st.acc[..hd].iter_mut().enumerate() {
-            let mut v = a.mul(correction);
-            for (c, pc) in p.iter().enumerate() {
-                v = pc.fma(V::load(vt.add(d * BLOCK + c * 16)), v);
+        if hd % 2 == 1 {
+            for w in 0..W {
+                let k0 = key(hd - 1, w);
+                for h in 0..NH {
+                    even[h][w] = V::splat(q[h * hd + hd - 1]).fma(k0, even[h][w]);
+                }
             }
-            *a = v;
         }
-        st.max = new_max;
+        for h in 0..NH {
+            for w in 0..W {
+                s[h][c + w] = even[h][w].add(odd[h][w]);
+            }
+        }
+        W
     }
 }

@@ -5,11 +5,13 @@
 //! never copies earlier positions and memory follows the sequence's length (a cache is not
 //! sized for the whole context up front). `truncate` keeps the blocks for reuse.
 //!
-//! Inside a block, keys and values are stored transposed, `[kv_heads][head_dim][BLOCK]`, so
-//! that attention works on 16 positions per vector instruction whatever the head size (8 or
-//! 128): a score is one FMA per dimension, a weighted value sum one FMA per dimension.
+//! Inside a block, keys are stored transposed, `[kv_heads][head_dim][BLOCK]`, so that
+//! attention scores 16 positions per vector instruction whatever the head size (8 or 128): a
+//! score is one FMA per dimension. Values are stored as they come, `[kv_heads][BLOCK][head_dim]`:
+//! attention adds each position's value row, weighted by its probability, to an output held in
+//! registers, 16 dimensions per instruction, and appending a value is one contiguous copy.
 //! Positions of a block past the cache's length always hold zeros (fresh blocks are zeroed and
-//! `truncate` clears what it forgets), so that attention can process whole blocks.
+//! `truncate` clears what it forgets), so that attention can score whole chunks of 16 keys.
 //!
 //! A ragged batch holds one cache per sequence; the weight products of all sequences share one
 //! batched `matmul`, and each sequence attends over its own cache.
@@ -25,7 +27,7 @@ pub struct KvCache {
     head_dim: usize,
     /// Positions stored per layer (they differ only in the middle of a step).
     lens: Vec<usize>,
-    /// `[layer][block]`, each block `[K: kv_heads][head_dim][BLOCK] ++ [V: kv_heads][head_dim][BLOCK]`.
+    /// `[layer][block]`, each block `[K: kv_heads][head_dim][BLOCK] ++ [V: kv_heads][BLOCK][head_dim]`.
     blocks: Vec<Vec<Box<[f32]>>>,
     /// The sequence's first token id, for a model that conditions every position on it.
     first_token: Option<u32>,
@@ -97,6 +99,7 @@ impl KvCache {
             }
             // Zero the forgotten positions of every block that keeps or held some of them, so
             // that positions past the length read as zeros.
+            let keys = self.kv_heads * self.head_dim * BLOCK;
             for (b, block) in blocks
                 .iter_mut()
                 .enumerate()
@@ -104,8 +107,12 @@ impl KvCache {
                 .skip(len / BLOCK)
             {
                 let from = len.saturating_sub(b * BLOCK);
-                for column in block.chunks_exact_mut(BLOCK) {
-                    column[from..].fill(0.0);
+                let (k, v) = block.split_at_mut(keys);
+                for row in k.chunks_exact_mut(BLOCK) {
+                    row[from..].fill(0.0);
+                }
+                for head in v.chunks_exact_mut(BLOCK * self.head_dim) {
+                    head[from * self.head_dim..].fill(0.0);
                 }
             }
             *l = len;
@@ -176,11 +183,13 @@ impl KvCache {
             let pos = start + t;
             let (block, j) = (&mut blocks[pos / BLOCK], pos % BLOCK);
             let (kb, vb) = block.split_at_mut(kvh * hd * BLOCK);
-            // Column j of each head's [head_dim][BLOCK] matrices.
-            for (dst, src) in [(kb, kr), (vb, vr)] {
-                for (i, val) in src.iter().enumerate() {
-                    dst[i * BLOCK + j] = *val;
-                }
+            // Column j of each head's [head_dim][BLOCK] keys, row j of its [BLOCK][head_dim]
+            // values.
+            for (i, val) in kr.iter().enumerate() {
+                kb[i * BLOCK + j] = *val;
+            }
+            for (dst, src) in vb.chunks_exact_mut(BLOCK * hd).zip(vr.chunks_exact(hd)) {
+                dst[j * hd..][..hd].copy_from_slice(src);
             }
         }
         self.lens[layer] = start + n;
@@ -207,9 +216,8 @@ impl KvCache {
             self.lens[layer]
         );
         let vh = self.values(layer, pos / BLOCK, kv_head);
-        for (d, o) in out[..self.head_dim].iter_mut().enumerate() {
-            *o = vh[d * BLOCK + pos % BLOCK];
-        }
+        let hd = self.head_dim;
+        out[..hd].copy_from_slice(&vh[pos % BLOCK * hd..][..hd]);
     }
 
     /// Block `b` of `layer`: the keys of `kv_head`, `[head_dim][BLOCK]`.
@@ -218,7 +226,7 @@ impl KvCache {
         &self.blocks[layer][b][kv_head * size..][..size]
     }
 
-    /// Block `b` of `layer`: the values of `kv_head`, `[head_dim][BLOCK]`.
+    /// Block `b` of `layer`: the values of `kv_head`, `[BLOCK][head_dim]`.
     pub(crate) fn values(&self, layer: usize, b: usize, kv_head: usize) -> &[f32] {
         let size = self.head_dim * BLOCK;
         &self.blocks[layer][b][(self.kv_heads + kv_head) * size..][..size]

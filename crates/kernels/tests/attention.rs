@@ -148,7 +148,7 @@ fn truncate_rewinds_and_keeps_blocks() {
 
 #[test]
 fn forgotten_positions_do_not_leak_into_attention() {
-    // Attention processes whole blocks, weighting positions past the length by 0: after a
+    // Attention reads whole chunks of 16 positions, weighting those past the length by 0: after a
     // rewind over non-finite values, 0 * NaN must not reach the output.
     let (heads, kvh, hd) = (2, 1, 8);
     let mut cache = KvCache::new(1, kvh, hd);
@@ -175,8 +175,16 @@ fn attention_matches_naive_softmax() {
         Pool::new(2).with_min_parallel_macs(0),
         Pool::new(3),
     ];
-    // (heads, kv heads, head_dim): MHA, GQA of the 260K and SmolLM2 shapes, an odd head size.
-    for (heads, kvh, hd) in [(2, 2, 8), (8, 4, 8), (9, 3, 64), (4, 1, 12), (2, 1, 130)] {
+    // (heads, kv heads, head_dim): MHA, GQA of the 260K and SmolLM2 shapes, sizes with a tail
+    // of fewer than 16 lanes, one odd.
+    for (heads, kvh, hd) in [
+        (2, 2, 8),
+        (8, 4, 8),
+        (9, 3, 64),
+        (4, 1, 12),
+        (2, 1, 130),
+        (3, 1, 13),
+    ] {
         for isa in Isa::available() {
             let (mut cache, mut m) = new_cache(2, kvh, hd);
             // A prompt crossing a block boundary, then single tokens, then a chunk.
@@ -206,7 +214,14 @@ fn attention_matches_naive_softmax() {
 #[test]
 fn prefill_and_decode_give_the_same_bits_on_every_path_and_thread_count() {
     let mut rng = Rng::new(34);
-    let (heads, kvh, hd) = (8, 4, 8);
+    // With one KV head, several threads split the four heads one by one, one thread takes them
+    // together.
+    for (heads, kvh, hd) in [(8, 4, 8), (4, 1, 64)] {
+        same_bits_for_every_split(&mut rng, heads, kvh, hd);
+    }
+}
+
+fn same_bits_for_every_split(rng: &mut Rng, heads: usize, kvh: usize, hd: usize) {
     let width = kvh * hd;
     let n = 150;
     let k = rng.vec(n * width, 1.0);
@@ -239,13 +254,17 @@ fn prefill_and_decode_give_the_same_bits_on_every_path_and_thread_count() {
                 );
             }
             let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&prefill), bits(&decode), "{isa:?} threads {threads}");
+            assert_eq!(
+                bits(&prefill),
+                bits(&decode),
+                "{isa:?} {heads}/{kvh}x{hd} threads {threads}"
+            );
             match &reference {
                 None => reference = Some(prefill),
                 Some(r) => assert_eq!(
                     bits(r),
                     bits(&prefill),
-                    "{isa:?} threads {threads} vs the first path"
+                    "{isa:?} {heads}/{kvh}x{hd} threads {threads} vs the first path"
                 ),
             }
         }
