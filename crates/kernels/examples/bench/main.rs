@@ -101,12 +101,15 @@ fn bench_matmul(o: &Opts) {
         "| shape (rows x cols) | type | threads | batch 1 µs | batch 1 GB/s | batch 4 GFLOP/s | batch 16 GFLOP/s | batch 16 GB/s |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    // stories15M's and SmolLM2's square, up/gate, down and classifier shapes.
     let shapes = [
         (288, 288),
         (768, 288),
+        (288, 768),
         (32000, 288),
         (576, 576),
         (1536, 576),
+        (576, 1536),
         (49152, 576),
     ];
     let pools: Vec<Pool> = o.threads.iter().map(|&t| Pool::new(t)).collect();
