@@ -380,6 +380,8 @@ unsafe fn attend_heads<V: V16, const CAP: usize>(
 /// # Safety
 /// The CPU must support `V`'s instructions.
 #[inline(always)]
+// The loops index [head][vector] arrays vector-outer as often as head-outer.
+#[allow(clippy::needless_range_loop)]
 unsafe fn attend_group<V: V16, const NH: usize>(
     hd: usize,
     cache: &KvCache,
@@ -507,6 +509,8 @@ unsafe fn attend_group<V: V16, const NH: usize>(
 /// # Safety
 /// The CPU must support `V`'s instructions; `kt` points at a block's `[hd][BLOCK]` keys.
 #[inline(always)]
+// The loops index [head][chunk] arrays chunk-outer as often as head-outer.
+#[allow(clippy::needless_range_loop)]
 unsafe fn scores<V: V16, const NH: usize, const W: usize>(
     q: &[f32],
     hd: usize,
