@@ -441,6 +441,8 @@ impl Carry {
 }
 
 /// Batch rows `b0..b0 + B` x output rows `r0..r0 + R`; weight row `r0 + i` is at `w + i * stride`.
+/// With `PARTS` the tile computes the steps `carry.part` of its reduction, its accumulators
+/// waiting in `carry` between parts; without, the whole reduction (`carry` unused).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 unsafe fn tile<L: Load, const B: usize, const R: usize, const PARTS: bool>(
     a: &Args,
