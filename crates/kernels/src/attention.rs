@@ -288,13 +288,13 @@ unsafe fn run_items_body<V: V16>(
         // Common head sizes get their own copy of the loops, with the size a constant.
         unsafe {
             match cache.head_dim() {
-                8 => items::<V, 8>(8, s, cache, layer, heads, a, b),
-                16 => items::<V, 16>(16, s, cache, layer, heads, a, b),
-                32 => items::<V, 32>(32, s, cache, layer, heads, a, b),
-                48 => items::<V, 48>(48, s, cache, layer, heads, a, b),
-                64 => items::<V, 64>(64, s, cache, layer, heads, a, b),
-                128 => items::<V, 128>(128, s, cache, layer, heads, a, b),
-                hd => items::<V, MAX_HEAD_DIM>(hd, s, cache, layer, heads, a, b),
+                8 => items::<V>(8, s, cache, layer, heads, a, b),
+                16 => items::<V>(16, s, cache, layer, heads, a, b),
+                32 => items::<V>(32, s, cache, layer, heads, a, b),
+                48 => items::<V>(48, s, cache, layer, heads, a, b),
+                64 => items::<V>(64, s, cache, layer, heads, a, b),
+                128 => items::<V>(128, s, cache, layer, heads, a, b),
+                hd => items::<V>(hd, s, cache, layer, heads, a, b),
             }
         }
     }
@@ -303,7 +303,7 @@ unsafe fn run_items_body<V: V16>(
 /// Items `a..b` (global numbering) of one sequence.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn items<V: V16, const CAP: usize>(
+unsafe fn items<V: V16>(
     hd: usize,
     s: &Seq<'_>,
     cache: &KvCache,
@@ -327,7 +327,13 @@ unsafe fn items<V: V16, const CAP: usize>(
             let q = std::slice::from_raw_parts(s.q.add(t * width + h0 * hd), (h1 - h0) * hd);
             let out =
                 std::slice::from_raw_parts_mut(s.out.add(t * width + h0 * hd), (h1 - h0) * hd);
-            attend_heads::<V, CAP>(hd, cache, layer, g, q, count, out);
+            // The heads' count a constant, so that their accumulators stay in registers.
+            match h1 - h0 {
+                1 => attend_group::<V, 1>(hd, cache, layer, g, q, count, out),
+                2 => attend_group::<V, 2>(hd, cache, layer, g, q, count, out),
+                3 => attend_group::<V, 3>(hd, cache, layer, g, q, count, out),
+                _ => attend_group::<V, GROUP_SPAN>(hd, cache, layer, g, q, count, out),
+            }
         }
     }
 }
@@ -338,36 +344,11 @@ const CHUNKS: usize = BLOCK / 16;
 /// Most 16-lane vectors of one head's output.
 const MAX_VECS: usize = MAX_HEAD_DIM / 16;
 
-/// `out = softmax(q·K[0..count] / sqrt(hd)) V[0..count]` for up to [`GROUP_SPAN`] heads of
-/// one query sharing KV head `g` (`q`, `out`: `[heads][hd]`, `hd <= CAP`), block by block.
-///
-/// # Safety
-/// The CPU must support `V`'s instructions.
-#[inline(always)]
-unsafe fn attend_heads<V: V16, const CAP: usize>(
-    hd: usize,
-    cache: &KvCache,
-    layer: usize,
-    g: usize,
-    q: &[f32],
-    count: usize,
-    out: &mut [f32],
-) {
-    debug_assert!(hd <= CAP);
-    // The heads' count a constant, so that their accumulators stay in registers.
-    unsafe {
-        match q.len() / hd {
-            1 => attend_group::<V, 1>(hd, cache, layer, g, q, count, out),
-            2 => attend_group::<V, 2>(hd, cache, layer, g, q, count, out),
-            3 => attend_group::<V, 3>(hd, cache, layer, g, q, count, out),
-            _ => attend_group::<V, GROUP_SPAN>(hd, cache, layer, g, q, count, out),
-        }
-    }
-}
-
-/// [`attend_heads`] for `NH` heads, with an online softmax: block by block, the scores of the
-/// block, their maximum, the probabilities under the running maximum, and the weighted values
-/// added to the heads' outputs (rescaled when the maximum grows).
+/// `out = softmax(q·K[0..count] / sqrt(hd)) V[0..count]` for the `NH` heads (at most
+/// [`GROUP_SPAN`]) of one query sharing KV head `g` (`q`, `out`: `[NH][hd]`), with an online
+/// softmax: block by block, the scores of the block, their maximum, the probabilities under the
+/// running maximum, and the weighted values added to the heads' outputs (rescaled when the
+/// maximum grows).
 ///
 /// Only the chunks of 16 keys that hold cached positions are scored, and only the cached
 /// positions' values are added (a decoding block is on average half full). Which positions
