@@ -1554,10 +1554,7 @@ fn an_interrupted_frame_model_resumes_to_identical_weights_and_codebook() {
         .to_vec()
     };
     let straight = dir.join("straight");
-    ok(&args(&straight)
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>());
+    ok(&args(&straight));
 
     // A second run, interrupted (as Ctrl-C would) once its first checkpoint exists.
     let broken = dir.join("broken");
@@ -1569,7 +1566,7 @@ fn an_interrupted_frame_model_resumes_to_identical_weights_and_codebook() {
     );
     let mut resume = args(&broken);
     resume.push("--resume".into());
-    ok(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+    ok(&resume);
     for file in ["model.safetensors", "codebook.json"] {
         assert!(
             std::fs::read(straight.join(file)).unwrap()

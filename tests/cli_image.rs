@@ -1006,7 +1006,7 @@ fn eval_reads_a_folder_with_only_the_mnist_test_files() {
     };
     let run = |data: &Path| -> Value {
         let a = args(data);
-        ok_json(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        ok_json(&a)
     };
     let v = run(&dir);
     check_eval_arithmetic(&v, MNIST_TEST, 196, 784);
@@ -1019,7 +1019,7 @@ fn eval_reads_a_folder_with_only_the_mnist_test_files() {
     // Without training images the class check's references are the test digits.
     let mut a = args(&dir);
     a.extend(["--check-classes", "1"].map(String::from));
-    let v = ok_json(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let v = ok_json(&a);
     let check = &v["class_check"];
     let per = check["per_class"].as_array().unwrap();
     assert_eq!(per.len(), 10, "{check}");

@@ -418,10 +418,7 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_with_identical_weights() {
         ]
     };
     let straight = dir.join("straight");
-    ok(&args(&straight)
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>());
+    ok(&args(&straight));
 
     // Start a second run, interrupt it once its first checkpoint exists, as Ctrl-C would.
     let broken = dir.join("broken");
@@ -444,7 +441,7 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_with_identical_weights() {
 
     let mut resume = args(&broken);
     resume.push("--resume".into());
-    ok(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+    ok(&resume);
     // With `ema_decay` the folder holds the moving average, which the checkpoint keeps too.
     let a = std::fs::read(straight.join("model.safetensors")).unwrap();
     let b = std::fs::read(broken.join("model.safetensors")).unwrap();

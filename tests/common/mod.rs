@@ -2,6 +2,8 @@
 //! trained once per test binary on real data.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
+use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -13,7 +15,7 @@ pub fn shared(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-pub fn jielong(args: &[&str]) -> Output {
+pub fn jielong<S: AsRef<OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_jielong"))
         .args(args)
         .output()
@@ -29,7 +31,7 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// Runs and expects success, showing stderr otherwise.
-pub fn ok(args: &[&str]) -> Output {
+pub fn ok<S: AsRef<OsStr> + Debug>(args: &[S]) -> Output {
     let o = jielong(args);
     assert!(
         o.status.success(),
@@ -219,7 +221,7 @@ pub fn p(path: &Path) -> &str {
 }
 
 /// Runs, expects success, and parses stdout as one JSON object (`--format json`).
-pub fn ok_json(args: &[&str]) -> serde_json::Value {
+pub fn ok_json<S: AsRef<OsStr> + Debug>(args: &[S]) -> serde_json::Value {
     let o = ok(args);
     let out = stdout(&o);
     serde_json::from_str(out.trim())
