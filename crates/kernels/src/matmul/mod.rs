@@ -284,7 +284,7 @@ fn with_scratch<T>(
 }
 
 /// Where and how much a tile asks for ahead of its use: the weights of the row tile two on
-/// (`at`), `lines` cache lines per step of each batch tile.
+/// (`at`), `lines` cache lines per step of each batch tile, into L1 or into L2 ([`into_l2`]).
 ///
 /// A row tile's batch tiles each ask for their part of the next-but-one row tile, step by step,
 /// in address order, so that the requests are spread over the whole time the row tile computes;
@@ -300,17 +300,40 @@ fn with_scratch<T>(
 pub(crate) struct Ahead {
     pub at: *const u8,
     pub lines: usize,
+    pub l2: bool,
+}
+
+/// Whether the prefetches go to L2 rather than L1: on Intel cores. There a prefetch into L1
+/// holds one of the core's few L1 miss buffers until its line arrives from memory, which caps
+/// the lines in flight; into L2 the requests wait in L2's deeper queue (the kernels' SmolLM2
+/// f32 step from memory, two cores of a Xeon: batch 1 46 -> 51-54 tok/s, batch 16 364-377 ->
+/// 408-411). On AMD's cores L1 was as fast or faster at 576 columns (268 GFLOP/s into L2
+/// against 284 into L1, BENCHMARKS.md).
+#[cfg(target_arch = "x86_64")]
+fn into_l2() -> bool {
+    static INTEL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *INTEL.get_or_init(|| {
+        let id = std::arch::x86_64::__cpuid(0);
+        let vendor = [id.ebx, id.edx, id.ecx].map(u32::to_le_bytes).concat();
+        vendor == b"GenuineIntel"
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
 impl Ahead {
+    /// `lines` per step from `at` on.
+    pub fn new(at: *const u8, lines: usize) -> Self {
+        Self {
+            at,
+            lines,
+            l2: into_l2(),
+        }
+    }
+
     /// For the row tile of `rt` rows at row `r` of `a`: its stored weights two row tiles on
     /// (`rt` rows per tile), `lines` per step.
     pub fn two_tiles_on(a: &Args, r: usize, rt: usize, lines: usize) -> Self {
-        Self {
-            at: a.w.wrapping_add((r + 2 * rt) * a.row_bytes),
-            lines,
-        }
+        Self::new(a.w.wrapping_add((r + 2 * rt) * a.row_bytes), lines)
     }
 
     /// The `lines` that cover row tiles of `tile_bytes` computed as `batch_tiles` batch tiles of
@@ -324,13 +347,20 @@ impl Ahead {
     /// Step `step` of the tile's loop, which runs `steps` steps, in batch tile `batch_tile`.
     #[inline(always)]
     pub fn step(self, batch_tile: usize, steps: usize, step: usize) {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        use std::arch::x86_64::{_MM_HINT_T0, _MM_HINT_T1, _mm_prefetch};
         let first = self
             .at
             .wrapping_add((batch_tile * steps + step) * self.lines * 64);
         for line in 0..self.lines {
+            let p = first.wrapping_add(line * 64).cast();
             // SAFETY: a prefetch never faults, whatever the address.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(line * 64).cast()) };
+            unsafe {
+                if self.l2 {
+                    _mm_prefetch::<_MM_HINT_T1>(p)
+                } else {
+                    _mm_prefetch::<_MM_HINT_T0>(p)
+                }
+            }
         }
     }
 }
@@ -416,10 +446,8 @@ pub(crate) fn in_blocks(
                 let (mut r, mut slot) = (start, 0);
                 while r < end {
                     let rn = if end - r >= rt { rt } else { 1 };
-                    let ahead = Ahead {
-                        at: a.w.wrapping_add((r + end - start) * a.row_bytes),
-                        lines,
-                    };
+                    let ahead =
+                        Ahead::new(a.w.wrapping_add((r + end - start) * a.row_bytes), lines);
                     tile(b, bn, r, rn, ahead, Part { from, to, slot });
                     r += rn;
                     slot += 1;
