@@ -16,6 +16,8 @@
 //! A ragged batch holds one cache per sequence; the weight products of all sequences share one
 //! batched `matmul`, and each sequence attends over its own cache.
 
+use crate::pool::Pool;
+
 /// Positions per block.
 pub const BLOCK: usize = 64;
 
@@ -235,4 +237,41 @@ impl KvCache {
     fn block_floats(&self) -> usize {
         2 * self.kv_heads * self.head_dim * BLOCK
     }
+}
+
+/// One sequence's new keys and values for [`append_many`]: `k`, `v` `[n][kv_heads * head_dim]`.
+pub struct KvAppend<'a> {
+    pub cache: &'a mut KvCache,
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+}
+
+/// [`KvCache::append`] to `layer` of every sequence of a batch, the sequences split across the
+/// pool's threads.
+///
+/// A position writes one value into each of its `kv_heads * head_dim` key rows, a cache line
+/// apiece, and after a step's weights have streamed through the caches those lines come from
+/// memory: a batch's appends are bound by the misses one core has in flight, and two cores
+/// have twice as many (SmolLM2 batch 16: 82 µs a layer on one thread, 45-50 on two).
+pub fn append_many(pool: &Pool, layer: usize, jobs: &mut [KvAppend<'_>]) {
+    /// The jobs as a raw pointer, so that each task can take its own sequences.
+    struct Jobs(*mut KvAppend<'static>);
+    // SAFETY: task `t` touches only the jobs `t, t + tasks, …`, each a different cache.
+    unsafe impl Sync for Jobs {}
+    let tasks = pool.threads().min(jobs.len());
+    if tasks <= 1 {
+        for j in jobs.iter_mut() {
+            j.cache.append(layer, j.k, j.v);
+        }
+        return;
+    }
+    let (n, all) = (jobs.len(), Jobs(jobs.as_mut_ptr().cast()));
+    let all = &all;
+    pool.run(tasks, &|t| {
+        for i in (t..n).step_by(tasks) {
+            // SAFETY: `i < n`, the slice outlives the region, and no other task takes job `i`.
+            let j = unsafe { &mut *all.0.add(i) };
+            j.cache.append(layer, j.k, j.v);
+        }
+    });
 }

@@ -78,7 +78,7 @@ pub mod train;
 pub use attention::{AttnSeq, attend, attend_many, attend_with};
 pub use error::{KernelError, Result};
 pub use isa::Isa;
-pub use kv::KvCache;
+pub use kv::{KvAppend, KvCache, append_many};
 pub use matmul::{matmul, matmul_many, matmul_many_with, matmul_with};
 pub use pool::Pool;
 pub use quant::{MatRef, WeightType, dequantize, quantize};

@@ -6,7 +6,7 @@ mod common;
 use common::Rng;
 use jielong_kernels::attention::{AttnSeq, attend_many_with, attend_with};
 use jielong_kernels::kv::BLOCK;
-use jielong_kernels::{Isa, KvCache, Pool};
+use jielong_kernels::{Isa, KvAppend, KvCache, Pool, append_many};
 
 /// Keys and values as appended, kept by the test: `[layer][pos][kv_heads * hd]`.
 struct Mirror {
@@ -112,6 +112,63 @@ fn cache_grows_in_blocks_and_keeps_earlier_positions() {
                     m.v[layer][pos][g * 12..][..12],
                     "value layer {layer} pos {pos} head {g}"
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn append_many_gives_each_cache_its_own_positions_on_any_thread_count() {
+    let (layers, kvh, hd) = (2, 3, 8);
+    let width = kvh * hd;
+    for threads in 1..=3 {
+        let mut rng = Rng::new(40 + threads as u64);
+        let pool = Pool::new(threads);
+        // Five sequences of different lengths, appended to together in rounds of ragged sizes
+        // (some crossing a block boundary, one sequence sitting a round out).
+        let mut caches: Vec<(KvCache, Mirror)> =
+            (0..5).map(|_| new_cache(layers, kvh, hd)).collect();
+        for round in [[1usize, 0, 7, 63, 2], [1, 3, 60, 1, 64], [65, 1, 1, 0, 1]] {
+            for layer in 0..layers {
+                let kv: Vec<(Vec<f32>, Vec<f32>)> = round
+                    .iter()
+                    .map(|&n| (rng.vec(n * width, 1.0), rng.vec(n * width, 1.0)))
+                    .collect();
+                let mut jobs: Vec<KvAppend<'_>> = caches
+                    .iter_mut()
+                    .zip(&kv)
+                    .filter(|(_, (k, _))| !k.is_empty())
+                    .map(|((cache, _), (k, v))| KvAppend { cache, k, v })
+                    .collect();
+                append_many(&pool, layer, &mut jobs);
+                for ((_, m), (k, v)) in caches.iter_mut().zip(&kv) {
+                    for t in 0..k.len() / width {
+                        m.k[layer].push(k[t * width..][..width].to_vec());
+                        m.v[layer].push(v[t * width..][..width].to_vec());
+                    }
+                }
+            }
+        }
+        let mut buf = vec![0f32; hd];
+        for (s, (cache, m)) in caches.iter().enumerate() {
+            assert_eq!(cache.len(), m.k[0].len(), "sequence {s}, {threads} threads");
+            for layer in 0..layers {
+                for pos in 0..cache.len() {
+                    for g in 0..kvh {
+                        cache.key(layer, g, pos, &mut buf);
+                        assert_eq!(
+                            buf,
+                            m.k[layer][pos][g * hd..][..hd],
+                            "key {s}/{layer}/{pos}"
+                        );
+                        cache.value(layer, g, pos, &mut buf);
+                        assert_eq!(
+                            buf,
+                            m.v[layer][pos][g * hd..][..hd],
+                            "value {s}/{layer}/{pos}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -16,7 +16,7 @@ use std::sync::PoisonError;
 use anyhow::{Context, Result, bail};
 use jielong_core::{Decoder, Feed, Logits, Positions, check_feeds};
 use jielong_kernels::ops::{RopeStyle, add_in_place, rms_norm, rope, silu_mul};
-use jielong_kernels::{AttnSeq, KvCache, attend_many, matmul, matmul_many};
+use jielong_kernels::{AttnSeq, KvAppend, KvCache, append_many, attend_many, matmul, matmul_many};
 
 use super::FastModel;
 
@@ -68,8 +68,10 @@ pub(crate) struct Scratch {
     pieces: Vec<Piece>,
     /// Logits rows returned per sequence.
     returned: Vec<usize>,
-    /// The attention jobs' allocation, kept empty between layers (see [`recycle`]).
+    /// The attention jobs' and the cache appends' allocations, kept empty between layers (see
+    /// [`recycle`]).
     attn: Vec<AttnSeq<'static>>,
+    appends: Vec<KvAppend<'static>>,
 }
 
 impl Scratch {
@@ -102,14 +104,19 @@ impl Scratch {
     }
 }
 
-/// An empty vector's allocation handed on to the same element type with other lifetimes, so
-/// that the attention jobs (which borrow this call's caches) need no allocation per call.
-fn recycle<'a, 'b>(v: Vec<AttnSeq<'a>>) -> Vec<AttnSeq<'b>> {
+/// An empty vector's allocation handed on to an element type of the same layout (the same
+/// type with other lifetimes), so that the attention and append jobs (which borrow this call's
+/// caches) need no allocation per call.
+fn recycle<T, U>(v: Vec<T>) -> Vec<U> {
+    const {
+        assert!(size_of::<T>() == size_of::<U>() && align_of::<T>() == align_of::<U>());
+    }
     let mut v = std::mem::ManuallyDrop::new(v);
     v.clear();
-    // SAFETY: `AttnSeq<'a>` and `AttnSeq<'b>` differ only in lifetimes, so they have the same
-    // layout, and the vector is empty: no borrow is carried over.
-    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<AttnSeq<'b>>(), 0, v.capacity()) }
+    // SAFETY: `T` and `U` have the same size and alignment, so the allocation's layout is the
+    // one a `Vec<U>` of this capacity expects, and the vector is empty: no value (and no
+    // borrow) is carried over.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<U>(), 0, v.capacity()) }
 }
 
 fn cache<'a, C: KvSlot>(feed: &'a Feed<'_, C>) -> &'a KvCache {
@@ -204,6 +211,7 @@ impl FastModel {
             positions: pos,
             pieces,
             attn,
+            appends,
             ..
         } = sc;
         let (x, xn, tmp) = (
@@ -261,13 +269,27 @@ impl FastModel {
             );
             rope(q, heads, hd, pos, &self.cos, &self.sin, RopeStyle::Half);
             rope(k, kvh, hd, pos, &self.cos, &self.sin, RopeStyle::Half);
-            let mut r = 0;
-            for p in pieces.iter() {
-                let (a, b) = (r * kw, (r + p.len) * kw);
-                let kv = feeds[p.seq].cache.kv_mut().expect("checked");
-                kv.append(l, &k[a..b], &v[a..b]);
-                r += p.len;
+            // Each piece's keys and values into its cache (pieces are in sequence order, one
+            // per sequence), the sequences split across the threads.
+            let mut kv_jobs = recycle(std::mem::take(appends));
+            let (mut k_rest, mut v_rest) = (&k[..], &v[..]);
+            let mut next = pieces.iter().peekable();
+            for (s, f) in feeds.iter_mut().enumerate() {
+                let Some(p) = next.next_if(|p| p.seq == s) else {
+                    continue;
+                };
+                let ((kp, kr), (vp, vr)) =
+                    (k_rest.split_at(p.len * kw), v_rest.split_at(p.len * kw));
+                (k_rest, v_rest) = (kr, vr);
+                kv_jobs.push(KvAppend {
+                    cache: f.cache.kv_mut().expect("checked"),
+                    k: kp,
+                    v: vp,
+                });
             }
+            assert!(next.next().is_none(), "pieces are in sequence order");
+            append_many(pool, l, &mut kv_jobs);
+            *appends = recycle(kv_jobs);
             // Each piece's queries over its own cache, all in one parallel region.
             let mut jobs = recycle(std::mem::take(attn));
             let (mut q_rest, mut out_rest) = (&q[..], &mut att[..]);
