@@ -276,12 +276,12 @@ unsafe fn rows_of<L: Load>(a: &Args, r0: usize, r1: usize) {
         });
     }
     let steps = a.cols / (16 * L::NV);
-    let lines = Ahead::lines(RT * a.row_bytes, a.batch.div_ceil(BT), steps);
+    let rate = Ahead::rate(RT * a.row_bytes, a.batch.div_ceil(BT), steps);
     let mut r = r0;
     while r < r1 {
         let rt = if r1 - r >= RT { RT } else { 1 };
         let w = unsafe { a.w.add(r * a.row_bytes) };
-        let next = Ahead::two_tiles_on(a, r, rt, lines);
+        let next = Ahead::two_tiles_on(a, r, rt, rate);
         unsafe { batch_tiles::<L>(a, r, rt, w, a.row_bytes, next) };
         r += rt;
     }
@@ -293,7 +293,7 @@ unsafe fn rows_via_panel<L: Load>(a: &Args, r0: usize, r1: usize, panel: &mut [f
     let steps = cols / (16 * L::NV);
     let rem = cols - steps * 16 * L::NV;
     // The f32 tiles on the panel step 16 values at a time.
-    let lines = Ahead::lines(RT * a.row_bytes, a.batch.div_ceil(BT), cols / 16);
+    let rate = Ahead::rate(RT * a.row_bytes, a.batch.div_ceil(BT), cols / 16);
     let mut r = r0;
     while r < r1 {
         let rt = if r1 - r >= RT { RT } else { 1 };
@@ -318,7 +318,7 @@ unsafe fn rows_via_panel<L: Load>(a: &Args, r0: usize, r1: usize, panel: &mut [f
             }
         }
         // The tiles run on the panel, in cache: they ask for the stored weights two row tiles on.
-        let next = Ahead::two_tiles_on(a, r, rt, lines);
+        let next = Ahead::two_tiles_on(a, r, rt, rate);
         unsafe { batch_tiles::<F32>(a, r, rt, panel.as_ptr().cast(), cols * 4, next) };
         r += rt;
     }

@@ -279,7 +279,7 @@ unsafe fn rows_of<L: Load>(a: &Args, r0: usize, r1: usize) {
         });
     }
     let steps = a.cols / (16 * L::NV);
-    let lines = Ahead::lines(RT * a.row_bytes, a.batch.div_ceil(BT), steps);
+    let rate = Ahead::rate(RT * a.row_bytes, a.batch.div_ceil(BT), steps);
     if a.batch > BT && super::blocked(a) {
         // The accumulators of a block's row tiles between the parts of a long reduction.
         return super::with_carry(SLOTS * BT * RT * 16, |carry| {
@@ -295,14 +295,14 @@ unsafe fn rows_of<L: Load>(a: &Args, r0: usize, r1: usize) {
                     tile_of::<L, true>(a, b, bt, r, rt, w, a.row_bytes, ahead, at)
                 }
             };
-            super::in_blocks(a, (r0, r1), (BT, RT), (steps, lines), tiles)
+            super::in_blocks(a, (r0, r1), (BT, RT), (steps, rate), tiles)
         });
     }
     let mut r = r0;
     while r < r1 {
         let rt = if r1 - r >= RT { RT } else { 1 };
         let w = unsafe { a.w.add(r * a.row_bytes) };
-        let next = Ahead::two_tiles_on(a, r, rt, lines);
+        let next = Ahead::two_tiles_on(a, r, rt, rate);
         unsafe { batch_tiles::<L>(a, r, rt, w, a.row_bytes, next) };
         r += rt;
     }
@@ -314,7 +314,7 @@ unsafe fn rows_via_panel<L: Load>(a: &Args, r0: usize, r1: usize, panel: &mut [f
     let steps = cols / (16 * L::NV);
     let rem = cols - steps * 16 * L::NV;
     // The f32 tiles on the panel step 16 values at a time.
-    let lines = Ahead::lines(RT * a.row_bytes, a.batch.div_ceil(BT), cols / 16);
+    let rate = Ahead::rate(RT * a.row_bytes, a.batch.div_ceil(BT), cols / 16);
     let mut r = r0;
     while r < r1 {
         let rt = if r1 - r >= RT { RT } else { 1 };
@@ -335,7 +335,7 @@ unsafe fn rows_via_panel<L: Load>(a: &Args, r0: usize, r1: usize, panel: &mut [f
             }
         }
         // The tiles run on the panel, in cache: they ask for the stored weights two row tiles on.
-        let next = Ahead::two_tiles_on(a, r, rt, lines);
+        let next = Ahead::two_tiles_on(a, r, rt, rate);
         unsafe { batch_tiles::<F32>(a, r, rt, panel.as_ptr().cast(), cols * 4, next) };
         r += rt;
     }
