@@ -258,13 +258,8 @@ pub fn append_many(pool: &Pool, layer: usize, jobs: &mut [KvAppend<'_>]) {
     struct Jobs(*mut KvAppend<'static>);
     // SAFETY: task `t` touches only the jobs `t, t + tasks, …`, each a different cache.
     unsafe impl Sync for Jobs {}
+    // One task per thread, at most one per sequence (`run` does a single task inline).
     let tasks = pool.threads().min(jobs.len());
-    if tasks <= 1 {
-        for j in jobs.iter_mut() {
-            j.cache.append(layer, j.k, j.v);
-        }
-        return;
-    }
     let (n, all) = (jobs.len(), Jobs(jobs.as_mut_ptr().cast()));
     let all = &all;
     pool.run(tasks, &|t| {
