@@ -285,7 +285,9 @@ unsafe fn run_items_body<V: V16>(
     for s in seqs {
         let Some(cache) = s.cache else { continue };
         let (a, b) = (lo.max(s.first_item), hi.min(s.first_item + s.items(heads)));
-        // Common head sizes get their own copy of the loops, with the size a constant.
+        // Common head sizes get their own copy of the loops, with the size a constant: the
+        // arms differ only in the literal, which `items` and `attend_group` (both inlined)
+        // turn into constant loop bounds.
         unsafe {
             match cache.head_dim() {
                 8 => items::<V>(8, s, cache, layer, heads, a, b),
