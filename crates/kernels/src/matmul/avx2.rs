@@ -381,8 +381,9 @@ unsafe fn tile<L: Load, const B: usize, const R: usize>(
         }
         // Otherwise the tile's rows side by side, `steps` steps of 16 (or 32) values.
         let side_by_side_steps = if streamed { 0 } else { steps };
+        let mut prefetches = ahead.cursor(b0 / BT, steps, 0);
         for s in 0..side_by_side_steps {
-            ahead.step(b0 / BT, steps, s);
+            prefetches.step();
             let mut wv = [[zero(); 2]; R];
             for (r, v) in wv.iter_mut().enumerate() {
                 *v = L::load(w.add(r * stride + s * L::STEP_BYTES), a.f16);

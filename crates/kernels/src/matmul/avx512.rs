@@ -482,8 +482,9 @@ unsafe fn tile<L: Load, const B: usize, const R: usize, const PARTS: bool>(
         }
         // Otherwise the tile's rows side by side, `steps` steps of 16 (or 32) values.
         let side_by_side = if streamed { 0..0 } else { from..to };
+        let mut prefetches = ahead.cursor(b0 / BT, steps, side_by_side.start);
         for s in side_by_side {
-            ahead.step(b0 / BT, steps, s);
+            prefetches.step();
             let mut wv = [[_mm512_setzero_ps(); 2]; R];
             for (r, v) in wv.iter_mut().enumerate() {
                 *v = L::load(w.add(r * stride + s * L::STEP_BYTES), a.f16);

@@ -347,24 +347,54 @@ impl Ahead {
         (tile_bytes.div_ceil(64) << 16).div_ceil((batch_tiles * steps).max(1))
     }
 
-    /// Step `step` of the tile's loop, which runs `steps` steps, in batch tile `batch_tile`:
-    /// asks for the lines from `(i * rate) >> 16` to `((i + 1) * rate) >> 16`, `i` the step's
-    /// place in the row tile's time.
+    /// The prefetches of a tile's loop, which runs `steps` steps, in batch tile `batch_tile`,
+    /// from step `from` on: step `i` of the row tile's time (`batch_tile * steps + step`) asks for
+    /// the lines from `(i * rate) >> 16` to `((i + 1) * rate) >> 16`.
     #[inline(always)]
-    pub fn step(self, batch_tile: usize, steps: usize, step: usize) {
+    pub fn cursor(self, batch_tile: usize, steps: usize, from: usize) -> Prefetches {
+        let done = (batch_tile * steps + from) * self.rate;
+        Prefetches {
+            next: self.at.wrapping_add((done >> 16) * 64),
+            done,
+            rate: self.rate,
+            base: self.at,
+            l2: self.l2,
+        }
+    }
+}
+
+/// A tile's place in its [`Ahead`] requests: one add and a compare per step, so that the loop
+/// spends its issue slots on its loads and FMAs (computing each step's lines afresh cost 10-20%
+/// of a batch-16 product in cache).
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Prefetches {
+    /// The next line to ask for.
+    next: *const u8,
+    /// Lines asked for so far, in 1/65,536ths, from the start of the row tile's requests.
+    done: usize,
+    rate: usize,
+    base: *const u8,
+    l2: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Prefetches {
+    /// Asks for this step's lines.
+    #[inline(always)]
+    pub fn step(&mut self) {
         use std::arch::x86_64::{_MM_HINT_T0, _MM_HINT_T1, _mm_prefetch};
-        let i = batch_tile * steps + step;
-        let (from, to) = ((i * self.rate) >> 16, ((i + 1) * self.rate) >> 16);
-        for line in from..to {
-            let p = self.at.wrapping_add(line * 64).cast();
+        self.done += self.rate;
+        let end = self.base.wrapping_add((self.done >> 16) * 64);
+        while self.next < end {
             // SAFETY: a prefetch never faults, whatever the address.
             unsafe {
                 if self.l2 {
-                    _mm_prefetch::<_MM_HINT_T1>(p)
+                    _mm_prefetch::<_MM_HINT_T1>(self.next.cast())
                 } else {
-                    _mm_prefetch::<_MM_HINT_T0>(p)
+                    _mm_prefetch::<_MM_HINT_T0>(self.next.cast())
                 }
             }
+            self.next = self.next.wrapping_add(64);
         }
     }
 }
