@@ -16,6 +16,7 @@
 //! A ragged batch holds one cache per sequence; the weight products of all sequences share one
 //! batched `matmul`, and each sequence attends over its own cache.
 
+use crate::aligned::Aligned;
 use crate::pool::Pool;
 
 /// Positions per block.
@@ -30,7 +31,7 @@ pub struct KvCache {
     /// Positions stored per layer (they differ only in the middle of a step).
     lens: Vec<usize>,
     /// `[layer][block]`, each block `[K: kv_heads][head_dim][BLOCK] ++ [V: kv_heads][BLOCK][head_dim]`.
-    blocks: Vec<Vec<Box<[f32]>>>,
+    blocks: Vec<Vec<Aligned<f32>>>,
     /// The sequence's first token id, for a model that conditions every position on it.
     first_token: Option<u32>,
 }
@@ -151,7 +152,7 @@ impl KvCache {
         let floats = self.block_floats();
         for blocks in &mut self.blocks {
             while blocks.len() * BLOCK < positions {
-                blocks.push(vec![0f32; floats].into_boxed_slice());
+                blocks.push(Aligned::filled(floats, 0.0));
             }
         }
     }
@@ -179,7 +180,7 @@ impl KvCache {
         let floats = self.block_floats();
         let blocks = &mut self.blocks[layer];
         while blocks.len() * BLOCK < start + n {
-            blocks.push(vec![0f32; floats].into_boxed_slice());
+            blocks.push(Aligned::filled(floats, 0.0));
         }
         for (t, (kr, vr)) in k.chunks_exact(width).zip(v.chunks_exact(width)).enumerate() {
             let pos = start + t;

@@ -6,6 +6,7 @@
 //! loops at both ends (single-threaded matrix-vector products, an allocation per op). This
 //! crate holds the loops the decode path calls:
 //!
+//! - [`aligned`]: buffers that start on a cache line, for activations and weights;
 //! - [`quant`]: weight formats (f32, bf16 and ggml's Q8_0, Q4_0, Q4_1, byte for byte), as
 //!   borrowed [`MatRef`]s over possibly unaligned bytes (a memory-mapped file);
 //! - [`mod@matmul`]: `y = x Wᵀ + b` for a batch of rows and any weight format, split across a
@@ -63,6 +64,7 @@
 //! attend(&pool, &cache, 0, &q, 1, heads, &mut out);
 //! ```
 
+pub mod aligned;
 pub mod attention;
 pub mod error;
 pub mod isa;
@@ -75,6 +77,7 @@ pub mod quant;
 mod simd;
 pub mod train;
 
+pub use aligned::Aligned;
 pub use attention::{AttnSeq, attend, attend_many, attend_with};
 pub use error::{KernelError, Result};
 pub use isa::Isa;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use jielong_kernels::attention::attend_with;
 use jielong_kernels::quant::{MatRef, WeightType, quantize};
 use jielong_kernels::train::{AttnShape, attention_backward_with, attention_forward_with};
-use jielong_kernels::{Isa, KvCache, Pool, matmul_with};
+use jielong_kernels::{Aligned, Isa, KvCache, Pool, matmul_with};
 
 mod model;
 use model::{Model, Shape, argmax};
@@ -122,13 +122,13 @@ fn bench_matmul(o: &Opts) {
         }
         let values = random(rows * cols, (rows * cols) as u64);
         for ty in WeightType::ALL {
-            let bytes = quantize(ty, &values, cols).unwrap();
+            let bytes = Aligned::from_slice(&quantize(ty, &values, cols).unwrap());
             let w = MatRef::new(ty, rows, cols, &bytes).unwrap();
             for pool in &pools {
                 let mut cells = Vec::new();
                 let mut us1 = 0.0;
                 for batch in [1usize, 4, 16] {
-                    let x = random(batch * cols, 7);
+                    let x = Aligned::from_slice(&random(batch * cols, 7));
                     let mut out = vec![0f32; batch * rows];
                     let t = time_per_call(o.min_time, pool.threads() == 1, || {
                         matmul_with(o.isa, pool, black_box(&x), batch, w, None, &mut out);

@@ -5,7 +5,7 @@ use jielong_kernels::ops::{
     RopeStyle, add_in_place, rms_norm, rope, rope_inv_freq, rope_tables, silu_mul,
 };
 use jielong_kernels::quant::{MatRef, WeightType, quantize};
-use jielong_kernels::{KvCache, Pool, matmul, matmul_many};
+use jielong_kernels::{Aligned, KvCache, Pool, matmul, matmul_many};
 
 use crate::random;
 
@@ -34,7 +34,7 @@ impl Shape {
 }
 
 struct Mat {
-    bytes: Vec<u8>,
+    bytes: Aligned<u8>,
     rows: usize,
     cols: usize,
     ty: WeightType,
@@ -48,7 +48,7 @@ impl Mat {
             .map(|v| v * scale)
             .collect();
         Mat {
-            bytes: quantize(ty, &values, cols).unwrap(),
+            bytes: Aligned::from_slice(&quantize(ty, &values, cols).unwrap()),
             rows,
             cols,
             ty,
@@ -82,16 +82,16 @@ pub struct Model {
 
 /// Activation buffers of one batch size, allocated once.
 pub struct Scratch {
-    x: Vec<f32>,
-    xn: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    att: Vec<f32>,
-    tmp: Vec<f32>,
-    g: Vec<f32>,
-    u: Vec<f32>,
-    pub logits: Vec<f32>,
+    x: Aligned<f32>,
+    xn: Aligned<f32>,
+    q: Aligned<f32>,
+    k: Aligned<f32>,
+    v: Aligned<f32>,
+    att: Aligned<f32>,
+    tmp: Aligned<f32>,
+    g: Aligned<f32>,
+    u: Aligned<f32>,
+    pub logits: Aligned<f32>,
     positions: Vec<usize>,
 }
 
@@ -153,16 +153,16 @@ impl Model {
         let s = &self.s;
         let kv = s.kv_heads * s.head_dim();
         Scratch {
-            x: vec![0.0; batch * s.dim],
-            xn: vec![0.0; batch * s.dim],
-            q: vec![0.0; batch * s.dim],
-            k: vec![0.0; batch * kv],
-            v: vec![0.0; batch * kv],
-            att: vec![0.0; batch * s.dim],
-            tmp: vec![0.0; batch * s.dim],
-            g: vec![0.0; batch * s.hidden],
-            u: vec![0.0; batch * s.hidden],
-            logits: vec![0.0; batch * s.vocab],
+            x: Aligned::filled(batch * s.dim, 0.0),
+            xn: Aligned::filled(batch * s.dim, 0.0),
+            q: Aligned::filled(batch * s.dim, 0.0),
+            k: Aligned::filled(batch * kv, 0.0),
+            v: Aligned::filled(batch * kv, 0.0),
+            att: Aligned::filled(batch * s.dim, 0.0),
+            tmp: Aligned::filled(batch * s.dim, 0.0),
+            g: Aligned::filled(batch * s.hidden, 0.0),
+            u: Aligned::filled(batch * s.hidden, 0.0),
+            logits: Aligned::filled(batch * s.vocab, 0.0),
             positions: vec![0; batch],
         }
     }

@@ -16,7 +16,9 @@ use std::sync::PoisonError;
 use anyhow::{Context, Result, bail};
 use jielong_core::{Decoder, Feed, Logits, Positions, check_feeds};
 use jielong_kernels::ops::{RopeStyle, add_in_place, rms_norm, rope, silu_mul};
-use jielong_kernels::{AttnSeq, KvAppend, KvCache, append_many, attend_many, matmul, matmul_many};
+use jielong_kernels::{
+    Aligned, AttnSeq, KvAppend, KvCache, append_many, attend_many, matmul, matmul_many,
+};
 
 use super::FastModel;
 
@@ -46,23 +48,24 @@ struct Piece {
     len: usize,
 }
 
-/// Activation buffers, each sized for `rows` rows (`[rows][width]`, row-major).
+/// Activation buffers, each sized for `rows` rows (`[rows][width]`, row-major), on cache lines
+/// (see [`Aligned`]).
 #[derive(Default)]
 pub(crate) struct Scratch {
     rows: usize,
     /// The residual stream, `[rows][hidden]`.
-    x: Vec<f32>,
+    x: Aligned<f32>,
     /// Normed input of the next product, `[rows][hidden]`.
-    xn: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    xn: Aligned<f32>,
+    q: Aligned<f32>,
+    k: Aligned<f32>,
+    v: Aligned<f32>,
     /// Attention outputs, `[rows][heads * head_dim]`.
-    att: Vec<f32>,
+    att: Aligned<f32>,
     /// A block's output before the residual add, `[rows][hidden]`.
-    tmp: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
+    tmp: Aligned<f32>,
+    gate: Aligned<f32>,
+    up: Aligned<f32>,
     /// Rotary position of each row.
     positions: Vec<usize>,
     pieces: Vec<Piece>,

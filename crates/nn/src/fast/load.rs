@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use jielong_kernels::{MatRef, Pool, WeightType, quantize};
+use jielong_kernels::{Aligned, MatRef, Pool, WeightType, quantize};
 
 use super::forward::Scratch;
 use super::{FastModel, Weights};
@@ -22,8 +22,8 @@ use crate::weights::{Checkpoint, RawTensor};
 
 /// Where a matrix's bytes are.
 enum Data {
-    /// Converted at load: owned by the model.
-    Owned(Box<[u8]>),
+    /// Converted at load: owned by the model, on cache lines (see [`Aligned`]).
+    Owned(Aligned<u8>),
     /// A slice of the checkpoint's memory map, which the model keeps alive (`_source`).
     Mapped { ptr: *const u8, len: usize },
 }
@@ -121,7 +121,7 @@ impl Loader<'_> {
                     ptr: b.as_ptr(),
                     len: b.len(),
                 },
-                data => Data::Owned(data.into_owned().into_boxed_slice()),
+                data => Data::Owned(Aligned::from_slice(&data)),
             }
         } else {
             let values = raw.to_f32();
@@ -130,7 +130,7 @@ impl Loader<'_> {
             } else {
                 quantize(ty, &values, cols).with_context(|| format!("cannot convert {name}"))?
             };
-            Data::Owned(bytes.into_boxed_slice())
+            Data::Owned(Aligned::from_slice(&bytes))
         };
         let mat = Mat {
             ty,
