@@ -5,7 +5,7 @@ use jielong_kernels::ops::{
     RopeStyle, add_in_place, rms_norm, rope, rope_inv_freq, rope_tables, silu_mul,
 };
 use jielong_kernels::quant::{MatRef, WeightType, quantize};
-use jielong_kernels::{Aligned, KvCache, Pool, matmul, matmul_many};
+use jielong_kernels::{Aligned, KvAppend, KvCache, Pool, append_many, matmul, matmul_many};
 
 use crate::random;
 
@@ -208,9 +208,13 @@ impl Model {
                 &self.sin,
                 RopeStyle::Half,
             );
-            for (b, c) in caches.iter_mut().enumerate() {
-                c.append(li, &sc.k[b * kv..][..kv], &sc.v[b * kv..][..kv]);
-            }
+            // The appends on the pool's threads, as the model's forward does.
+            let mut appends: Vec<KvAppend> = caches
+                .iter_mut()
+                .zip(sc.k.chunks(kv).zip(sc.v.chunks(kv)))
+                .map(|(cache, (k, v))| KvAppend { cache, k, v })
+                .collect();
+            append_many(pool, li, &mut appends);
             if batch == 1 {
                 attend(pool, &caches[0], li, &sc.q, 1, s.heads, &mut sc.att);
             } else {

@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use jielong_kernels::{Aligned, MatRef, Pool, WeightType, quantize};
+use jielong_kernels::quant::quantize_row;
+use jielong_kernels::{Aligned, MatRef, Pool, WeightType};
 
 use super::forward::Scratch;
 use super::{FastModel, Weights};
@@ -124,13 +125,20 @@ impl Loader<'_> {
                 data => Data::Owned(Aligned::from_slice(&data)),
             }
         } else {
+            // Converted row by row straight into the model's buffer (no second copy of the
+            // tensor at load).
             let values = raw.to_f32();
-            let bytes = if ty == WeightType::F32 {
-                values.iter().flat_map(|v| v.to_le_bytes()).collect()
-            } else {
-                quantize(ty, &values, cols).with_context(|| format!("cannot convert {name}"))?
-            };
-            Data::Owned(Aligned::from_slice(&bytes))
+            let row_bytes = ty
+                .bytes_per_row(cols)
+                .with_context(|| format!("cannot convert {name}"))?;
+            let mut bytes = Aligned::filled(rows * row_bytes, 0u8);
+            for (row, out) in values
+                .chunks_exact(cols)
+                .zip(bytes.chunks_exact_mut(row_bytes))
+            {
+                quantize_row(ty, row, out);
+            }
+            Data::Owned(bytes)
         };
         let mat = Mat {
             ty,
