@@ -1,11 +1,11 @@
 //! Buffers that start on a cache line.
 //!
 //! The kernels load 64 bytes at a time (16 f32 lanes). A load from an address that is not a
-//! multiple of 64 touches two cache lines, and a heap `Vec` is only 16-byte aligned: activations
-//! 16, 32 or 48 bytes off a line made a batch-16 product 15% slower in cache, weights as well
-//! another 15% (BENCHMARKS.md). Activations, KV blocks and the weights converted at load live in
-//! an [`Aligned`] instead; weights mapped from a file stay where the file puts them (GGUF aligns
-//! tensors to 32 bytes or more).
+//! multiple of 64 touches two cache lines, and a heap `Vec` is only 16-byte aligned: in cache, a
+//! batch-16 product with its activations 16 bytes off a line was 15% slower, with its weights off
+//! 21%, with both 29% (BENCHMARKS.md). Activations, KV blocks and the weights converted at load
+//! live in an [`Aligned`] instead; weights mapped from a file stay where the file puts them (GGUF
+//! aligns tensors to 32 bytes or more).
 
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};

@@ -128,15 +128,22 @@ impl Loader<'_> {
             // Converted row by row straight into the model's buffer (no second copy of the
             // tensor at load).
             let values = raw.to_f32();
+            anyhow::ensure!(
+                values.len() == rows * cols,
+                "tensor {name} holds {} values, not {rows}x{cols}",
+                values.len()
+            );
             let row_bytes = ty
                 .bytes_per_row(cols)
                 .with_context(|| format!("cannot convert {name}"))?;
             let mut bytes = Aligned::filled(rows * row_bytes, 0u8);
-            for (row, out) in values
-                .chunks_exact(cols)
-                .zip(bytes.chunks_exact_mut(row_bytes))
-            {
-                quantize_row(ty, row, out);
+            if cols > 0 {
+                for (row, out) in values
+                    .chunks_exact(cols)
+                    .zip(bytes.chunks_exact_mut(row_bytes))
+                {
+                    quantize_row(ty, row, out);
+                }
             }
             Data::Owned(bytes)
         };
