@@ -38,6 +38,8 @@ mod portable;
 #[cfg(target_arch = "x86_64")]
 use std::cell::RefCell;
 
+#[cfg(target_arch = "x86_64")]
+use crate::aligned::Aligned;
 use crate::isa::Isa;
 use crate::pool::Pool;
 use crate::quant::{MatRef, WeightType};
@@ -251,7 +253,7 @@ fn run_group(isa: Isa, pool: &Pool, x: &[f32], batch: usize, jobs: &mut [Job<'_,
 #[cfg(target_arch = "x86_64")]
 fn with_panel<T>(len: usize, f: impl FnOnce(&mut [f32]) -> T) -> T {
     thread_local! {
-        static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+        static PANEL: RefCell<Aligned<f32>> = const { RefCell::new(Aligned::new()) };
     }
     with_scratch(&PANEL, len, f)
 }
@@ -261,16 +263,16 @@ fn with_panel<T>(len: usize, f: impl FnOnce(&mut [f32]) -> T) -> T {
 #[cfg(target_arch = "x86_64")]
 fn with_carry<T>(len: usize, f: impl FnOnce(&mut [f32]) -> T) -> T {
     thread_local! {
-        static CARRY: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+        static CARRY: RefCell<Aligned<f32>> = const { RefCell::new(Aligned::new()) };
     }
     with_scratch(&CARRY, len, f)
 }
 
-/// A thread's scratch buffer: it grows to the largest size needed and is then reused (no
-/// allocation per call).
+/// A thread's scratch buffer, on cache lines (the kernels load and store it 64 bytes at a
+/// time): it grows to the largest size needed and is then reused (no allocation per call).
 #[cfg(target_arch = "x86_64")]
 fn with_scratch<T>(
-    key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    key: &'static std::thread::LocalKey<RefCell<Aligned<f32>>>,
     len: usize,
     f: impl FnOnce(&mut [f32]) -> T,
 ) -> T {
