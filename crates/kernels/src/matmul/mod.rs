@@ -370,7 +370,9 @@ impl Ahead {
 /// of a batch-16 product in cache).
 #[cfg(target_arch = "x86_64")]
 pub(crate) struct Prefetches {
-    /// The next line to ask for.
+    /// The next line to ask for. It could be derived from `done` (`done >> 16` before the
+    /// step's add), but a loop over that range of lines compiled 10-20% slower (batch 16, two
+    /// threads, in cache: 576 x 1536 251-253 -> 198 GFLOP/s), so the pointer is carried.
     next: *const u8,
     /// Lines asked for so far, in 1/65,536ths, from the start of the row tile's requests.
     done: usize,
