@@ -48,16 +48,18 @@ impl<T: Plain> Aligned<T> {
         }
     }
 
-    /// `len` copies of `value`.
-    pub fn filled(len: usize, value: T) -> Self {
-        let mut a = Self::new();
-        a.resize(len, value);
-        a
+    /// `len` zeros (fresh lines are zero already: nothing is written twice).
+    pub fn zeroed(len: usize) -> Self {
+        Aligned {
+            lines: vec![Line([0; LINE]); len.div_ceil(Self::PER_LINE)],
+            len,
+            _t: PhantomData,
+        }
     }
 
     /// A copy of `values`.
     pub fn from_slice(values: &[T]) -> Self {
-        let mut a = Self::filled(values.len(), T::default());
+        let mut a = Self::zeroed(values.len());
         a.copy_from_slice(values);
         a
     }
@@ -129,6 +131,9 @@ mod tests {
             assert_eq!(&a[..kept], &before[..kept]);
             assert!(a[kept..].iter().all(|&v| v == fill));
         }
+        let z = Aligned::<f32>::zeroed(33);
+        assert_eq!((z.len(), z.as_ptr() as usize % 64), (33, 0));
+        assert!(z.iter().all(|&v| v.to_bits() == 0));
         let b = Aligned::from_slice(&[7u8; 100]);
         assert_eq!((b.len(), b.as_ptr() as usize % 64), (100, 0));
         assert!(b.iter().all(|&v| v == 7));

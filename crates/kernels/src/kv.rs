@@ -152,7 +152,7 @@ impl KvCache {
         let floats = self.block_floats();
         for blocks in &mut self.blocks {
             while blocks.len() * BLOCK < positions {
-                blocks.push(Aligned::filled(floats, 0.0));
+                blocks.push(Aligned::zeroed(floats));
             }
         }
     }
@@ -180,7 +180,7 @@ impl KvCache {
         let floats = self.block_floats();
         let blocks = &mut self.blocks[layer];
         while blocks.len() * BLOCK < start + n {
-            blocks.push(Aligned::filled(floats, 0.0));
+            blocks.push(Aligned::zeroed(floats));
         }
         for (t, (kr, vr)) in k.chunks_exact(width).zip(v.chunks_exact(width)).enumerate() {
             let pos = start + t;

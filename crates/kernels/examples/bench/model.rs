@@ -153,16 +153,16 @@ impl Model {
         let s = &self.s;
         let kv = s.kv_heads * s.head_dim();
         Scratch {
-            x: Aligned::filled(batch * s.dim, 0.0),
-            xn: Aligned::filled(batch * s.dim, 0.0),
-            q: Aligned::filled(batch * s.dim, 0.0),
-            k: Aligned::filled(batch * kv, 0.0),
-            v: Aligned::filled(batch * kv, 0.0),
-            att: Aligned::filled(batch * s.dim, 0.0),
-            tmp: Aligned::filled(batch * s.dim, 0.0),
-            g: Aligned::filled(batch * s.hidden, 0.0),
-            u: Aligned::filled(batch * s.hidden, 0.0),
-            logits: Aligned::filled(batch * s.vocab, 0.0),
+            x: Aligned::zeroed(batch * s.dim),
+            xn: Aligned::zeroed(batch * s.dim),
+            q: Aligned::zeroed(batch * s.dim),
+            k: Aligned::zeroed(batch * kv),
+            v: Aligned::zeroed(batch * kv),
+            att: Aligned::zeroed(batch * s.dim),
+            tmp: Aligned::zeroed(batch * s.dim),
+            g: Aligned::zeroed(batch * s.hidden),
+            u: Aligned::zeroed(batch * s.hidden),
+            logits: Aligned::zeroed(batch * s.vocab),
             positions: vec![0; batch],
         }
     }

@@ -136,7 +136,7 @@ impl Loader<'_> {
             let row_bytes = ty
                 .bytes_per_row(cols)
                 .with_context(|| format!("cannot convert {name}"))?;
-            let mut bytes = Aligned::filled(rows * row_bytes, 0u8);
+            let mut bytes = Aligned::zeroed(rows * row_bytes);
             if cols > 0 {
                 for (row, out) in values
                     .chunks_exact(cols)
