@@ -299,12 +299,16 @@ unsafe fn attention_forward_body<V: V16>(
 /// `grad_k_j = Σ_t ds q_t / sqrt(d)`, `grad_v_j = Σ_t p grad_out_t` (heads sharing a KV head
 /// add into the same rows). The three gradients are overwritten.
 ///
-/// Two passes per head: blocks of eight queries for `grad_q` (each key's row read once per
-/// block), then blocks of 16 keys for `grad_k` and `grad_v`, whose sums over the queries stay
-/// in a small buffer while `p` and `ds` are recomputed for the block. (One query at a time, a
+/// One pass per head, in blocks of eight queries: the block's `p` and `ds` over the keys it
+/// sees (`8 x keys` values each), from which `grad_q` (each key's row read once per block) and
+/// the block's share of every key's `grad_k` and `grad_v` (the block's eight query and
+/// gradient rows held in registers while each key's row is updated). (One query at a time, a
 /// 4,096-position head re-read its 1 MiB of keys and values from L3 for every query, and
 /// keeping `p` and `ds` for every query and key took two `keys x queries` buffers, 64 MiB each,
-/// written one strided value at a time: 2.2x slower at 4,096 positions.)
+/// written one strided value at a time: 2.2x slower at 4,096 positions. A second pass over
+/// blocks of 16 keys that recomputed `p` and `ds` for `grad_k` and `grad_v` was 1.6-2.1x
+/// slower than this one: `cargo run --release -p jielong-kernels --example bench --
+/// train-attention`.)
 ///
 /// # Shapes
 /// As [`attention_forward`]; `grad_out`, `grad_q` like `q`; `grad_k`, `grad_v` like `k`.
@@ -357,18 +361,21 @@ unsafe fn attention_backward_body<V: V16>(
     let (mut p, mut dp) = (vec![0f32; QB * keys], vec![0f32; QB * keys]);
     let mut d = vec![0f32; queries];
     let (mut kt, mut vt) = (vec![0f32; hd * keys], vec![0f32; hd * keys]);
-    // A block's sums for grad_k and grad_v, transposed: `[c][key in block]`.
-    let mut block = vec![0f32; 2 * hd * 16];
     let first_key_of = keys - queries; // query t sees keys 0..=first_key_of + t
     // SAFETY: as in the forward pass, every row offset is inside its slice.
     unsafe {
         for g in 0..kv_heads {
             transpose_head(k, shape, g, &mut kt);
             transpose_head(v, shape, g, &mut vt);
-            let kg = k.as_ptr().add(g * hd);
+            let (kg, gkg, gvg) = (
+                k.as_ptr().add(g * hd),
+                grad_k.as_mut_ptr().add(g * hd),
+                grad_v.as_mut_ptr().add(g * hd),
+            );
             for h in g * (heads / kv_heads)..(g + 1) * (heads / kv_heads) {
-                // Per block of up to QB queries: probabilities, score gradients ds and grad_q =
-                // Σ_j ds_j k_j, each key's row read once for the whole block.
+                // Per block of up to QB queries: probabilities p and score gradients ds over
+                // the keys the block sees, then all three gradients from them, each key's row
+                // read once for the whole block.
                 for t0 in (0..queries).step_by(QB) {
                     let n = (queries - t0).min(QB);
                     let seen_all = first_key_of + t0 + n; // keys seen by the block's last query
@@ -394,53 +401,26 @@ unsafe fn attention_backward_body<V: V16>(
                         for j in 0..seen {
                             dpi[j] = pi[j] * (dpi[j] - d[t]) * scale;
                         }
+                        pi[seen..].fill(0.0);
                         dpi[seen..].fill(0.0);
                     }
+                    // grad_q_t = Σ_j ds_tj k_j; grad_k_j += Σ_t ds_tj q_t; grad_v_j += Σ_t p_tj
+                    // grad_out_t (heads of the group add into the same rows).
                     let dq = grad_q.as_mut_ptr().add((t0 * heads + h) * hd);
+                    let kv_stride = kv_heads * hd;
                     block_weighted_sums::<V>(
                         &dp,
                         keys,
                         n,
                         seen_all,
                         kg,
-                        kv_heads * hd,
+                        kv_stride,
                         hd,
                         dq,
                         heads * hd,
                     );
-                }
-                // Per block of 16 keys: grad_k_j = Σ_t ds_tj q_t and grad_v_j = Σ_t p_tj
-                // grad_out_t over the queries that see key j (heads of the group add up).
-                for jb in (0..keys).step_by(16) {
-                    let m = (keys - jb).min(16);
-                    block.fill(0.0);
-                    let (bk, bv) = block.split_at_mut(hd * 16);
-                    for t in jb.saturating_sub(first_key_of)..queries {
-                        let visible = (first_key_of + t + 1 - jb).min(m);
-                        let row = (t * heads + h) * hd;
-                        let (qt, dot_t) = (q.as_ptr().add(row), grad_out.as_ptr().add(row));
-                        let s = block_scores::<V>(qt, &kt[jb..], keys, hd, m);
-                        let p = s
-                            .mul(V::splat(scale))
-                            .sub(V::splat(lse[h * queries + t]))
-                            .exp()
-                            .keep_first(visible, 0.0);
-                        let dpv = block_scores::<V>(dot_t, &vt[jb..], keys, hd, m);
-                        let ds = p.mul(dpv.sub(V::splat(d[t]))).mul(V::splat(scale));
-                        for c in 0..hd {
-                            let (sk, sv) =
-                                (bk.as_mut_ptr().add(c * 16), bv.as_mut_ptr().add(c * 16));
-                            ds.fma(V::splat(*qt.add(c)), V::load(sk)).store(sk);
-                            p.fma(V::splat(*dot_t.add(c)), V::load(sv)).store(sv);
-                        }
-                    }
-                    for l in 0..m {
-                        let at = ((jb + l) * kv_heads + g) * hd;
-                        for c in 0..hd {
-                            grad_k[at + c] += bk[c * 16 + l];
-                            grad_v[at + c] += bv[c * 16 + l];
-                        }
-                    }
+                    block_outer_sums::<V>(&dp, keys, &qs[..n], seen_all, gkg, kv_stride, hd);
+                    block_outer_sums::<V>(&p, keys, &gs[..n], seen_all, gvg, kv_stride, hd);
                 }
             }
         }
@@ -527,20 +507,42 @@ unsafe fn block_weighted_sums<V: V16>(
     }
 }
 
-/// `Σ_c x[c] t[c * stride + l]` for the `m ≤ 16` lanes `l` (the others +0).
+/// `out_j[c] += Σ_i w[i][j] rows_i[c]` for the keys `j < seen` and `c < dim`, over the
+/// block's rows `rows_i` (rows of `w` hold `w_stride` values; `out_j` starts at
+/// `out + j * out_stride`): the transpose of [`block_weighted_sums`], each 16 values of the
+/// block's rows kept in registers while every key's row is updated.
 ///
 /// # Safety
-/// `x` readable for `dim` values, `t` holding `dim` rows of `stride` with `m` values each
-/// readable; the CPU must support `V`.
+/// Every row pointer readable for `dim` values, `out` writable for `seen` rows of `out_stride`
+/// with `dim` values each; the CPU must support `V`.
 #[inline(always)]
-unsafe fn block_scores<V: V16>(x: *const f32, t: &[f32], stride: usize, dim: usize, m: usize) -> V {
-    unsafe {
-        let mut acc = [V::zero(); 4];
-        for c in 0..dim {
-            let tc = load::<V>(t.as_ptr().add(c * stride), m);
-            acc[c % 4] = V::splat(*x.add(c)).fma(tc, acc[c % 4]);
+unsafe fn block_outer_sums<V: V16>(
+    w: &[f32],
+    w_stride: usize,
+    rows: &[*const f32],
+    seen: usize,
+    out: *mut f32,
+    out_stride: usize,
+    dim: usize,
+) {
+    let mut c = 0;
+    while c < dim {
+        let m = (dim - c).min(16);
+        unsafe {
+            let mut xs = [V::zero(); QB];
+            for (x, &r) in xs.iter_mut().zip(rows) {
+                *x = load::<V>(r.add(c), m);
+            }
+            for j in 0..seen {
+                let o = out.add(j * out_stride + c);
+                let mut acc = load::<V>(o, m);
+                for (i, x) in xs.iter().enumerate().take(rows.len()) {
+                    acc = V::splat(w[i * w_stride + j]).fma(*x, acc);
+                }
+                store(acc, o, m);
+            }
         }
-        acc[0].add(acc[1]).add(acc[2].add(acc[3]))
+        c += 16;
     }
 }
 

@@ -331,8 +331,8 @@ fn bench_train_attention(o: &Opts) {
     );
     println!("| heads x head_dim | context | forward ms | backward ms | backward GFLOP/s |");
     println!("|---|---|---|---|---|");
-    let (heads, hd) = (6, 32);
-    for len in [256, 1024, 4096] {
+    // nanoGPT's CPU training shape (bench.sh's training rows), then stories15M's heads.
+    for (heads, hd, len) in [(4, 32, 64), (6, 32, 256), (6, 32, 1024), (6, 32, 4096)] {
         let shape = AttnShape {
             queries: len,
             keys: len,
