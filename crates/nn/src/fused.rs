@@ -83,6 +83,39 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         .unwrap_or_else(|| reference::attention(q, k, v))
 }
 
+/// The product `x W` of a linear layer, without its bias; `W` is stored `[in, out]` (burn's
+/// `Linear`), or `[out, in]` when `transposed` (an embedding used as the output layer).
+///
+/// burn's own matmul gives the same bits (both call `gemm`), but allocates each output zeroed
+/// and then copies it into an aligned buffer; here `gemm` writes straight into the output, and
+/// the backward pass's two products read the transposes through strides.
+///
+/// # Shapes
+/// - x: `[rows, in]`, weight: `[in, out]` (or `[out, in]`) -> `[rows, out]`
+pub fn linear(x: Tensor<2>, weight: Tensor<2>, transposed: bool) -> Tensor<2> {
+    let ([rows, inputs], [a, b]) = (x.dims(), weight.dims());
+    let outputs = if transposed { a } else { b };
+    assert_eq!(
+        if transposed { b } else { a },
+        inputs,
+        "linear: a weight of shape [{a}, {b}] for {inputs} inputs"
+    );
+    let product = Product {
+        rows,
+        inputs,
+        outputs,
+        transposed,
+    };
+    fuse(product, [lift(&x), lift(&weight)]).unwrap_or_else(|| {
+        let weight = if transposed {
+            weight.transpose()
+        } else {
+            weight
+        };
+        x.matmul(weight)
+    })
+}
+
 thread_local! {
     static DISABLED: Cell<bool> = const { Cell::new(false) };
     static RUNS: Cell<u64> = const { Cell::new(0) };
@@ -289,6 +322,138 @@ fn f32s(t: &FlexTensor) -> &[f32] {
 
 fn tensor((values, shape): Buffer) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// A matrix of f32 read through strides (a transpose is the same values, strides swapped).
+#[derive(Clone, Copy)]
+struct Strided<'a> {
+    values: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// A row-major matrix of `cols` columns.
+    fn rows(values: &'a [f32], cols: usize) -> Self {
+        Strided {
+            values,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    fn t(self) -> Self {
+        Strided {
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+}
+
+/// `a b` for `a`: `[m, k]` and `b`: `[k, n]`, row-major `[m, n]`, on rayon's threads when it
+/// is large enough (burn's own threshold: the split is over output blocks, so the bits do not
+/// depend on the number of threads).
+fn gemm_product(m: usize, n: usize, k: usize, a: Strided<'_>, b: Strided<'_>) -> Vec<f32> {
+    let last = |s: Strided<'_>, rows: usize, cols: usize| {
+        (rows > 0 && cols > 0).then(|| (rows - 1) * s.row_stride + (cols - 1) * s.col_stride)
+    };
+    assert!(
+        last(a, m, k).is_none_or(|i| i < a.values.len())
+            && last(b, k, n).is_none_or(|i| i < b.values.len()),
+        "linear: operands too short for [{m}, {k}] x [{k}, {n}]"
+    );
+    if k == 0 {
+        return vec![0.0; m * n];
+    }
+    let parallelism = if m * n * k >= 192 * 192 * 192 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    let mut out = Vec::with_capacity(m * n);
+    // SAFETY: the operands hold every element the strides reach (checked above) and `out` has
+    // room for the `m x n` row-major result; with `read_dst` false gemm writes every element
+    // of it without reading, so all `m * n` values are initialised when the length is set.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.values.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.values.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+        out.set_len(m * n);
+    }
+    out
+}
+
+/// See [`linear`]: `[rows, inputs] x [inputs, outputs]`.
+#[derive(Debug)]
+struct Product {
+    rows: usize,
+    inputs: usize,
+    outputs: usize,
+    transposed: bool,
+}
+
+impl Product {
+    /// The stored weight as the `[inputs, outputs]` right operand.
+    fn weight<'a>(&self, w: &'a [f32]) -> Strided<'a> {
+        if self.transposed {
+            Strided::rows(w, self.inputs).t()
+        } else {
+            Strided::rows(w, self.outputs)
+        }
+    }
+}
+
+impl Kernel<2> for Product {
+    fn forward(&self, [x, w]: &[&[f32]; 2], _: &[Shape; 2]) -> (Buffer, Vec<Buffer>) {
+        let Product {
+            rows,
+            inputs,
+            outputs,
+            ..
+        } = *self;
+        let x = Strided::rows(x, inputs);
+        let out = gemm_product(rows, outputs, inputs, x, self.weight(w));
+        ((out, Shape::new([rows, outputs])), vec![])
+    }
+
+    /// `grad_x = grad W^T` and `grad_W = x^T grad` (or its transpose, `grad^T x`, for a weight
+    /// stored `[outputs, inputs]`).
+    fn backward(&self, io: Saved<'_, 2>, grad: &[f32]) -> [Vec<f32>; 2] {
+        let Product {
+            rows,
+            inputs,
+            outputs,
+            transposed,
+        } = *self;
+        let ([x, w], grad) = (io.inputs, Strided::rows(grad, outputs));
+        let x = Strided::rows(x, inputs);
+        let grad_x = gemm_product(rows, inputs, outputs, grad, self.weight(w).t());
+        let grad_w = if transposed {
+            gemm_product(outputs, inputs, rows, grad.t(), x)
+        } else {
+            gemm_product(inputs, outputs, rows, x.t(), grad)
+        };
+        [grad_x, grad_w]
+    }
 }
 
 /// Rows per parallel task of the row-wise kernels (fixed, so sums do not depend on threads).

@@ -184,7 +184,11 @@ impl Mlp {
 /// - x: `[batch, len, in]` -> `[batch, len, out]`
 fn rows(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [b, n, d] = x.dims();
-    let y = linear.forward(x.reshape([b * n, d])); // [b * len, out]
+    let y = fused::linear(x.reshape([b * n, d]), linear.weight.val(), false); // [b * len, out]
+    let y = match &linear.bias {
+        Some(bias) => y + bias.val().unsqueeze(),
+        None => y,
+    };
     let out = y.dims()[1];
     y.reshape([b, n, out])
 }
@@ -419,7 +423,7 @@ impl Transformer {
                 } else {
                     let vocab = embed.dims()[0];
                     let rows = hidden.reshape([b * n, self.config.hidden_size]);
-                    rows.matmul(embed.transpose()).reshape([b, n, vocab])
+                    fused::linear(rows, embed, true).reshape([b, n, vocab])
                 }
             }
         }

@@ -78,9 +78,10 @@ fn check<const D: usize, const N: usize>(
 #[test]
 fn a_model_runs_fused_on_flex() {
     let config = TransformerConfig::new(41, 24, 40, 3, 6, 2, 6, 48);
-    // Per layer: two norms, rotary positions of queries and keys, attention, SwiGLU's gate;
-    // then the final norm.
-    let per_forward = 3 * 6 + 1;
+    // Per layer: two norms, rotary positions of queries and keys, attention, SwiGLU's gate
+    // and seven products (Q, K, V, output, gate, up, down); then the final norm and the
+    // output layer.
+    let per_forward = 3 * (6 + 7) + 2;
     for device in [Device::flex(), device()] {
         let model = Transformer::init(&config, &device, 1).unwrap();
         let before = fused::fused_runs();
@@ -120,6 +121,27 @@ fn rms_norm_matches_burn() {
                     .sum_dim(1)
                     .reshape([cols])
             },
+        );
+    }
+}
+
+#[test]
+fn linear_matches_burn() {
+    // Sizes below and above the threshold for running on several threads (192^3).
+    for (rows, inputs, outputs) in [(1, 1, 1), (7, 13, 5), (33, 40, 17), (200, 211, 190)] {
+        let (x, w) = (random([rows, inputs], 1), random([inputs, outputs], 2));
+        check(
+            &format!("linear {rows}x{inputs}x{outputs}"),
+            [x.clone(), w],
+            |[x, w]| fused::linear(x.clone(), w.clone(), false),
+            |[x, w]| x.clone().matmul(w.clone()),
+        );
+        // A weight stored [outputs, inputs] (a tied output layer).
+        check(
+            &format!("linear transposed {rows}x{inputs}x{outputs}"),
+            [x, random([outputs, inputs], 3)],
+            |[x, w]| fused::linear(x.clone(), w.clone(), true),
+            |[x, w]| x.clone().matmul(w.clone().transpose()),
         );
     }
 }
