@@ -188,6 +188,10 @@ pub mod reference {
 
 /// One fused operation of `N` tensor inputs, on contiguous f32 buffers.
 trait Kernel<const N: usize>: Debug + Send + Sized + 'static {
+    /// Whether the backward pass reads the output (else the graph does not keep it alive:
+    /// the output layer's logits are the largest tensor of a training step).
+    const BACKWARD_READS_OUTPUT: bool = true;
+
     /// The output, and what the backward pass needs besides the inputs.
     fn forward(&self, inputs: &[&[f32]; N], shapes: &[Shape; N]) -> (Buffer, Vec<Buffer>);
 
@@ -201,6 +205,7 @@ type Buffer = (Vec<f32>, Shape);
 /// What a backward pass reads: the forward pass's inputs, output and saved buffers.
 struct Saved<'a, const N: usize> {
     inputs: [&'a [f32]; N],
+    /// Empty when the kernel's backward pass does not read it.
     out: &'a [f32],
     saved: Vec<&'a [f32]>,
 }
@@ -261,7 +266,10 @@ fn fuse<K: Kernel<N>, const N: usize, const D: usize>(
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish((inputs.to_vec(), out.clone(), saved), out),
+            OpsKind::Tracked(prep) => {
+                let kept = K::BACKWARD_READS_OUTPUT.then(|| out.clone());
+                prep.finish((inputs.to_vec(), kept, saved), out)
+            }
             OpsKind::UnTracked(prep) => prep.finish(out),
         };
         Tensor::from_primitive::<Autodiff<Flex>>(out)
@@ -283,19 +291,19 @@ fn forward<K: Kernel<N>, const N: usize>(
 }
 
 /// The autodiff node of a fused operation; its state is the inputs, the output (shared, not
-/// copied) and the saved buffers.
+/// copied; only for a kernel whose backward pass reads it) and the saved buffers.
 #[derive(Debug)]
 struct Step<K>(K);
 
 impl<K: Kernel<N>, const N: usize> Backward<Flex, N> for Step<K> {
-    type State = (Vec<FlexTensor>, FlexTensor, Vec<FlexTensor>);
+    type State = (Vec<FlexTensor>, Option<FlexTensor>, Vec<FlexTensor>);
 
     fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = dense(grads.consume::<Flex>(&ops.node));
         let (inputs, out, saved) = &ops.state;
         let io = Saved {
             inputs: std::array::from_fn(|i| f32s(&inputs[i])),
-            out: f32s(out),
+            out: out.as_ref().map_or(&[], f32s),
             saved: saved.iter().map(f32s).collect(),
         };
         let input_grads = self.0.backward(io, f32s(&grad));
@@ -423,6 +431,8 @@ impl Product {
 }
 
 impl Kernel<2> for Product {
+    const BACKWARD_READS_OUTPUT: bool = false;
+
     fn forward(&self, [x, w]: &[&[f32]; 2], _: &[Shape; 2]) -> (Buffer, Vec<Buffer>) {
         let Product {
             rows,
