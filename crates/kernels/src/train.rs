@@ -169,6 +169,52 @@ unsafe fn silu_mul_backward_body<V: V16>(
     }
 }
 
+/// Cross-entropy of one row of logits `z` against class `target`: returns `lse - z[target]`,
+/// with `lse = ln Σ_v e^z[v]` computed after subtracting the row's maximum. With
+/// `grad_scale = Some(s)`, `z` is overwritten by the loss's gradient times `s`:
+/// `s (softmax(z) - onehot(target))` (else its values are left exponentiated).
+///
+/// # Panics
+/// When `target` is outside the row.
+pub fn cross_entropy_row(z: &mut [f32], target: usize, grad_scale: Option<f32>) -> f32 {
+    cross_entropy_row_with(Isa::best(), z, target, grad_scale)
+}
+
+isa_dispatch! {
+    /// [`cross_entropy_row`] on a chosen instruction-set path.
+    pub fn cross_entropy_row_with(z: &mut [f32], target: usize, grad_scale: Option<f32>) -> f32 => cross_entropy_row_body
+}
+
+/// # Safety
+/// The CPU must support `V`'s instructions.
+#[inline(always)]
+unsafe fn cross_entropy_row_body<V: V16>(
+    z: &mut [f32],
+    target: usize,
+    grad_scale: Option<f32>,
+) -> f32 {
+    assert!(
+        target < z.len(),
+        "cross-entropy: class {target} of {}",
+        z.len()
+    );
+    let picked = z[target];
+    // SAFETY: the helpers stay inside `z`.
+    unsafe {
+        let max = row_max::<V>(z);
+        let sum = exp_shifted::<V>(z, max); // z[v] = e^(z[v] - max)
+        if let Some(s) = grad_scale {
+            let per = V::splat(s / sum);
+            let ptr = z.as_mut_ptr();
+            for_lanes(z.len(), |i, m| {
+                store(load::<V>(ptr.add(i), m).mul(per), ptr.add(i), m);
+            });
+            z[target] -= s;
+        }
+        max + sum.ln() - picked
+    }
+}
+
 /// The sizes of one sequence's causal attention.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttnShape {

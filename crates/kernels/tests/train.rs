@@ -39,6 +39,28 @@ fn row_kernels_agree_on_every_path() {
             rms_norm_backward_with(isa, &x, &w, &inv, &g, &mut gx, &mut gw);
             vec![out, inv, gx, gw]
         });
+        same_on_every_path(&format!("cross_entropy_row {cols}"), |isa| {
+            let mut z = x[..cols].to_vec();
+            let loss = cross_entropy_row_with(isa, &mut z, cols / 2, Some(0.25));
+            vec![z, vec![loss]]
+        });
+        // Against f64: the loss, and the gradient 0.25 (softmax - onehot).
+        let mut z = x[..cols].to_vec();
+        let loss = cross_entropy_row(&mut z, cols - 1, Some(0.25));
+        let max = x[..cols]
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+        let sum: f64 = x[..cols].iter().map(|&v| (v as f64 - max).exp()).sum();
+        let want = max + sum.ln() - x[cols - 1] as f64;
+        assert!((loss as f64 - want).abs() < 1e-5, "loss {loss} vs {want}");
+        for (v, (&g, &xv)) in z.iter().zip(&x[..cols]).enumerate() {
+            let p = (xv as f64 - max).exp() / sum;
+            let want = 0.25 * (p - if v == cols - 1 { 1.0 } else { 0.0 });
+            assert!(
+                (g as f64 - want).abs() < 1e-6,
+                "gradient {v}: {g} vs {want}"
+            );
+        }
         let u = rng.vec(rows * cols, 3.0);
         same_on_every_path(&format!("silu_mul {cols}"), |isa| {
             let mut out = x.clone();

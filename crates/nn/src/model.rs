@@ -7,7 +7,6 @@
 use anyhow::Result;
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use jielong_core::{Decoder, Feed, Logits, Positions, check_feeds, rows_returned};
 use rand::{Rng, SeedableRng};
@@ -450,13 +449,15 @@ impl Transformer {
         dropout: Option<&Dropout>,
     ) -> Tensor<1> {
         let [batch, len] = inputs.dims();
-        let logits = self
-            .head(self.hidden_with(inputs, None, dropout))
-            .reshape([batch * len, self.config.vocab_size]);
-        let logp = log_softmax(logits, 1); // [b*len, vocab]
-        let picked = logp.gather(1, targets.reshape([batch * len, 1])); // [b*len, 1]
-        let mask = mask.reshape([batch * len, 1]);
-        (picked * mask.clone()).sum().neg() / mask.sum()
+        let hidden = self
+            .hidden_with(inputs, None, dropout)
+            .reshape([batch * len, self.config.hidden_size]);
+        let (weight, transposed) = match &self.lm_head {
+            Some(head) => (head.weight.val(), false), // [hidden, vocab]
+            None => (self.embed_tokens.weight.val(), true), // tied: [vocab, hidden]
+        };
+        let (targets, mask) = (targets.reshape([batch * len]), mask.reshape([batch * len]));
+        fused::cross_entropy(hidden, weight, transposed, targets, mask)
     }
 
     /// Runs sequences of equal cached and new lengths as one burn batch.

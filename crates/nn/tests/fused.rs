@@ -147,6 +147,48 @@ fn linear_matches_burn() {
 }
 
 #[test]
+fn cross_entropy_matches_burn() {
+    // Rows past one chunk (256) and a mask with zeros: the weight's gradient adds up chunks.
+    for (rows, width, classes) in [(1, 3, 2), (9, 13, 37), (300, 24, 41)] {
+        let targets: Vec<i64> = (0..rows).map(|r| (r * 7 % classes) as i64).collect();
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [rows]), &device());
+        let mask: Vec<f32> = (0..rows)
+            .map(|r| if r % 5 == 3 { 0.0 } else { 1.0 })
+            .collect();
+        let mask = Tensor::<1>::from_data(TensorData::new(mask, [rows]), &device());
+        for transposed in [false, true] {
+            let weight = if transposed {
+                random([classes, width], 2)
+            } else {
+                random([width, classes], 2)
+            };
+            let loss =
+                |f: fn(Tensor<2>, Tensor<2>, bool, Tensor<1, Int>, Tensor<1>) -> Tensor<1>| {
+                    let (targets, mask) = (targets.clone(), mask.clone());
+                    move |[x, w]: &[Tensor<2>; 2]| {
+                        f(
+                            x.clone(),
+                            w.clone(),
+                            transposed,
+                            targets.clone(),
+                            mask.clone(),
+                        )
+                        .reshape([1, 1])
+                    }
+                };
+            let before = fused::fused_runs();
+            check(
+                &format!("cross_entropy {rows}x{width}x{classes} transposed {transposed}"),
+                [random([rows, width], 1), weight],
+                loss(fused::cross_entropy),
+                loss(reference::cross_entropy),
+            );
+            assert_eq!(fused::fused_runs(), before + 1, "the fused loss ran");
+        }
+    }
+}
+
+#[test]
 fn silu_mul_matches_burn() {
     for dims in [[1, 1, 3], [2, 9, 37], [3, 64, 344]] {
         check(
