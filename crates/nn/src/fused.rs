@@ -579,7 +579,7 @@ impl Kernel<2> for Product {
     }
 }
 
-/// Rows per chunk of [`cross_entropy`]: 32 MiB of logits at 32,000 classes.
+/// Rows per chunk of [`cross_entropy`]: 31 MiB of logits at 32,000 classes.
 const CE_ROWS: usize = 256;
 
 /// See [`cross_entropy`]; the product's rows are the loss's rows, its outputs the classes.
