@@ -507,7 +507,7 @@ unsafe fn block_rows_dots<V: V16>(
     seen: usize,
     s: &mut [f32],
 ) {
-    // Plain loops rather than `for_lanes` in this and the two helpers below: these are the
+    // Plain loops rather than `for_lanes` in this and the helpers below: these are the
     // innermost loops of attention, and a closure here is not always inlined into the
     // instruction-set build.
     let mut j = 0;

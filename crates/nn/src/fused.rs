@@ -95,27 +95,9 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
 /// # Shapes
 /// - x: `[rows, in]`, weight: `[in, out]` (or `[out, in]`) -> `[rows, out]`
 pub fn linear(x: Tensor<2>, weight: Tensor<2>, transposed: bool) -> Tensor<2> {
-    let ([rows, inputs], [a, b]) = (x.dims(), weight.dims());
-    let outputs = if transposed { a } else { b };
-    assert_eq!(
-        if transposed { b } else { a },
-        inputs,
-        "linear: a weight of shape [{a}, {b}] for {inputs} inputs"
-    );
-    let product = Product {
-        rows,
-        inputs,
-        outputs,
-        transposed,
-    };
-    fuse(product, [lift(&x), lift(&weight)]).unwrap_or_else(|| {
-        let weight = if transposed {
-            weight.transpose()
-        } else {
-            weight
-        };
-        x.matmul(weight)
-    })
+    let product = Product::new(x.dims(), weight.dims(), transposed);
+    fuse(product, [lift(&x), lift(&weight)])
+        .unwrap_or_else(|| reference::linear(x, weight, transposed))
 }
 
 /// Mean cross-entropy of the logits `hidden W` (`W` stored as in [`linear`]) against
@@ -141,15 +123,8 @@ pub fn cross_entropy(
 ) -> Tensor<1> {
     let inputs = [lift(&hidden), lift(&weight)];
     if let (true, Some(mask)) = (inputs.iter().all(Option::is_some), constant(&mask)) {
-        let ([rows, width], [a, b]) = (hidden.dims(), weight.dims());
-        let classes = if transposed { a } else { b };
         let kernel = CrossEntropy {
-            product: Product {
-                rows,
-                inputs: width,
-                outputs: classes,
-                transposed,
-            },
+            product: Product::new(hidden.dims(), weight.dims(), transposed),
             targets: targets
                 .clone()
                 .into_data()
@@ -210,6 +185,15 @@ pub mod reference {
         Tensor::cat(vec![r1, r2], 3)
     }
 
+    /// See [`super::linear`]: burn's matmul, on the transposed view of a `[out, in]` weight.
+    pub fn linear(x: Tensor<2>, weight: Tensor<2>, transposed: bool) -> Tensor<2> {
+        x.matmul(if transposed {
+            weight.transpose()
+        } else {
+            weight
+        })
+    }
+
     /// See [`super::cross_entropy`].
     pub fn cross_entropy(
         hidden: Tensor<2>,
@@ -219,12 +203,7 @@ pub mod reference {
         mask: Tensor<1>,
     ) -> Tensor<1> {
         let rows = targets.dims()[0];
-        let weight = if transposed {
-            weight.transpose()
-        } else {
-            weight
-        };
-        let logp = log_softmax(hidden.matmul(weight), 1); // [rows, classes]
+        let logp = log_softmax(linear(hidden, weight, transposed), 1); // [rows, classes]
         let picked = logp.gather(1, targets.reshape([rows, 1])); // [rows, 1]
         let mask = mask.reshape([rows, 1]);
         (picked * mask.clone()).sum().neg() / mask.sum()
@@ -533,6 +512,23 @@ struct Product {
 }
 
 impl Product {
+    /// The product of `x`: `[rows, inputs]` and a weight stored as in [`linear`].
+    ///
+    /// Panics when the weight's input dimension is not `inputs`.
+    fn new([rows, inputs]: [usize; 2], [a, b]: [usize; 2], transposed: bool) -> Product {
+        let (weight_inputs, outputs) = if transposed { (b, a) } else { (a, b) };
+        assert_eq!(
+            weight_inputs, inputs,
+            "linear: a weight of shape [{a}, {b}] for {inputs} inputs"
+        );
+        Product {
+            rows,
+            inputs,
+            outputs,
+            transposed,
+        }
+    }
+
     /// The stored weight as the `[inputs, outputs]` right operand.
     fn weight<'a>(&self, w: &'a [f32]) -> Strided<'a> {
         if self.transposed {
