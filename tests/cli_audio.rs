@@ -969,6 +969,7 @@ fn bad_generate_inputs_get_clear_errors() {
         cases.push(gen_(&["--seconds", seconds], "--seconds"));
     }
     cases.push(gen_(&["--count", "0"], "--count"));
+    cases.push(gen_(&["--count", "1025"], "at most 1024"));
     for class in ["12", "four", ""] {
         cases.push(gen_(&["--class", class], "unknown class"));
     }

@@ -1496,6 +1496,7 @@ fn bad_generate_inputs_get_clear_errors() {
     cases.extend([
         // Counts, scales and dice.
         gen_(&["--count", "0"], "--count"),
+        gen_(&["--count", "1025"], "at most 1024"),
         gen_(&["--scale", "0"], "--scale"),
         gen_(&["--scale", "65"], "--scale"),
         gen_(&["--temperature", "0"], "temperature"),

@@ -279,6 +279,8 @@ fn bad_inputs_get_clear_errors() {
         ("--repetition-penalty", "0", "repetition-penalty"),
         ("--show-probs", "0", "show-probs"),
         ("--count", "0", "count"),
+        // A billion sequences in one batch would exhaust the memory: refused before loading.
+        ("--count", "1000000000", "at most 1024"),
     ] {
         cases.push(bad(
             &[
@@ -497,6 +499,11 @@ fn bench_reports_every_field_for_the_weights_and_threads_asked_for() {
             "--train-batch",
         ),
         bad(&["bench", "--model", &m, "--threads", "0"], "threads"),
+        // Beyond the cap, before the process's limit on threads could turn it into a panic.
+        bad(
+            &["bench", "--model", &m, "--threads", "100000"],
+            "at most 1024",
+        ),
         bad(&["bench", "--model", &m, "--weights", "q3"], "q3"),
         bad(&["bench", "--model", "no/such/model"], "no/such/model"),
     ]);

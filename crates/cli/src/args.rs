@@ -78,7 +78,7 @@ pub struct LoadArgs {
     /// not a multiple of 32 stay f32. Anything but f32/stored needs --device flex.
     #[arg(long, default_value = "stored")]
     pub weights: String,
-    /// Threads of the CPU kernels (default: one per core).
+    /// Threads of the CPU kernels, 1 to 1024 (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -171,7 +171,7 @@ pub struct GenerateText {
     /// When the context is full, slide the window instead of stopping.
     #[arg(long)]
     pub slide: bool,
-    /// Number of continuations drawn together as one batch.
+    /// Number of continuations drawn together as one batch (1 to 1024).
     #[arg(long, default_value_t = 1)]
     pub count: usize,
     #[arg(long, value_enum, default_value = "text")]
@@ -189,7 +189,7 @@ pub struct GenerateImage {
     /// The class to draw (a label name or its index); unconditional when absent.
     #[arg(long)]
     pub class: Option<String>,
-    /// Number of images, drawn as one batch.
+    /// Number of images, drawn as one batch (1 to 1024).
     #[arg(long, default_value_t = 16)]
     pub count: usize,
     /// The grid PNG to write.
@@ -241,7 +241,7 @@ pub struct GenerateAudio {
     /// Draw the waveform and spectrogram (and the prompt's) to this PNG.
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Number of clips drawn as one batch (written as OUT, OUT-1, ...).
+    /// Number of clips drawn as one batch, 1 to 1024 (written as OUT, OUT-1, ...).
     #[arg(long, default_value_t = 1)]
     pub count: usize,
     /// Classifier-free guidance towards --class: the logits become u + G (c - u), from the

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use jielong_audio::{AudioCodec, ClipRequest, analyse, draw, plot, prompt_from_wav, write_wav};
 use jielong_core::{ClassDraw, Codec, Event, Flow};
 
@@ -14,9 +14,7 @@ use crate::{open, settings};
 
 pub fn run(a: GenerateAudio) -> Result<()> {
     let mut sampler = settings::sampler_config(&a.sampling)?;
-    if a.count == 0 {
-        bail!("--count must be at least 1");
-    }
+    settings::check_count(a.count)?;
     let (folder, model) = open::open_model(&a.model, Modality::Audio, &a.device)?;
     sampler.temperature = open::temperature(&folder, a.sampling.temperature)?;
     let codec: AudioCodec = open::codec(&folder)?;

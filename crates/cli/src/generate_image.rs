@@ -16,9 +16,7 @@ use crate::{open, settings};
 
 pub fn run(a: GenerateImage) -> Result<()> {
     let mut sampler = settings::sampler_config(&a.sampling)?;
-    if a.count == 0 {
-        bail!("--count must be at least 1");
-    }
+    settings::check_count(a.count)?;
     if a.scale == 0 || a.scale > 64 {
         bail!("--scale must be between 1 and 64");
     }

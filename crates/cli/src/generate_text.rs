@@ -25,9 +25,7 @@ pub fn run(a: GenerateText) -> Result<()> {
     request.stop = a.stop.clone();
     request.slide = a.slide;
     request.show_top = a.sampling.show_probs.unwrap_or(0);
-    if a.count == 0 {
-        bail!("--count must be at least 1");
-    }
+    settings::check_count(a.count)?;
     let (folder, model) = open::open_model(&a.model, Modality::Text, &a.device)?;
     request.sampler.temperature = open::temperature(&folder, a.sampling.temperature)?;
     let text_model = open::text_model(&folder)?;

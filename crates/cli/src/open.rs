@@ -44,10 +44,25 @@ pub fn open_model(dir: &Path, expected: Modality, load: &LoadArgs) -> Result<(Mo
     Ok((folder, model))
 }
 
+/// The most kernel threads `--threads` accepts.
+const MAX_THREADS: usize = 1024;
+
 /// The loader's options from the flags.
 pub fn load_options(load: &LoadArgs) -> Result<LoadOptions> {
-    if load.threads == Some(0) {
-        return Err(InvalidSetting::new("threads", "must be at least 1").into());
+    match load.threads {
+        Some(0) => return Err(InvalidSetting::new("threads", "must be at least 1").into()),
+        // Every worker spins a while after each parallel region: thousands would only contend.
+        Some(n) if n > MAX_THREADS => {
+            return Err(InvalidSetting::new(
+                "threads",
+                format!(
+                    "must be at most {MAX_THREADS} (this machine has {} cores)",
+                    jielong_core::cores()
+                ),
+            )
+            .into());
+        }
+        _ => {}
     }
     let weights: Weights = load
         .weights

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use jielong_core::{InvalidSetting, SamplerConfig};
 use jielong_nn::burn::tensor::Device;
 use jielong_nn::select_device;
@@ -31,6 +31,24 @@ pub fn sampler_config(s: &SamplingArgs) -> Result<SamplerConfig> {
         return Err(InvalidSetting::new("show_probs", "must be at least 1").into());
     }
     Ok(config)
+}
+
+/// The most sequences one `generate` command draws: they decode together as one batch, each
+/// with its own KV cache, so a count in the millions would only exhaust the memory.
+const MAX_COUNT: usize = 1024;
+
+/// Checks `--count`: 1 to [`MAX_COUNT`].
+pub fn check_count(count: usize) -> Result<()> {
+    if count == 0 {
+        bail!("--count must be at least 1");
+    }
+    if count > MAX_COUNT {
+        bail!(
+            "--count must be at most {MAX_COUNT} (they decode as one batch); for more, run again \
+             with another --seed"
+        );
+    }
+    Ok(())
 }
 
 /// The flag that sets a library setting: `top_p` is `--top-p`.

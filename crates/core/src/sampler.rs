@@ -296,11 +296,44 @@ pub fn top_k(c: &mut Candidates, k: usize) {
 /// Logits to probabilities at `temperature`: the vectorised f32 softmax of the decode kernels,
 /// relative to the maximum; tokens whose probability is 0 in f32 drop out.
 pub fn softmax(c: &mut Candidates, temperature: f32) {
-    let mut weights: Vec<f32> = c.tokens.iter().map(|t| t.1 / temperature).collect();
+    let mut weights: Vec<f32> = c.tokens.iter().map(|t| t.1).collect();
+    divide_by_temperature(&mut weights, temperature);
     let cols = weights.len();
     jielong_kernels::ops::softmax(&mut weights, cols);
     c.tokens.iter_mut().zip(weights).for_each(|(t, p)| t.1 = p);
     c.tokens.retain(|t| t.1 > 0.0);
+}
+
+/// `scores / temperature`, what the softmax sees, never with `+inf` in it (the softmax would
+/// turn `inf - inf` into NaN). Scores that are already `+inf` (a repetition penalty below 1
+/// can overflow one) share all the probability. When the temperature is so small that a
+/// quotient would overflow, the distances to the maximum are divided instead: the most likely
+/// tokens share all the probability, as in the limit of a vanishing temperature. Other
+/// temperatures divide the scores themselves, so their distributions keep their bits.
+fn divide_by_temperature(scores: &mut [f32], temperature: f32) {
+    if scores.contains(&f32::INFINITY) {
+        for s in scores.iter_mut() {
+            *s = if *s == f32::INFINITY {
+                0.0
+            } else {
+                f32::NEG_INFINITY
+            };
+        }
+        return;
+    }
+    if temperature == 1.0 {
+        return;
+    }
+    let finite = || scores.iter().copied().filter(|s| s.is_finite());
+    let largest = finite().fold(0.0f32, |m, s| m.max(s.abs()));
+    if (largest / temperature).is_finite() {
+        scores.iter_mut().for_each(|s| *s /= temperature);
+    } else {
+        let max = finite().fold(f32::NEG_INFINITY, f32::max);
+        scores
+            .iter_mut()
+            .for_each(|s| *s = (*s - max) / temperature);
+    }
 }
 
 /// Keeps the smallest set of most likely candidates whose probability reaches `p`.
@@ -353,9 +386,7 @@ pub fn min_p(c: &mut Candidates, m: f32) {
 /// candidate list first. (Filters take [`Candidates`].)
 fn plain_softmax(mut scores: Vec<f32>, temperature: f32) -> Result<Distribution> {
     check_scores(&scores)?;
-    if temperature != 1.0 {
-        scores.iter_mut().for_each(|s| *s /= temperature);
-    }
+    divide_by_temperature(&mut scores, temperature);
     let cols = scores.len();
     jielong_kernels::ops::softmax(&mut scores, cols);
     // Banned tokens (and any too unlikely for an f32) have probability exactly 0.
@@ -471,6 +502,35 @@ mod tests {
             for id in 0..LOGITS.len() as u32 {
                 assert!((a.prob(id) - b.prob(id)).abs() < 1e-6, "{a:?} vs {b:?}");
             }
+        }
+    }
+
+    #[test]
+    fn extreme_settings_give_the_limit_not_nan() {
+        // A temperature so small that logit / t overflows: all the probability on the maximum
+        // (both forms of the softmax); tied maxima share it.
+        let tied = [1.0, 3.0, 2.0, 3.0];
+        for min_p in [None, Some(0.0)] {
+            let s = sampler(SamplerConfig {
+                temperature: 1e-45,
+                min_p,
+                ..Default::default()
+            });
+            let d = s.distribution(&LOGITS, &[], &[]).unwrap();
+            assert_eq!(d.prob(1), 1.0, "{min_p:?}: {d:?}");
+            let d = s.distribution(&tied, &[], &[]).unwrap();
+            assert_eq!((d.prob(1), d.prob(3), d.prob(2)), (0.5, 0.5, 0.0), "{d:?}");
+        }
+        // A repetition penalty below 1 that overflows a repeated token's logit to +inf: the
+        // overflowed tokens share the probability.
+        let mut s = sampler(SamplerConfig {
+            repetition_penalty: 1e-39,
+            ..Default::default()
+        });
+        let d = s.distribution(&LOGITS, &[2, 4], &[]).unwrap();
+        assert_eq!((d.prob(2), d.prob(4), d.prob(1)), (0.5, 0.5, 0.0), "{d:?}");
+        for _ in 0..100 {
+            assert!(matches!(s.draw(&d), 2 | 4));
         }
     }
 

@@ -103,17 +103,26 @@ pub struct Pool {
 
 impl Pool {
     /// A pool of `threads` threads in all: the calling thread plus `threads - 1` workers.
-    /// With 1 thread every region runs inline. Panics when `threads` is 0.
+    /// With 1 thread every region runs inline. Panics when `threads` is 0 or the workers cannot
+    /// be started ([`Pool::try_new`] says why instead).
     pub fn new(threads: usize) -> Pool {
+        Pool::try_new(threads).expect("starting the kernel worker threads")
+    }
+
+    /// [`Pool::new`], or the operating system's reason when it refuses a worker thread (a
+    /// thread count beyond the process's limit); the workers already started are stopped.
+    /// Panics when `threads` is 0.
+    pub fn try_new(threads: usize) -> std::io::Result<Pool> {
         assert!(threads >= 1, "a pool needs at least one thread");
+        let mut pool = Pool {
+            threads,
+            min_parallel_macs: DEFAULT_MIN_PARALLEL_MACS,
+            shared: None,
+            workers: Vec::new(),
+            busy: AtomicBool::new(false),
+        };
         if threads == 1 {
-            return Pool {
-                threads,
-                min_parallel_macs: DEFAULT_MIN_PARALLEL_MACS,
-                shared: None,
-                workers: Vec::new(),
-                busy: AtomicBool::new(false),
-            };
+            return Ok(pool);
         }
         let shared = Arc::new(Shared {
             state: AtomicU64::new(0),
@@ -125,22 +134,16 @@ impl Pool {
             wake: Condvar::new(),
             shutdown: AtomicBool::new(false),
         });
-        let workers = (1..threads)
-            .map(|i| {
-                let shared = Arc::clone(&shared);
-                std::thread::Builder::new()
-                    .name(format!("jielong-kernels-{i}"))
-                    .spawn(move || worker(&shared))
-                    .expect("spawning a kernel worker thread")
-            })
-            .collect();
-        Pool {
-            threads,
-            min_parallel_macs: DEFAULT_MIN_PARALLEL_MACS,
-            shared: Some(shared),
-            workers,
-            busy: AtomicBool::new(false),
+        pool.shared = Some(Arc::clone(&shared));
+        for i in 1..threads {
+            let shared = Arc::clone(&shared);
+            // On an error `pool` is dropped, which stops and joins the workers started so far.
+            let worker = std::thread::Builder::new()
+                .name(format!("jielong-kernels-{i}"))
+                .spawn(move || worker(&shared))?;
+            pool.workers.push(worker);
         }
+        Ok(pool)
     }
 
     /// A pool with one thread per available core.

@@ -268,7 +268,8 @@ impl FastModel {
             cos,
             sin,
             eps: c.rms_norm_eps as f32,
-            pool: Pool::new(threads.max(1)),
+            pool: Pool::try_new(threads.max(1))
+                .with_context(|| format!("starting {} kernel threads", threads.max(1)))?,
             kept_f32,
             scratch: Mutex::new(Scratch::default()),
             _source: None,
