@@ -40,6 +40,25 @@ pub fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// Bytes of memory this process can still take, as far as the system says: Linux's
+/// `MemAvailable`, lowered to what a cgroup (v2) limit leaves; `None` where neither is known.
+pub fn available_memory() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let system = read("/proc/meminfo").and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    });
+    let number = |path: &str| read(path).and_then(|s| s.trim().parse::<u64>().ok());
+    // `memory.max` reads "max" when there is no limit, which does not parse.
+    let cgroup = number("/sys/fs/cgroup/memory.max")
+        .map(|max| max.saturating_sub(number("/sys/fs/cgroup/memory.current").unwrap_or(0)));
+    match (system, cgroup) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename, so a reader
 /// (or a crash) never sees half a file.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {

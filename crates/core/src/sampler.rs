@@ -305,34 +305,27 @@ pub fn softmax(c: &mut Candidates, temperature: f32) {
 }
 
 /// `scores / temperature`, what the softmax sees, never with `+inf` in it (the softmax would
-/// turn `inf - inf` into NaN). Scores that are already `+inf` (a repetition penalty below 1
-/// can overflow one) share all the probability. When the temperature is so small that a
-/// quotient would overflow, the distances to the maximum are divided instead: the most likely
-/// tokens share all the probability, as in the limit of a vanishing temperature. Other
-/// temperatures divide the scores themselves, so their distributions keep their bits.
+/// turn `inf - inf` into NaN). When a score is `+inf` (a repetition penalty below 1 can
+/// overflow one) or a quotient could overflow (a vanishing temperature), the distances to the
+/// maximum are divided instead, so that the most likely tokens share all the probability, as
+/// in the limit; `+inf` scores are the most likely. Ordinary scores and temperatures divide
+/// the scores themselves (their distributions keep their bits), after one compare per score.
 fn divide_by_temperature(scores: &mut [f32], temperature: f32) {
-    if scores.contains(&f32::INFINITY) {
-        for s in scores.iter_mut() {
-            *s = if *s == f32::INFINITY {
-                0.0
-            } else {
-                f32::NEG_INFINITY
-            };
+    // Below this no quotient overflows (with a margin for rounding), and `+inf` is above it.
+    let limit = f32::MAX * 0.5 * temperature.min(1.0);
+    if !scores.iter().any(|&s| s > limit) {
+        if temperature != 1.0 {
+            scores.iter_mut().for_each(|s| *s /= temperature);
         }
         return;
     }
-    if temperature == 1.0 {
-        return;
-    }
-    let finite = || scores.iter().copied().filter(|s| s.is_finite());
-    let largest = finite().fold(0.0f32, |m, s| m.max(s.abs()));
-    if (largest / temperature).is_finite() {
-        scores.iter_mut().for_each(|s| *s /= temperature);
-    } else {
-        let max = finite().fold(f32::NEG_INFINITY, f32::max);
-        scores
-            .iter_mut()
-            .for_each(|s| *s = (*s - max) / temperature);
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for s in scores.iter_mut() {
+        *s = if max == f32::INFINITY {
+            if *s == max { 0.0 } else { f32::NEG_INFINITY }
+        } else {
+            (*s - max) / temperature
+        };
     }
 }
 

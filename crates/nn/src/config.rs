@@ -3,6 +3,11 @@
 use anyhow::{Context, Result, bail};
 use burn::config::Config;
 
+/// The longest context a configuration may declare: 2^20 positions, beyond the longest of the
+/// open models (Qwen2.5-1M's 1,010,000). Both decode paths build rotary tables for the whole
+/// context, so a corrupt or mistyped value would otherwise try to allocate gigabytes.
+pub const MAX_CONTEXT: usize = 1 << 20;
+
 /// Llama 3's rotary frequency rescaling for long contexts (`rope_scaling` with
 /// `rope_type: "llama3"` in a Hugging Face config).
 #[derive(Config, Debug, PartialEq)]
@@ -122,6 +127,13 @@ impl TransformerConfig {
             if value == 0 {
                 bail!("architecture: {name} must be positive");
             }
+        }
+        if self.context_len > MAX_CONTEXT {
+            bail!(
+                "architecture: context_len ({}) is beyond the {MAX_CONTEXT} positions this \
+                 transformer supports (its rotary tables grow with the context)",
+                self.context_len
+            );
         }
         if self.num_heads % self.num_kv_heads != 0 {
             bail!(

@@ -15,7 +15,7 @@ mod walk;
 pub mod weights;
 
 pub use burn;
-pub use config::{Llama3RopeScaling, TransformerConfig};
+pub use config::{Llama3RopeScaling, MAX_CONTEXT, TransformerConfig};
 pub use device::select_device;
 pub use fast::FastModel;
 pub use folder::{FolderKind, ModelFolder, save_native};

@@ -192,6 +192,16 @@ fn overlong_and_out_of_vocabulary_feeds_are_errors() {
 }
 
 #[test]
+fn a_context_beyond_the_supported_length_is_refused() {
+    let at_max = TransformerConfig::small(37, 16, 1, 2, jielong_nn::MAX_CONTEXT);
+    at_max.validate().unwrap();
+    // A mistyped context (a billion positions) would build rotary tables of gigabytes.
+    let beyond = TransformerConfig::small(37, 16, 1, 2, jielong_nn::MAX_CONTEXT + 1);
+    let err = beyond.validate().unwrap_err().to_string();
+    assert!(err.contains("context_len"), "{err}");
+}
+
+#[test]
 fn a_saved_folder_loads_to_the_same_logits_and_bad_folders_are_named() {
     for config in configs() {
         let model = spread_model(&config, 3);

@@ -109,6 +109,45 @@ impl TrainConfig {
         if self.eval_every == 0 || self.checkpoint_every == 0 {
             bail!("train: eval_every and checkpoint_every must be positive");
         }
+        if !(self.learning_rate.is_finite() && self.grad_clip.is_finite() && self.grad_clip >= 0.0)
+        {
+            bail!("train: learning_rate must be finite and grad_clip a number of at least 0");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!("train: weight_decay must be a number of at least 0");
+        }
+        if !(self.beta2 > 0.0 && self.beta2 < 1.0) {
+            bail!("train: beta2 must be above 0 and below 1");
+        }
+        Ok(())
+    }
+
+    /// Refuses a run whose training state cannot fit in the memory available, before anything
+    /// is allocated (a run that could not fit was killed by the system, or aborted, minutes
+    /// in). The estimate is a lower bound, so it never refuses a run that fits: the weights,
+    /// their gradients and the two AdamW moments (and the moving average), and the inputs of
+    /// every product of every layer that the backward pass keeps for each token of a batch.
+    pub fn check_memory(&self, arch: &TransformerConfig, available: u64) -> Result<()> {
+        const GIB: f64 = (1u64 << 30) as f64;
+        let copies = if self.ema_decay > 0.0 { 5.0 } else { 4.0 };
+        let state = arch.num_params() as f64 * 4.0 * copies;
+        let (h, i) = (arch.hidden_size as f64, arch.intermediate_size as f64);
+        let per_token = arch.num_layers as f64 * (4.0 * h + 2.0 * i) * 4.0;
+        let activations = self.batch_size as f64 * self.seq_len as f64 * per_token;
+        if state + activations > available as f64 {
+            bail!(
+                "train: this run needs at least {:.1} GiB ({:.1} GiB of weights, gradients and \
+                 optimiser state; {:.1} GiB of activations for batch_size {} x seq_len {}), \
+                 but {:.1} GiB of memory is available: lower batch_size or seq_len, or the \
+                 model's size",
+                (state + activations) / GIB,
+                state / GIB,
+                activations / GIB,
+                self.batch_size,
+                self.seq_len,
+                available as f64 / GIB
+            );
+        }
         Ok(())
     }
 
@@ -191,6 +230,9 @@ pub fn train(
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Outcome> {
     config.validate(arch.context_len)?;
+    if let Some(available) = jielong_core::available_memory() {
+        config.check_memory(arch, available)?;
+    }
     train_data.check(arch.vocab_size)?;
     let device = device.clone().autodiff();
     let ckpt_dir = run.out.join("checkpoint");

@@ -351,3 +351,64 @@ fn ema_decay_saves_and_scores_the_average_of_the_weights() {
             .contains("ema_decay")
     );
 }
+
+#[test]
+fn nonsense_settings_and_runs_that_cannot_fit_are_refused() {
+    for (bad, field) in [
+        (
+            TrainConfig {
+                grad_clip: -1.0,
+                ..config(5)
+            },
+            "grad_clip",
+        ),
+        (
+            TrainConfig {
+                learning_rate: f64::INFINITY,
+                ..config(5)
+            },
+            "learning_rate",
+        ),
+        (
+            TrainConfig {
+                weight_decay: f32::NAN,
+                ..config(5)
+            },
+            "weight_decay",
+        ),
+        (
+            TrainConfig {
+                beta2: 1.0,
+                ..config(5)
+            },
+            "beta2",
+        ),
+    ] {
+        let e = bad.validate(32).unwrap_err().to_string();
+        assert!(e.contains(field), "{e}");
+    }
+
+    // The lower bound at this shape: 4 copies of the parameters (no moving average), and per
+    // token of the batch each layer's product inputs (4 x hidden + 2 x intermediate floats).
+    let arch = arch();
+    let cfg = config(5);
+    let state = arch.num_params() as u64 * 16;
+    let per_token =
+        (arch.num_layers * (4 * arch.hidden_size + 2 * arch.intermediate_size) * 4) as u64;
+    let need = state + (cfg.batch_size * cfg.seq_len) as u64 * per_token;
+    cfg.check_memory(&arch, need).unwrap();
+    let e = cfg.check_memory(&arch, need - 1).unwrap_err().to_string();
+    assert!(e.contains("lower batch_size or seq_len"), "{e}");
+    // A batch of a hundred million windows: refused on any machine, before allocating.
+    let huge = TrainConfig {
+        batch_size: 100_000_000,
+        ..config(5)
+    };
+    assert!(huge.check_memory(&arch, 1 << 40).is_err());
+    // The moving average adds a fifth copy.
+    let averaged = TrainConfig {
+        ema_decay: 0.99,
+        ..config(5)
+    };
+    assert!(averaged.check_memory(&arch, need).is_err());
+}
