@@ -131,8 +131,5 @@ fn training_speed(
 
 /// The process's peak resident memory (VmHWM), in MiB.
 fn peak_memory_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    jielong_core::proc_bytes("/proc/self/status", "VmHWM").map(|b| b as f64 / (1 << 20) as f64)
 }

@@ -43,13 +43,12 @@ pub fn cores() -> usize {
 /// Bytes of memory this process can still take, as far as the system says: Linux's
 /// `MemAvailable`, lowered to what a cgroup (v2) limit leaves; `None` where neither is known.
 pub fn available_memory() -> Option<u64> {
-    let read = |path: &str| std::fs::read_to_string(path).ok();
-    let system = read("/proc/meminfo").and_then(|m| {
-        let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
-    });
-    let number = |path: &str| read(path).and_then(|s| s.trim().parse::<u64>().ok());
+    let system = proc_bytes("/proc/meminfo", "MemAvailable");
+    let number = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
     // `memory.max` reads "max" when there is no limit, which does not parse.
     let cgroup = number("/sys/fs/cgroup/memory.max")
         .map(|max| max.saturating_sub(number("/sys/fs/cgroup/memory.current").unwrap_or(0)));
@@ -57,6 +56,17 @@ pub fn available_memory() -> Option<u64> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// The `key:  N kB` line of a Linux `/proc` file (`/proc/meminfo`, `/proc/self/status`), in
+/// bytes; `None` where the file or the line is missing.
+pub fn proc_bytes(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?;
+    let kib: u64 = line.split_whitespace().next()?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename, so a reader
@@ -86,4 +96,23 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> 
         let _ = std::fs::remove_file(&tmp);
     }
     result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_fields_are_read_in_bytes_by_whole_key() {
+        let total = proc_bytes("/proc/meminfo", "MemTotal").unwrap();
+        let available = proc_bytes("/proc/meminfo", "MemAvailable").unwrap();
+        assert!(
+            total.is_multiple_of(1024) && available <= total,
+            "{available} of {total}"
+        );
+        // "Mem" is a prefix of those keys, not a key.
+        assert_eq!(proc_bytes("/proc/meminfo", "Mem"), None);
+        assert_eq!(proc_bytes("/no/such/file", "MemTotal"), None);
+        assert!(available_memory().is_some_and(|a| a <= total));
+    }
 }

@@ -113,12 +113,8 @@ fn write_random(spec: &str, dir: &Path) -> Result<()> {
 }
 
 fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    jielong_core::proc_bytes("/proc/self/status", "VmRSS")
+        .map_or(f64::NAN, |b| b as f64 / (1 << 20) as f64)
 }
 
 /// CPU time of the calling thread (`/proc/thread-self/schedstat`): unlike wall time it does not

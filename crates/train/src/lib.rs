@@ -95,10 +95,14 @@ impl TrainConfig {
             );
         }
         if !(self.learning_rate > 0.0
+            && self.learning_rate.is_finite()
             && self.min_learning_rate >= 0.0
             && self.min_learning_rate <= self.learning_rate)
         {
-            bail!("train: need 0 <= min_learning_rate <= learning_rate and learning_rate > 0");
+            bail!(
+                "train: need 0 <= min_learning_rate <= learning_rate and learning_rate finite \
+                 and > 0"
+            );
         }
         if !(0.0..1.0).contains(&self.dropout) {
             bail!("train: dropout must be at least 0 and below 1");
@@ -109,9 +113,8 @@ impl TrainConfig {
         if self.eval_every == 0 || self.checkpoint_every == 0 {
             bail!("train: eval_every and checkpoint_every must be positive");
         }
-        if !(self.learning_rate.is_finite() && self.grad_clip.is_finite() && self.grad_clip >= 0.0)
-        {
-            bail!("train: learning_rate must be finite and grad_clip a number of at least 0");
+        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
+            bail!("train: grad_clip must be a number of at least 0");
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             bail!("train: weight_decay must be a number of at least 0");
